@@ -1,0 +1,43 @@
+"""The expert policies behind L4/L5 really are expert: measured over several seeds."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from textgym.registration import ENVS
+from textgym.trajectories import rollout
+
+# Episodes to average and the score the expert must reach. None = the task's reward_threshold;
+# a number where gymnasium gives none (Pendulum: good ~ -150; Blackjack basic strategy ~ -0.05/hand;
+# CliffWalking: the optimal return -13).
+EXPERT_TARGETS: dict[str, tuple[int, float | None]] = {
+    "cartpole": (10, None),
+    "acrobot": (20, None),
+    "mountaincar": (50, None),
+    "mountaincar_continuous": (20, None),
+    "pendulum": (20, -200.0),
+    "lunarlander": (20, None),
+    "blackjack": (3000, -0.08),
+    "taxi": (200, None),
+    "cliffwalking": (3, -13.0),
+    "frozenlake": (1000, None),
+}
+
+
+@pytest.mark.parametrize("name", list(ENVS))
+def test_expert_reaches_target(name: str) -> None:
+    episodes, target = EXPERT_TARGETS[name]
+    if target is None:
+        target = gym.spec(ENVS[name].text_id).reward_threshold
+    assert target is not None
+    returns = [rollout(name, "expert", seed, max_steps_kept=0).episode_return for seed in range(episodes)]
+    assert np.mean(returns) >= target, f"{name} expert mean {np.mean(returns):.3f} < {target}"
+
+
+@pytest.mark.parametrize("name", ["cartpole", "frozenlake"])
+def test_expert_beats_random(name: str) -> None:
+    expert = np.mean([rollout(name, "expert", s, max_steps_kept=0).episode_return for s in range(20)])
+    random = np.mean([rollout(name, "random", s, max_steps_kept=0).episode_return for s in range(20)])
+    assert expert > random

@@ -1,0 +1,89 @@
+"""Translators are faithful: observations can be read back from their text and actions round-trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from textgym.registration import ENVS
+from textgym.wrapper import make_base_env
+
+ENV_NAMES = list(ENVS)
+
+
+def _translator(name: str):
+    base = make_base_env(name)
+    return base, ENVS[name].translator_class()(base.observation_space, base.action_space)
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_observation_read_back(name: str, seed: int) -> None:
+    base, translator = _translator(name)
+    base.observation_space.seed(seed)
+    obs = base.observation_space.sample()
+    text = translator.render_observation(obs)
+    recovered = translator.read_observation(text)
+    expected = np.asarray(obs, dtype=float).reshape(-1)
+    np.testing.assert_allclose(np.asarray(recovered, dtype=float).reshape(-1), expected,
+                               rtol=0, atol=translator.observation_precision + 1e-9, err_msg=text)
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_observations_from_real_episodes_read_back(name: str) -> None:
+    base, translator = _translator(name)
+    obs, _ = base.reset(seed=0)
+    base.action_space.seed(0)
+    for _ in range(50):
+        text = translator.render_observation(obs)
+        np.testing.assert_allclose(np.asarray(translator.read_observation(text), dtype=float).reshape(-1),
+                                   np.asarray(obs, dtype=float).reshape(-1),
+                                   atol=translator.observation_precision + 1e-9, err_msg=text)
+        obs, _, terminated, truncated, _ = base.step(base.action_space.sample())
+        if terminated or truncated:
+            obs, _ = base.reset()
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_actions_round_trip(name: str) -> None:
+    base, translator = _translator(name)
+    if translator.is_discrete:
+        for index, action_name in enumerate(translator.action_names):
+            for text in (translator.action_to_text(index), action_name, f"Action: {index + 1}",
+                         f'{{"action": "{action_name}"}}', f"I think the best is {action_name}."):
+                parsed = translator.parse_action(text)
+                assert parsed.valid and parsed.action == index, text
+            assert base.action_space.contains(translator.parse_action(action_name).action)
+    else:
+        base.action_space.seed(0)
+        for _ in range(50):
+            action = base.action_space.sample()
+            parsed = translator.parse_action(translator.action_to_text(action))
+            assert parsed.valid
+            assert abs(float(parsed.action[0]) - float(action[0])) <= 0.5 * 10**-translator.action_digits + 1e-6
+            assert base.action_space.contains(parsed.action)
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_continuous_actions_clip_and_fallback(name: str) -> None:
+    base, translator = _translator(name)
+    if translator.is_discrete:
+        parsed = translator.parse_action("xyzzy")
+        assert not parsed.valid and parsed.action == translator.fallback_action_index
+        return
+    assert translator.parse_action("Action: 1e6").action[0] == pytest.approx(translator.action_high)
+    assert translator.parse_action("-1e6").action[0] == pytest.approx(translator.action_low)
+    parsed = translator.parse_action("no number here")
+    assert not parsed.valid and parsed.action[0] == 0.0
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=300))
+def test_parse_action_never_raises(name: str, text: str) -> None:
+    base, translator = _translator(name)
+    parsed = translator.parse_action(text)
+    assert base.action_space.contains(parsed.action)

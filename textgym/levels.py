@@ -1,0 +1,55 @@
+"""The five domain-knowledge levels, as one table of data.
+
+The wrapper reads :data:`LEVELS` and hands agents what a level allows in ``info["knowledge"]`` at
+reset; no code branches on the level number elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["LevelSpec", "LEVELS", "level_spec"]
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """What an agent may know at one level.
+
+    Attributes:
+        level: 1-5.
+        summary: one line for docs and reports.
+        fewshot_policy: whose trajectories are shown as examples (``None``: none).
+        self_experience: the agent may learn from its own earlier episodes.
+        guidance: hand-written expert guidance is included.
+    """
+
+    level: int
+    summary: str
+    fewshot_policy: Literal["random", "expert"] | None = None
+    self_experience: bool = False
+    guidance: bool = False
+
+
+LEVELS: dict[int, LevelSpec] = {
+    spec.level: spec
+    for spec in (
+        LevelSpec(1, "game, goal and action descriptions only (zero-shot)"),
+        LevelSpec(2, "L1 + few-shot trajectories of a random policy", fewshot_policy="random"),
+        LevelSpec(3, "L1 + learning from the agent's own earlier episodes", self_experience=True),
+        LevelSpec(4, "L1 + few-shot trajectories of an expert policy", fewshot_policy="expert"),
+        LevelSpec(5, "L4 + hand-written expert guidance", fewshot_policy="expert", guidance=True),
+    )
+}
+
+
+def level_spec(level: object) -> LevelSpec:
+    """The :class:`LevelSpec` for ``level``; a clear ``ValueError`` for anything else.
+
+    >>> level_spec(5).guidance
+    True
+    """
+    if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
+        allowed = ", ".join(str(n) for n in LEVELS)
+        raise ValueError(f"unknown level {level!r}: expected one of {allowed}")
+    return LEVELS[level]

@@ -1,0 +1,60 @@
+"""The one Jinja2 environment that renders all TextGym prose.
+
+Every env keeps its wording in ``textgym/envs/<name>/templates/*.j2``; shared macros and the
+trajectory layout live in ``textgym/templates/``. Rendering is strict: a template that names a
+variable the translator did not provide raises instead of printing an empty string.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+__all__ = ["render", "fixed", "magnitude", "direction"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def fixed(value: float, digits: int = 3) -> str:
+    """Format ``value`` with ``digits`` decimals, never printing ``-0.000``."""
+    text = f"{float(value):.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def magnitude(value: float, digits: int = 3) -> str:
+    """Format ``|value|`` with ``digits`` decimals; pair it with :func:`direction` for the sign."""
+    return fixed(abs(float(value)), digits)
+
+
+def direction(value: float, positive: str, negative: str, zero: str | None = None, digits: int = 3) -> str:
+    """Name the sign of ``value`` in words, e.g. ``direction(v, "right", "left")``.
+
+    A value that prints as zero at ``digits`` decimals gets ``zero`` (default: ``positive``), so
+    the text never claims a direction it cannot show.
+    """
+    if float(fixed(abs(float(value)), digits)) == 0:
+        return positive if zero is None else zero
+    return positive if value > 0 else negative
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader([str(PACKAGE_DIR / "envs"), str(PACKAGE_DIR / "templates")])
+    env = jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+    env.filters.update(fixed=fixed, magnitude=magnitude, direction=direction)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """Render ``template`` (a path such as ``"cartpole/templates/game.j2"``) and strip outer whitespace."""
+    return _environment().get_template(template).render(**context).strip()

@@ -1,0 +1,174 @@
+"""Translator: the env-specific half of a text env (the generic half is :class:`textgym.wrapper.TextEnv`).
+
+A translator turns a raw observation into named values (:meth:`Translator.describe`), renders
+them through the env's templates, reads action text back (:meth:`Translator.parse_action`) and
+provides an expert policy for the L4/L5 demonstrations. Adding an env means one subclass plus a
+``templates/`` folder with ``game.j2``, ``goal.j2``, ``actions.j2``, ``observation.j2`` and
+``guidance.j2`` next to it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from textgym.action_parsing import parse_continuous_action, parse_discrete_action
+from textgym.templating import fixed, render
+
+__all__ = ["Translator", "ParsedAction", "Policy"]
+
+Policy = Callable[[Any], Any]
+"""A policy maps a raw observation to a raw action of the base env."""
+
+
+@dataclass(frozen=True)
+class ParsedAction:
+    """What the env made of an action text.
+
+    Attributes:
+        action: the raw action passed to the base env (the fallback when the text was not understood).
+        valid: whether the text was understood.
+    """
+
+    action: Any
+    valid: bool
+
+
+class Translator(ABC):
+    """Env-specific translation between raw Gym values and text.
+
+    Subclasses set :attr:`name` and implement :meth:`describe`, :meth:`read_observation` and
+    :meth:`expert_policy`. Discrete envs set :attr:`action_names`; continuous envs (a 1-D ``Box``
+    action space) get number parsing with clipping to the bounds read from the space.
+
+    Args:
+        observation_space: the base env's observation space (bounds are read from it, never typed in).
+        action_space: the base env's action space.
+    """
+
+    name: ClassVar[str]
+    """Short env name used in configs and template paths, e.g. ``"cartpole"``."""
+    action_names: ClassVar[tuple[str, ...]] = ()
+    """Discrete actions in words, index = raw action. Empty for continuous actions."""
+    fallback_action_index: ClassVar[int] = 0
+    """Discrete action played when the text is not understood (documented in each env's actions.j2)."""
+    action_digits: ClassVar[int] = 2
+    """Decimals printed for a continuous action."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+        if isinstance(action_space, spaces.Discrete):
+            if len(self.action_names) != int(action_space.n):
+                raise ValueError(
+                    f"{type(self).__name__}.action_names has {len(self.action_names)} names, "
+                    f"expected {int(action_space.n)} for {action_space}"
+                )
+        elif isinstance(action_space, spaces.Box) and action_space.shape == (1,):
+            self.action_low = float(action_space.low[0])
+            self.action_high = float(action_space.high[0])
+        else:
+            raise TypeError(f"expected a Discrete or 1-D Box action space, actually {action_space}")
+
+    # ------------------------------------------------------------------ observations
+    @abstractmethod
+    def describe(self, obs: Any) -> dict[str, Any]:
+        """Named values for ``observation.j2`` (e.g. ``cart_velocity``, not ``obs[1]``)."""
+
+    @abstractmethod
+    def read_observation(self, text: str) -> np.ndarray:
+        """Recover the raw observation (to the printed precision) from :meth:`render_observation`'s text.
+
+        Used by the faithfulness tests: a translator that drops a sign or a value fails them.
+        """
+
+    @property
+    def observation_precision(self) -> float:
+        """Largest error :meth:`read_observation` may make (half a unit in the last printed digit)."""
+        return 0.0
+
+    def render_observation(self, obs: Any) -> str:
+        """The observation as text."""
+        return self._render("observation", **self.describe(obs))
+
+    # ------------------------------------------------------------------ descriptions
+    @property
+    def is_discrete(self) -> bool:
+        return isinstance(self.action_space, spaces.Discrete)
+
+    def template_context(self) -> dict[str, Any]:
+        """Values every description template may use (bounds, action names, the fallback)."""
+        context: dict[str, Any] = {"action_names": list(self.action_names)}
+        if self.is_discrete:
+            context["fallback_action"] = self.action_to_text(self.fallback_action_index)
+        else:
+            context.update(action_low=self.action_low, action_high=self.action_high,
+                           action_digits=self.action_digits)
+        return context
+
+    def game_description(self) -> str:
+        return self._render("game")
+
+    def goal_description(self) -> str:
+        return self._render("goal")
+
+    def action_description(self) -> str:
+        return self._render("actions")
+
+    def guidance(self) -> str:
+        """Hand-written expert guidance for L5."""
+        return self._render("guidance")
+
+    def valid_actions(self) -> list[str]:
+        """The valid actions in words, as shown to agents."""
+        if self.is_discrete:
+            return [self.action_to_text(i) for i in range(len(self.action_names))]
+        return [f"a number from {fixed(self.action_low, self.action_digits)} to {fixed(self.action_high, self.action_digits)}"]
+
+    # ------------------------------------------------------------------ actions
+    def parse_action(self, text: Any) -> ParsedAction:
+        """Read an action from text; never raises. See :mod:`textgym.action_parsing`."""
+        text = "" if text is None else str(text)
+        if self.is_discrete:
+            index = parse_discrete_action(text, self.action_names)
+            if index is None:
+                return ParsedAction(self.fallback_action_index, valid=False)
+            return ParsedAction(index, valid=True)
+        value = parse_continuous_action(text)
+        if value is None:
+            return ParsedAction(self._box_action(0.0), valid=False)
+        return ParsedAction(self._box_action(value), valid=True)
+
+    def action_to_text(self, action: Any) -> str:
+        """The canonical text of a raw action: ``"2: push right"`` or ``"0.50"``; parses back to ``action``."""
+        if self.is_discrete:
+            index = int(action)
+            return f"{index + 1}: {self.action_names[index]}"
+        return fixed(float(np.asarray(action).reshape(-1)[0]), self.action_digits)
+
+    def _box_action(self, value: float) -> np.ndarray:
+        clipped = min(max(value, self.action_low), self.action_high)
+        return np.array([clipped], dtype=self.action_space.dtype)
+
+    # ------------------------------------------------------------------ policies
+    @abstractmethod
+    def expert_policy(self, env: gym.Env) -> Policy:
+        """An expert policy for the base env (``env.unwrapped`` gives model access for DP/heuristics)."""
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def template_folder(cls) -> str:
+        """Template folder relative to ``textgym/envs``, e.g. ``"cartpole/templates"``."""
+        module_dir = Path(inspect.getfile(cls)).resolve().parent
+        return f"{module_dir.name}/templates"
+
+    def _render(self, part: str, **values: Any) -> str:
+        return render(f"{self.template_folder()}/{part}.j2", **self.template_context(), **values)
