@@ -130,8 +130,18 @@ class Translator(ABC):
     def valid_actions(self) -> list[str]:
         """The valid actions in words, as shown to agents."""
         if self.is_discrete:
-            return [self.action_to_text(i) for i in range(len(self.action_names))]
-        return [f"a number from {fixed(self.action_low, self.action_digits)} to {fixed(self.action_high, self.action_digits)}"]
+            return list(self.action_names)
+        low, high = fixed(self.action_low, self.action_digits), fixed(self.action_high, self.action_digits)
+        return [f"a number from {low} to {high}"]
+
+    def action_spec(self) -> dict[str, Any]:
+        """The action set as data, for agents that constrain their replies (e.g. with a JSON schema).
+
+        ``{"type": "discrete", "names": [...]}`` or ``{"type": "continuous", "low": ..., "high": ..., "digits": ...}``.
+        """
+        if self.is_discrete:
+            return {"type": "discrete", "names": list(self.action_names)}
+        return {"type": "continuous", "low": self.action_low, "high": self.action_high, "digits": self.action_digits}
 
     # ------------------------------------------------------------------ actions
     def parse_action(self, text: Any) -> ParsedAction:

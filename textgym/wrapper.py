@@ -104,6 +104,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             "game_description": self.translator.game_description(),
             "goal_description": self.translator.goal_description(),
             "action_description": self.translator.action_description(),
+            "action_spec": self.translator.action_spec(),
             # A copy: callers may keep or edit what reset returns (gymnasium's checker insists).
             "knowledge": copy.deepcopy(self.knowledge),
         }

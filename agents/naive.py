@@ -1,0 +1,19 @@
+"""NaiveAgent: ask for the action directly, no reasoning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.base import LanguageAgent
+
+__all__ = ["NaiveAgent"]
+
+
+class NaiveAgent(LanguageAgent):
+    """Acts with one constrained request per step: descriptions, level knowledge, recent steps, state."""
+
+    name = "naive"
+
+    async def _act(self, observation: str, info: dict[str, Any]) -> str:
+        action = (await self.ask_action(self.render("naive/act.j2", observation=observation)))[0]
+        return action if action is not None else self.fallback_action()

@@ -1,0 +1,30 @@
+"""RandomAgent: a uniform random valid action each step; no LLM (the normalized-score zero)."""
+
+from __future__ import annotations
+
+import random as _random
+from typing import Any
+
+from agents.base import Agent, EpisodeContext
+
+__all__ = ["RandomAgent"]
+
+
+class RandomAgent(Agent):
+    """Picks uniformly among the valid actions (a uniform number for continuous actions), seeded."""
+
+    name = "random"
+
+    def __init__(self, llm: object | None = None, seed: int = 0) -> None:
+        super().__init__(None, seed)
+        self._rng = _random.Random(seed)
+
+    async def _reset(self, context: EpisodeContext) -> None:
+        self._rng = _random.Random(f"{self.seed}-{context.episode_index}")
+
+    async def _act(self, observation: str, info: dict[str, Any]) -> str:
+        assert self.context is not None
+        spec = self.context.action_spec
+        if spec["type"] == "discrete":
+            return self._rng.choice(spec["names"])
+        return f"{self._rng.uniform(spec['low'], spec['high']):.{spec.get('digits', 2)}f}"

@@ -1,0 +1,101 @@
+"""Play episodes: one env + one agent -> step and episode records. Importable and tested on its own.
+
+A *stream* is one agent instance playing ``episodes`` consecutive episodes from one seed (episode
+``k`` resets with ``seed + k``), so what the agent learns carries over; many streams run at once in
+one event loop and share the LLM client's concurrency limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base import Agent, EpisodeContext, EpisodeResult, Transition
+from agents.llm.client import Usage
+
+__all__ = ["EpisodeRecord", "run_episode", "jsonable"]
+
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+def jsonable(value: Any) -> Any:
+    """Numpy values and tuples -> plain JSON types (raw observations and actions go to the result files)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode, as written to ``episodes.jsonl``."""
+
+    episode_index: int
+    seed: int
+    episode_return: float
+    steps: int
+    terminated: bool
+    invalid_actions: int
+    invalid_replies: int
+    usage: Usage
+    wall_time_s: float
+    step_records: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int, episodes_total: int,
+                      on_step: StepCallback | None = None,
+                      before_step: Callable[[], Awaitable[None]] | None = None) -> EpisodeRecord:
+    """Play one episode of ``agent`` on the text ``env`` reset with ``seed + episode_index``.
+
+    ``on_step`` receives each step's record (observation, action text, parsed action, reward, tokens,
+    latency) as soon as it happens.
+    """
+    started = time.perf_counter()
+    usage_before, invalid_replies_before = agent.usage, agent.invalid_replies
+    obs, info = env.reset(seed=seed + episode_index)
+    await agent.reset(EpisodeContext.from_reset_info(info, episode_index, episodes_total))
+    total, steps, invalid_actions, done, terminated = 0.0, 0, 0, False, False
+    transitions: list[Transition] = []
+    records: list[dict[str, Any]] = []
+    while not done:
+        if before_step is not None:
+            await before_step()
+        step_usage_before = agent.usage
+        action_text = await agent.act(obs, info)
+        step_usage = agent.usage - step_usage_before
+        next_obs, reward, terminated, truncated, info = env.step(action_text)
+        done = terminated or truncated
+        transition = Transition(obs, action_text, float(reward), next_obs, terminated, truncated,
+                                bool(info["invalid_action"]))
+        agent.observe(transition)
+        transitions.append(transition)
+        invalid_actions += int(info["invalid_action"])
+        record = {
+            "step": steps, "observation": obs, "action_text": action_text, "action": jsonable(info["action"]),
+            "invalid_action": bool(info["invalid_action"]), "reward": float(reward),
+            "terminated": bool(terminated), "truncated": bool(truncated),
+            "prompt_tokens": step_usage.prompt_tokens, "completion_tokens": step_usage.completion_tokens,
+            "llm_calls": step_usage.calls, "latency_s": round(step_usage.latency_s, 4),
+        }
+        records.append(record)
+        if on_step is not None:
+            on_step(record)
+        total += float(reward)
+        steps += 1
+        obs = next_obs
+    await agent.end_episode(EpisodeResult(episode_index, total, steps, transitions))
+    return EpisodeRecord(
+        episode_index=episode_index, seed=seed, episode_return=total, steps=steps, terminated=bool(terminated),
+        invalid_actions=invalid_actions, invalid_replies=agent.invalid_replies - invalid_replies_before,
+        usage=agent.usage - usage_before, wall_time_s=time.perf_counter() - started, step_records=records,
+    )

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from agents.naive import NaiveAgent
+from agents.random import RandomAgent
+from tests.agents.helpers import client_for, play
+
+
+@pytest.mark.parametrize("env_id", ["TextGym-CartPole-v0", "TextGym-Pendulum-v0"])
+def test_naive_acts_with_level_knowledge(fake_llm, env_id: str) -> None:
+    agent = NaiveAgent(llm=client_for(fake_llm))
+    records = play(agent, env_id, level=5, episodes=1)
+    assert records[0].steps > 0 and records[0].invalid_actions == 0
+    prompt = fake_llm.prompts()[0]
+    assert "Example episode 1 (expert policy)" in prompt and "Expert guidance" in prompt
+    assert fake_llm.requests[0]["response_format"]["type"] == "json_schema"
+    assert len(fake_llm.requests) == records[0].steps
+    assert records[0].usage.prompt_tokens == sum(
+        sum(len(m["content"]) for m in request["messages"]) // 4 for request in fake_llm.requests)
+    actions = {r["action_text"] for r in records[0].step_records}
+    assert len(actions) == 1  # the scripted server always answers the first valid action
+
+
+def test_naive_l3_remembers_earlier_episodes(fake_llm) -> None:
+    agent = NaiveAgent(llm=client_for(fake_llm))
+    records = play(agent, "TextGym-CartPole-v0", level=3, episodes=2)
+    first_prompt_ep2 = fake_llm.prompts()[records[0].steps]
+    assert "What your earlier episodes showed" in first_prompt_ep2
+    assert "What your earlier episodes showed" not in fake_llm.prompts()[0]
+
+
+def test_naive_l1_has_no_memory(fake_llm) -> None:
+    agent = NaiveAgent(llm=client_for(fake_llm))
+    records = play(agent, "TextGym-CartPole-v0", level=1, episodes=2)
+    assert "earlier episodes" not in fake_llm.prompts()[records[0].steps]
+
+
+def test_unparsable_reply_is_counted_not_raised(fake_llm) -> None:
+    fake_llm.responder = lambda request: "I have no idea what to do"
+    agent = NaiveAgent(llm=client_for(fake_llm, structured_output=False))
+    records = play(agent, "TextGym-CartPole-v0", episodes=1)
+    assert records[0].invalid_replies == records[0].steps > 0
+    assert records[0].invalid_actions == records[0].steps
+
+
+@pytest.mark.parametrize("env_id", ["TextGym-CartPole-v0", "TextGym-Pendulum-v0"])
+def test_random_agent_plays_valid_seeded_actions(env_id: str) -> None:
+    first = play(RandomAgent(seed=1), env_id, episodes=1, max_episode_steps=20)
+    second = play(RandomAgent(seed=1), env_id, episodes=1, max_episode_steps=20)
+    assert first[0].invalid_actions == 0
+    assert [r["action_text"] for r in first[0].step_records] == [r["action_text"] for r in second[0].step_records]
