@@ -91,6 +91,9 @@ class Agent(ABC):
     """
 
     name: ClassVar[str] = "agent"
+    state_attributes: ClassVar[tuple[str, ...]] = ()
+    """Attributes that carry what the agent learned across episodes (JSON-serialisable). A resumed run
+    restores them with :meth:`load_state` so an interrupted stream continues where it stopped."""
 
     def __init__(self, llm: LLMClient | None = None, seed: int = 0) -> None:
         self.llm = llm
@@ -122,6 +125,19 @@ class Agent(ABC):
     async def end_episode(self, result: EpisodeResult) -> None:
         """The episode is over: where learning across episodes happens."""
         await self._end_episode(result)
+
+    def state(self) -> dict[str, Any]:
+        """What the agent learned so far (see :attr:`state_attributes`)."""
+        return {name: getattr(self, name) for name in self.state_attributes}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`; unknown keys are an error, so a renamed attribute is noticed."""
+        unknown = set(state) - set(self.state_attributes)
+        if unknown:
+            raise ValueError(f"unknown state keys {sorted(unknown)} for {type(self).__name__}: "
+                             f"expected {list(self.state_attributes)}")
+        for name, value in state.items():
+            setattr(self, name, value)
 
     # Hooks -------------------------------------------------------------------------------------
     async def _reset(self, context: EpisodeContext) -> None:
@@ -162,6 +178,7 @@ class LanguageAgent(Agent):
     """
 
     name = "language"
+    state_attributes = ("experience",)
 
     def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 4, memory_size: int = 3,
                  action_max_tokens: int = 48) -> None:
