@@ -91,6 +91,8 @@ class Agent(ABC):
     """
 
     name: ClassVar[str] = "agent"
+    uses_llm: ClassVar[bool] = True
+    """Whether the runner must provide an LLM client (it starts no model server for agents that don't)."""
     state_attributes: ClassVar[tuple[str, ...]] = ()
     """Attributes that carry what the agent learned across episodes (JSON-serialisable). A resumed run
     restores them with :meth:`load_state` so an interrupted stream continues where it stopped."""

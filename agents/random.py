@@ -14,6 +14,7 @@ class RandomAgent(Agent):
     """Picks uniformly among the valid actions (a uniform number for continuous actions), seeded."""
 
     name = "random"
+    uses_llm = False
 
     def __init__(self, llm: object | None = None, seed: int = 0) -> None:
         super().__init__(None, seed)

@@ -1,7 +1,7 @@
 """Play episodes: one env + one agent -> step and episode records. Importable and tested on its own.
 
 A *stream* is one agent instance playing ``episodes`` consecutive episodes from one seed (episode
-``k`` resets with ``seed + k``), so what the agent learns carries over; many streams run at once in
+``k`` resets with :func:`episode_seed` ``(seed, k)``), so what the agent learns carries over; many streams run at once in
 one event loop and share the LLM client's concurrency limit.
 """
 
@@ -18,7 +18,17 @@ import numpy as np
 from agents.base import Agent, EpisodeContext, EpisodeResult, Transition
 from agents.llm.client import Usage
 
-__all__ = ["EpisodeRecord", "run_episode", "jsonable"]
+__all__ = ["EpisodeRecord", "run_episode", "jsonable", "episode_seed"]
+
+EPISODES_PER_SEED = 1_000
+
+
+def episode_seed(seed: int, episode_index: int) -> int:
+    """Reset seed of episode ``episode_index`` of stream ``seed``: distinct across streams and episodes
+    (up to 1000 episodes per stream), and the same for language agents and PPO's evaluation."""
+    if not 0 <= episode_index < EPISODES_PER_SEED:
+        raise ValueError(f"episode index must be in [0, {EPISODES_PER_SEED}), actually {episode_index}")
+    return seed * EPISODES_PER_SEED + episode_index
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -55,14 +65,14 @@ class EpisodeRecord:
 async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int, episodes_total: int,
                       on_step: StepCallback | None = None,
                       before_step: Callable[[], Awaitable[None]] | None = None) -> EpisodeRecord:
-    """Play one episode of ``agent`` on the text ``env`` reset with ``seed + episode_index``.
+    """Play one episode of ``agent`` on the text ``env`` reset with ``episode_seed(seed, episode_index)``.
 
     ``on_step`` receives each step's record (observation, action text, parsed action, reward, tokens,
     latency) as soon as it happens.
     """
     started = time.perf_counter()
     usage_before, invalid_replies_before = agent.usage, agent.invalid_replies
-    obs, info = env.reset(seed=seed + episode_index)
+    obs, info = env.reset(seed=episode_seed(seed, episode_index))
     await agent.reset(EpisodeContext.from_reset_info(info, episode_index, episodes_total))
     total, steps, invalid_actions, done, terminated = 0.0, 0, 0, False, False
     transitions: list[Transition] = []

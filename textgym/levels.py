@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LevelSpec", "LEVELS", "level_spec"]
+__all__ = ["LevelSpec", "LEVELS", "level_spec", "FEWSHOT_SEED"]
+
+FEWSHOT_SEED = 1_000_000_000
+"""First seed of the few-shot episodes: far from any evaluation seed, so no example replays a test episode."""
 
 
 @dataclass(frozen=True)

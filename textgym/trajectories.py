@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
+from textgym.levels import FEWSHOT_SEED
 from textgym.registration import ENVS, env_entry
 from textgym.templating import PACKAGE_DIR, render
 from textgym.translator import Policy, Translator
@@ -93,7 +94,7 @@ def _translator_fingerprint(env_name: str) -> str:
 
 
 def fewshot_examples(env_name: str, kind: PolicyKind, episodes: int = 2, max_steps_shown: int = 8,
-                     seed: int = 10_000) -> list[str]:
+                     seed: int = FEWSHOT_SEED) -> list[str]:
     """``episodes`` rendered rollouts of ``kind`` (seeds ``seed``, ``seed+1``, ...), cached on disk."""
     key = f"{env_name}-{kind}-s{seed}-e{episodes}-k{max_steps_shown}-{_translator_fingerprint(env_name)}"
     path = cache_dir() / f"{key}.json"
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--policy", default="all", choices=["random", "expert", "all"])
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--max-steps-shown", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=FEWSHOT_SEED)
     args = parser.parse_args(argv)
     names = list(ENVS) if args.env == "all" else [env_entry(args.env).name]
     kinds: list[PolicyKind] = ["random", "expert"] if args.policy == "all" else [args.policy]

@@ -14,7 +14,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 from gymnasium import spaces
 
-from textgym.levels import level_spec
+from textgym.levels import FEWSHOT_SEED, level_spec
 from textgym.registration import env_entry, latest_base_id
 from textgym.translator import Translator
 
@@ -55,7 +55,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         level: int = 1,
         fewshot_episodes: int = 2,
         fewshot_max_steps: int = 8,
-        fewshot_seed: int = 10_000,
+        fewshot_seed: int = FEWSHOT_SEED,
     ) -> None:
         self.level = level_spec(level)
         for arg_name, value, minimum in (("fewshot_episodes", fewshot_episodes, 1),
@@ -144,7 +144,7 @@ def make_text_env(
     render_mode: str | None = None,
     fewshot_episodes: int = 2,
     fewshot_max_steps: int = 8,
-    fewshot_seed: int = 10_000,
+    fewshot_seed: int = FEWSHOT_SEED,
     **base_kwargs: Any,
 ) -> TextEnv:
     """Entry point of every ``TextGym-*-v0`` id; extra kwargs go to the base task (e.g. ``is_slippery``)."""

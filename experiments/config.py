@@ -1,0 +1,87 @@
+"""Config helpers shared by the runners: resolvers, validation, secret-free dumps, wandb."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from textgym.levels import LEVELS
+
+__all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config", "start_wandb"]
+
+logger = logging.getLogger(__name__)
+SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
+
+
+def quiet_libraries() -> None:
+    """HTTP clients log every request at INFO; the run log keeps only their warnings."""
+    for name in ("httpx", "httpx2", "httpcore", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def agent_class(target: str) -> type:
+    """Import ``module.Class``; a clear error when it does not exist."""
+    module_name, _, class_name = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"cannot import agent class {target!r} ({error}); use agent=<name> with a name from "
+                         f"conf/agent/ or agent._target_=your.module.YourAgent") from error
+
+
+def agent_name(target: str) -> str:
+    """The agent's short name (its class's ``name``), used in run dirs and results."""
+    cls = agent_class(target)
+    name = getattr(cls, "name", None)
+    return name if isinstance(name, str) and name not in ("agent", "language") else cls.__name__
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("agent_name"):
+        OmegaConf.register_new_resolver("agent_name", agent_name)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def validate_eval(cfg: DictConfig) -> None:
+    """Check the values Hydra cannot type-check, naming what is allowed."""
+    _require(cfg.level in LEVELS, f"level={cfg.level!r} is not a level: expected one of {list(LEVELS)}")
+    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else [cfg.seeds]
+    _require(all(isinstance(s, int) for s in seeds) and seeds, f"seeds must be a list of ints, got {cfg.seeds!r}")
+    _require(isinstance(cfg.episodes, int) and cfg.episodes >= 1, f"episodes must be >= 1, got {cfg.episodes!r}")
+    _require(isinstance(cfg.concurrency, int) and cfg.concurrency >= 1,
+             f"concurrency must be >= 1, got {cfg.concurrency!r}")
+    _require(cfg.max_steps is None or (isinstance(cfg.max_steps, int) and cfg.max_steps >= 1),
+             f"max_steps must be null or >= 1, got {cfg.max_steps!r}")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if SECRET_KEY.search(str(k)) and v else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def loggable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data with any secret-looking value masked (keys are only named by env var)."""
+    return _scrub(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[no-any-return]
+
+
+def start_wandb(cfg: DictConfig, run_dir: Path, name: str, job_type: str) -> Any | None:
+    """A wandb run in ``run_dir`` (offline by default), or ``None`` when disabled."""
+    if cfg.logger.mode == "disabled":
+        return None
+    import wandb  # imported only when used: it is slow to import
+
+    return wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode, dir=str(run_dir),
+                      name=name, job_type=job_type, tags=list(cfg.logger.tags), config=loggable_config(cfg),
+                      reinit="finish_previous", settings=wandb.Settings(start_method="thread", silent=True))

@@ -1,0 +1,48 @@
+"""Build the run's one LLMClient from the ``llm`` config, starting the embedded server when asked."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from agents.llm.cache import CACHE_MODES, ResponseCache
+from agents.llm.client import LLMClient
+from agents.llm.embedded import EmbeddedServer
+
+__all__ = ["llm_session", "PROVIDERS"]
+
+logger = logging.getLogger(__name__)
+PROVIDERS = ("embedded", "openai_compatible")
+
+
+@contextlib.contextmanager
+def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
+    """Yield a ready client; the embedded server (if any) stops when the block ends."""
+    if cfg.provider not in PROVIDERS:
+        raise ValueError(f"unknown llm.provider {cfg.provider!r}: expected one of {', '.join(PROVIDERS)}")
+    if cfg.cache not in CACHE_MODES:
+        raise ValueError(f"unknown llm.cache {cfg.cache!r}: expected one of {', '.join(CACHE_MODES)}")
+    with contextlib.ExitStack() as stack:
+        base_url, model = cfg.base_url, cfg.model
+        if cfg.provider == "embedded":
+            server = EmbeddedServer(cfg.model_path, parallel=cfg.parallel, context_per_slot=cfg.context_per_slot,
+                                    threads=cfg.threads)
+            stack.enter_context(server)
+            base_url, model = server.base_url, model or server.model_name
+        cache = ResponseCache(cfg.cache_path, cfg.cache) if cfg.cache != "off" else None
+        if cache is not None:
+            stack.callback(cache.close)
+        prices: dict[str, Any] = OmegaConf.to_container(cfg.prices) if cfg.prices else {}  # type: ignore[assignment]
+        if cfg.provider != "embedded" and model not in prices:
+            logger.warning("no price for model %r in llm.prices: its cost is reported as 0", model)
+        client = LLMClient(
+            model=model, base_url=base_url, api_key_env=cfg.api_key_env, temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens, seed=cfg.seed, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+            max_concurrency=max_concurrency, structured_output=cfg.structured_output, cache=cache,
+            cache_sampled=cfg.cache_sampled, price_per_million=prices.get(model),
+        )
+        yield client
