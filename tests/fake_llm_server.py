@@ -40,6 +40,7 @@ class FakeLLMServer:
     def __init__(self, responder: Responder = first_action_responder) -> None:
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []  # the Authorization header of each request
         self.fail_next: list[int] = []  # HTTP statuses for the next requests
         self.delay_s = 0.0
         self._lock = threading.Lock()
@@ -53,6 +54,7 @@ class FakeLLMServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
                     server.requests.append(body)
+                    server.authorizations.append(self.headers.get("Authorization", ""))
                     status = server.fail_next.pop(0) if server.fail_next else 200
                 if server.delay_s:
                     time.sleep(server.delay_s)

@@ -1,0 +1,182 @@
+"""textgym-eval through Hydra's compose API and as a real CLI: results, resume, sweeps, plug-ins, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from experiments.results import iter_jsonl
+from experiments.run_agent import evaluate
+from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
+from textgym.registration import ENVS
+
+AGENTS = ["random", "naive", "cot", "self_consistency", "self_ask", "spp", "reflexion", "exe"]
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.parametrize("env", list(ENVS))
+def test_every_env_and_agent_composes(env: str, agent: str) -> None:
+    cfg = compose_config("eval", [f"env={env}", f"agent={agent}", "level=3"])
+    assert cfg.env.name == env and cfg.agent._target_.startswith("agents.")
+
+
+def test_unknown_names_list_what_exists() -> None:
+    with pytest.raises(MissingConfigException, match=r"(?s)Available options.*naive"):
+        compose_config("eval", ["agent=navie"])
+    with pytest.raises(MissingConfigException, match=r"(?s)Available options.*cartpole"):
+        compose_config("eval", ["env=cartpol"])
+    with pytest.raises(ConfigCompositionException, match="lvl"):
+        compose_config("eval", ["lvl=3"])
+
+
+def test_bad_values_are_named(tmp_path: Path) -> None:
+    cfg = compose_config("eval", ["agent=random", "level=7", "logger=none"])
+    with pytest.raises(ValueError, match=r"level=7 is not a level: expected one of \[1, 2, 3, 4, 5\]"):
+        evaluate(cfg, tmp_path)
+
+
+def test_eval_writes_results_and_resumes(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    overrides = ["env=cartpole", "agent=naive", "level=3", "seeds=[0,1]", "episodes=2", "max_steps=4",
+                 "concurrency=2", *fake_llm_overrides]
+    run_dir = tmp_path / "run"
+    evaluate(compose_config("eval", overrides), run_dir)
+    rows = list(iter_jsonl(run_dir / "episodes.jsonl"))
+    assert sorted((r["seed"], r["episode"]) for r in rows) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for row in rows:
+        assert row["agent"] == "naive" and row["level"] == 3 and row["llm_model"] == "scripted"
+        assert row["steps"] == 4 and row["llm_calls"] == 4 and row["prompt_tokens"] > 0
+    steps = list(iter_jsonl(run_dir / "steps.jsonl"))
+    assert len(steps) == sum(r["steps"] for r in rows)
+    assert {"observation", "action_text", "action", "reward", "prompt_tokens", "latency_s"} <= set(steps[0])
+    calls = len(fake_llm.requests)
+    assert calls == 16
+    # Same config again: every episode is done, nothing reruns or duplicates.
+    evaluate(compose_config("eval", overrides), run_dir)
+    assert len(fake_llm.requests) == calls
+    assert len(list(iter_jsonl(run_dir / "episodes.jsonl"))) == 4
+    # One more episode per stream: only those run, and the agent's L3 memory is restored first.
+    evaluate(compose_config("eval", [*overrides, "episodes=3"]), run_dir)
+    assert len(list(iter_jsonl(run_dir / "episodes.jsonl"))) == 6
+    new_prompts = fake_llm.prompts()[calls:]
+    assert len(new_prompts) == 8 and all("Episode 2: return" in p for p in new_prompts)
+
+
+def test_identical_rerun_replays_from_cache(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    overrides = ["env=cartpole", "agent=naive", "seeds=[0]", "episodes=1", "max_steps=5", *fake_llm_overrides]
+    evaluate(compose_config("eval", overrides), tmp_path / "first")
+    calls = len(fake_llm.requests)
+    evaluate(compose_config("eval", overrides), tmp_path / "second")
+    assert len(fake_llm.requests) == calls  # zero model calls the second time
+    first, second = (list(iter_jsonl(tmp_path / d / "steps.jsonl")) for d in ("first", "second"))
+    assert [s["action_text"] for s in first] == [s["action_text"] for s in second]
+    row = next(iter_jsonl(tmp_path / "second" / "episodes.jsonl"))
+    assert row["cached_calls"] == row["llm_calls"] == 5
+
+
+def test_transient_server_errors_are_retried(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    fake_llm.fail_next = [500, 503]
+    overrides = ["agent=naive", "seeds=[0]", "max_steps=3", "llm.cache=off", *fake_llm_overrides]
+    evaluate(compose_config("eval", overrides), tmp_path)
+    assert len(fake_llm.requests) == 3 + 2
+    assert next(iter_jsonl(tmp_path / "episodes.jsonl"))["steps"] == 3
+
+
+def test_dead_server_fails_but_keeps_finished_episodes(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    from agents.llm.client import LLMError
+
+    overrides = ["agent=naive", "seeds=[0]", "episodes=2", "max_steps=3", "llm.cache=off", "llm.max_retries=1",
+                 *fake_llm_overrides]
+    original = fake_llm.responder
+    calls = {"n": 0}
+
+    def responder(request):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the server breaks after the first episode
+            fake_llm.fail_next.extend([500] * 5)
+        return original(request)
+
+    fake_llm.responder = responder
+    with pytest.raises(LLMError, match="gave up after 2 attempts"):
+        evaluate(compose_config("eval", overrides), tmp_path)
+    rows = list(iter_jsonl(tmp_path / "episodes.jsonl"))
+    assert [r["episode"] for r in rows] == [0]
+
+
+def test_api_key_is_sent_but_never_written(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    secret = "sk-test-SECRET-0123456789"
+    os.environ["TEXTGYM_TEST_KEY"] = secret
+    try:
+        run_cli(["experiments.run_agent", "agent=naive", "max_steps=2", "llm.api_key_env=TEXTGYM_TEST_KEY",
+                 f"results_dir={tmp_path / 'runs'}", *fake_llm_overrides], cwd=tmp_path)
+    finally:
+        del os.environ["TEXTGYM_TEST_KEY"]
+    assert fake_llm.authorizations and all(a == f"Bearer {secret}" for a in fake_llm.authorizations)
+    written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in written) and any(p.name == "episodes.jsonl" for p in written)
+    for path in written:
+        assert secret not in path.read_text(errors="ignore"), path
+
+
+def test_killed_run_resumes_without_duplicates(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    fake_llm.delay_s = 0.05
+    args = ["experiments.run_agent", "agent=naive", "level=3", "seeds=[0,1,2]", "episodes=2", "max_steps=6",
+            "concurrency=1", "llm.cache=off", f"results_dir={tmp_path / 'runs'}", *fake_llm_overrides]
+    run_dir = tmp_path / "runs" / "eval" / "cartpole-L3-naive"
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(iter_jsonl(run_dir / "episodes.jsonl"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = list(iter_jsonl(run_dir / "episodes.jsonl"))
+    assert 2 <= len(finished_before) < 6
+    run_cli(args, cwd=tmp_path)
+    rows = list(iter_jsonl(run_dir / "episodes.jsonl"))
+    keys = [(r["seed"], r["episode"]) for r in rows]
+    assert sorted(keys) == [(s, e) for s in range(3) for e in range(2)] and len(set(keys)) == 6
+    assert rows[: len(finished_before)] == finished_before  # kept as they were
+    steps = list(iter_jsonl(run_dir / "steps.jsonl"))
+    assert len(steps) == sum(r["steps"] for r in rows)  # partial episodes left no lines behind
+
+
+def test_user_agent_class_plugs_in_by_path(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    package = tmp_path / "my_agents"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from agents.base import Agent\n\n"
+        "class AlwaysRight(Agent):\n"
+        "    name = 'always_right'\n"
+        "    uses_llm = False\n"
+        "    def __init__(self, llm=None, seed=0, word='push right'):\n"
+        "        super().__init__(llm, seed)\n"
+        "        self.word = word\n"
+        "    async def _act(self, observation, info):\n"
+        "        return self.word\n"
+    )
+    run_cli(["experiments.run_agent", "agent=custom", "agent._target_=my_agents.AlwaysRight", "+agent.word=2",
+             "seeds=[4]", f"results_dir={tmp_path / 'runs'}", "logger=none"], cwd=tmp_path,
+            env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"})
+    run_dir = tmp_path / "runs" / "eval" / "cartpole-L1-always_right"
+    steps = list(iter_jsonl(run_dir / "steps.jsonl"))
+    assert steps and all(s["action"] == 1 and not s["invalid_action"] for s in steps)
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_multirun_sweeps(launcher: str, fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    run_cli(["experiments.run_agent", "-m", "env=cartpole,frozenlake", "level=1,5", "agent=random,naive",
+             "max_steps=3", f"hydra/launcher={launcher}", f"results_dir={tmp_path / 'runs'}", *fake_llm_overrides],
+            cwd=tmp_path, timeout=600)
+    sweep = tmp_path / "runs" / "sweep"
+    dirs = sorted(p.parent.name for p in sweep.rglob("episodes.jsonl"))
+    assert dirs == sorted(f"{e}-L{lv}-{a}" for e in ("cartpole", "frozenlake") for lv in (1, 5)
+                          for a in ("naive", "random"))
+    assert any(r["llm_calls"] > 0 for r in iter_jsonl(sweep / "cartpole-L5-naive" / "episodes.jsonl"))

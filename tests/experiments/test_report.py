@@ -1,0 +1,82 @@
+"""Report numbers against hand-computed ones on a small fixture of episodes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from experiments.report import mean_ci95, write_report
+from tests.experiments.conftest import REPO_ROOT, run_cli
+
+
+def _row(agent: str, seed: int, episode: int, ret: float, level: int | None = 1, kind: str = "agent", steps: int = 10,
+         invalid: int = 0, tokens: tuple[int, int] = (0, 0), cost: float = 0.0) -> dict:
+    return {"schema_version": 1, "kind": kind, "env": "cartpole", "env_id": "TextGym-CartPole-v0", "level": level,
+            "agent": agent, "llm_model": "m" if kind == "agent" and agent != "random" else None, "seed": seed,
+            "episode": episode, "return": ret, "steps": steps, "terminated": True, "invalid_actions": invalid,
+            "invalid_replies": invalid, "llm_calls": 1, "cached_calls": 0, "prompt_tokens": tokens[0],
+            "completion_tokens": tokens[1], "cost_usd": cost, "llm_latency_s": 0.0, "wall_time_s": 0.1,
+            "env_steps_trained": None}
+
+
+@pytest.fixture
+def fixture_dirs(tmp_path: Path) -> list[Path]:
+    rows = {
+        "naive": [_row("naive", 0, 0, 10, invalid=2, tokens=(100, 10), cost=0.01),
+                  _row("naive", 0, 1, 30, invalid=0, tokens=(300, 30), cost=0.03),
+                  _row("naive", 1, 0, 50, invalid=3, tokens=(200, 20), cost=0.02),
+                  _row("naive", 1, 1, 50, invalid=1, tokens=(200, 20), cost=0.02)],
+        "random": [_row("random", 0, 0, 20), _row("random", 1, 0, 20)],
+        "ppo": [_row("ppo", 0, 0, 500, level=None, kind="ppo"), _row("ppo", 1, 0, 480, level=None, kind="ppo")],
+    }
+    dirs = []
+    for name, episodes in rows.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in episodes))
+        dirs.append(folder)
+    (tmp_path / "ppo" / "learning_curve.csv").write_text("timesteps,return\n0,20\n1000,200\n2000,490\n")
+    return dirs
+
+
+def test_report_numbers(fixture_dirs: list[Path], tmp_path: Path) -> None:
+    report = {(r.agent, r.level): r for r in write_report(fixture_dirs, tmp_path / "out")}
+    naive = report[("naive", 1)]
+    # Seed means 20 and 50 -> mean 35; CI = t(0.975, 1) * std(ddof=1) / sqrt(2) = 12.706 * 21.213 / 1.414.
+    assert naive.mean_return == pytest.approx(35.0)
+    assert naive.ci95 == pytest.approx(12.7062 * math.sqrt(450) / math.sqrt(2), rel=1e-4)
+    # random = 20, PPO = 490: (35 - 20) / (490 - 20).
+    assert naive.normalized_score == pytest.approx(15 / 470)
+    assert naive.invalid_action_rate == pytest.approx(6 / 40)
+    assert naive.tokens_per_episode == pytest.approx((110 + 330 + 220 + 220) / 4)
+    assert naive.cost_per_episode_usd == pytest.approx(0.02)
+    assert report[("ppo", None)].normalized_score == pytest.approx(1.0)
+    assert report[("random", 1)].normalized_score == pytest.approx(0.0)
+    out = tmp_path / "out"
+    with (out / "report.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    table = (out / "report.md").read_text()
+    assert "| cartpole | 1 | naive | m | 2 | 4 | 35.00 ± 190.59 | 0.03 | 15.0 | 220 | 0.0200 |" in table
+    for plot in ("scores.png", "learning_curves.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mean_ci95_edge_cases() -> None:
+    assert math.isnan(mean_ci95([3.0])[1]) and mean_ci95([3.0])[0] == 3.0
+    assert mean_ci95([1.0, 1.0, 1.0]) == (1.0, 0.0)
+
+
+def test_report_cli(fixture_dirs: list[Path], tmp_path: Path) -> None:
+    paths = ",".join(str(d) for d in fixture_dirs)
+    result = run_cli(["experiments.report", f"results=[{paths}]", f"out_dir={tmp_path / 'cli'}"], cwd=REPO_ROOT)
+    assert "| cartpole | 1 | naive |" in result.stdout
+    assert (tmp_path / "cli" / "report.md").exists()
+
+
+def test_report_without_results_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no results at"):
+        write_report([tmp_path / "missing"], tmp_path / "out")
