@@ -1,0 +1,73 @@
+"""Blackjack as text: one hand against the dealer, deciding when to stop taking cards."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.toy_text import blackjack
+
+from textgym.translator import Policy, Translator
+
+__all__ = ["BlackjackTranslator", "basic_strategy_hits"]
+
+# Card values of gymnasium's deck: an ace counts 1 (or 11 when that does not bust), face cards 10.
+ACE = min(blackjack.deck)
+TEN = max(blackjack.deck)
+# The game's rules, which gymnasium keeps inside its functions: a total over 21 is bust, and the
+# dealer draws until reaching 17.
+BUST_ABOVE = 21
+DEALER_STANDS_FROM = 17
+
+# Basic strategy for standing or hitting (no doubling or splitting) against a dealer who stands on
+# soft 17: the lowest total to stand on, by the dealer's face-up card.
+HARD_STAND_FROM = {2: 13, 3: 13, 4: 12, 5: 12, 6: 12}
+HARD_STAND_OTHERWISE = 17
+SOFT_STAND_FROM = {9: 19, 10: 19}
+SOFT_STAND_OTHERWISE = 18
+
+
+def basic_strategy_hits(player_sum: int, dealer_card: int, usable_ace: bool) -> bool:
+    """Whether basic strategy takes another card.
+
+    >>> basic_strategy_hits(16, 10, False), basic_strategy_hits(16, 6, False), basic_strategy_hits(18, 9, True)
+    (True, False, True)
+    """
+    if usable_ace:
+        return player_sum < SOFT_STAND_FROM.get(dealer_card, SOFT_STAND_OTHERWISE)
+    return player_sum < HARD_STAND_FROM.get(dealer_card, HARD_STAND_OTHERWISE)
+
+
+class BlackjackTranslator(Translator):
+    """Speaks for ``Blackjack-v1``: your total, whether an ace counts as 11, and the dealer's face-up card.
+
+    Example:
+        >>> from textgym.wrapper import make_base_env
+        >>> base = make_base_env("blackjack")
+        >>> translator = BlackjackTranslator(base.observation_space, base.action_space)
+        >>> translator.render_observation((15, 10, 0)).split(".")[0]
+        'Your cards total 15, with no usable ace'
+    """
+
+    name = "blackjack"
+    action_names = ("stick", "hit")  # index 0 stops drawing, 1 draws a card (BlackjackEnv.step)
+
+    def template_context(self) -> dict[str, Any]:
+        return {**super().template_context(), "ace": ACE, "ten": TEN, "bust_above": BUST_ABOVE,
+                "dealer_stands_from": DEALER_STANDS_FROM}
+
+    def describe(self, obs: Any) -> dict[str, Any]:
+        player_sum, dealer_card, usable_ace = (int(value) for value in obs)
+        return {"player_sum": player_sum, "dealer_card": dealer_card, "usable_ace": bool(usable_ace)}
+
+    def read_observation(self, text: str) -> np.ndarray:
+        player = re.search(r"Your cards total (\d+), with (a|no) usable ace", text)
+        dealer = re.search(r"The dealer's face-up card is worth (\d+)", text)
+        if player is None or dealer is None:
+            raise ValueError(f"no player total or dealer card in {text!r}")
+        return np.array([int(player.group(1)), int(dealer.group(1)), int(player.group(2) == "a")])
+
+    def expert_policy(self, env: gym.Env) -> Policy:
+        return lambda obs: int(basic_strategy_hits(int(obs[0]), int(obs[1]), bool(obs[2])))

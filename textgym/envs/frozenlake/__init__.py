@@ -1,0 +1,108 @@
+"""FrozenLake as text: crossing a frozen lake from the start tile to the goal without falling into a hole."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.toy_text import frozen_lake
+
+from textgym.envs.frozenlake.tabular import model_env, optimal_policy
+from textgym.translator import Policy, Translator
+
+__all__ = ["FrozenLakeTranslator"]
+
+# Direction word and (row, column) step of each move, keyed by gymnasium's action constants.
+MOVES: dict[int, tuple[str, tuple[int, int]]] = {
+    frozen_lake.LEFT: ("left", (0, -1)),
+    frozen_lake.DOWN: ("down", (1, 0)),
+    frozen_lake.RIGHT: ("right", (0, 1)),
+    frozen_lake.UP: ("up", (-1, 0)),
+}
+# The map letters gymnasium uses, as the tile you stand on and as a tile next to you.
+STANDING_ON = {"S": "on the start tile (frozen)", "F": "on frozen ice", "H": "in a hole", "G": "on the goal"}
+TILE_NAMES = {"S": "the start tile", "F": "frozen ice", "H": "a hole", "G": "the goal"}
+# Slightly below 1: success probability is what counts, and among equally safe moves the discount
+# prefers the ones that get there sooner, so the step limit is rarely hit.
+DISCOUNT = 0.999
+
+
+class FrozenLakeTranslator(Translator):
+    """Speaks for ``FrozenLake-v1``: the position as row and column, the tile underfoot and its neighbours.
+
+    Args:
+        observation_space: the base env's observation space (one state per tile).
+        action_space: the base env's action space.
+        env: the base env whose map is described; by default the text env's default base env
+            (the base class passes only spaces, and the map lives on the env).
+
+    Example:
+        >>> from textgym.wrapper import make_base_env
+        >>> base = make_base_env("frozenlake")
+        >>> translator = FrozenLakeTranslator(base.observation_space, base.action_space)
+        >>> translator.render_observation(0).split(".")[0]
+        'You are at row 0, column 0, on the start tile (frozen)'
+    """
+
+    name = "frozenlake"
+    action_names = tuple(f"move {MOVES[action][0]}" for action in sorted(MOVES))
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 env: gym.Env | None = None) -> None:
+        super().__init__(observation_space, action_space)
+        lake = model_env(self.name, observation_space, env)
+        self.map_rows: list[str] = [bytes(row).decode() for row in lake.desc]
+        self.n_rows, self.n_cols = lake.desc.shape
+        self.intended_move_probability = _intended_move_probability(lake, self.n_rows, self.n_cols)
+
+    def template_context(self) -> dict[str, Any]:
+        sideways = (1 - self.intended_move_probability) / 2
+        return {**super().template_context(), "map_rows": self.map_rows, "n_rows": self.n_rows,
+                "n_cols": self.n_cols, "tile_names": TILE_NAMES,
+                "intended_move_probability": self.intended_move_probability,
+                "sideways_probability": sideways}
+
+    def describe(self, obs: Any) -> dict[str, Any]:
+        row, col = divmod(int(obs), self.n_cols)
+        neighbours = []
+        for action in sorted(MOVES):
+            direction, (d_row, d_col) = MOVES[action]
+            next_row, next_col = row + d_row, col + d_col
+            if 0 <= next_row < self.n_rows and 0 <= next_col < self.n_cols:
+                tile = TILE_NAMES[self.map_rows[next_row][next_col]]
+            else:
+                tile = None  # the edge of the lake: the move leaves you in place
+            neighbours.append({"direction": direction, "tile": tile})
+        return {"row": row, "col": col, "standing_on": STANDING_ON[self.map_rows[row][col]],
+                "neighbours": neighbours}
+
+    def read_observation(self, text: str) -> np.ndarray:
+        match = re.search(r"You are at row (\d+), column (\d+)", text)
+        if match is None:
+            raise ValueError(f"no position in {text!r}")
+        row, col = int(match.group(1)), int(match.group(2))
+        return np.array([row * self.n_cols + col])
+
+    def expert_policy(self, env: gym.Env) -> Policy:
+        return optimal_policy(env, DISCOUNT)
+
+
+def _intended_move_probability(lake: Any, n_rows: int, n_cols: int) -> float:
+    """How often a move goes where it was aimed (1 on dry ice, 1/3 on gymnasium's slippery ice).
+
+    Read from the model ``P``: for a move from a frozen tile to a tile inside the lake, sliding
+    sideways can never land on the aimed-at tile, so the probability of reaching it is the answer.
+    """
+    for state in range(n_rows * n_cols):
+        row, col = divmod(state, n_cols)
+        if lake.desc[row, col] not in (b"S", b"F"):
+            continue
+        for action, (_, (d_row, d_col)) in MOVES.items():
+            next_row, next_col = row + d_row, col + d_col
+            if 0 <= next_row < n_rows and 0 <= next_col < n_cols:
+                target = next_row * n_cols + next_col
+                return float(sum(p for p, next_state, *_ in lake.P[state][action] if next_state == target))
+    return 1.0

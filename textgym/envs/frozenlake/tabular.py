@@ -1,0 +1,152 @@
+"""Helpers for the tabular (toy-text) translators: the env behind the map, and exact DP on its model.
+
+FrozenLake, Taxi and CliffWalking keep their map on the env (not in its spaces) and publish their
+full transition model as ``P[state][action] = [(probability, next_state, reward, terminated), ...]``.
+:func:`model_env` finds the env a translator describes; value iteration on ``P`` gives the optimal
+policy each of them uses as its expert.
+
+It lives in this env folder (not in a module shared by all envs) only because this change could
+touch env folders alone; Taxi and CliffWalking import it from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from textgym.translator import Policy
+from textgym.wrapper import make_base_env
+
+__all__ = ["model_env", "TabularModel", "tabular_model", "optimal_actions", "optimal_policy"]
+
+# Rollouts build a fresh env per episode, so the solved policy is cached by model content
+# (a digest of the transition arrays and the discount), not by env instance.
+_SOLVED: dict[str, np.ndarray] = {}
+
+
+def model_env(name: str, observation_space: gym.spaces.Space, env: gym.Env | None = None) -> Any:
+    """The unwrapped base env whose map and decoder a translator reads.
+
+    The :class:`~textgym.translator.Translator` base receives only the spaces, but maps, walls and
+    state decoders live on the env: use ``env`` where the caller has it, else build the text env's
+    default base env of ``name``.
+
+    Raises:
+        ValueError: if that env's observation space is not ``observation_space``.
+    """
+    base = (env if env is not None else make_base_env(name)).unwrapped
+    if base.observation_space != observation_space:
+        raise ValueError(f"expected an env with observation space {observation_space}, "
+                         f"actually {base.observation_space}")
+    return base
+
+
+@dataclass(frozen=True)
+class TabularModel:
+    """The transition model as flat arrays, one entry per possible outcome of (state, action).
+
+    Attributes:
+        n_states: number of states.
+        n_actions: number of actions.
+        states: the state each outcome starts from.
+        actions: the action each outcome follows.
+        probabilities: the outcome's probability.
+        next_states: the state the outcome leads to.
+        rewards: the reward it pays.
+        terminated: whether it ends the episode (the value after it is zero).
+    """
+
+    n_states: int
+    n_actions: int
+    states: np.ndarray
+    actions: np.ndarray
+    probabilities: np.ndarray
+    next_states: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+
+    def digest(self) -> str:
+        """A content hash: equal models share a cached solution."""
+        hasher = hashlib.sha256(f"{self.n_states},{self.n_actions}".encode())
+        for array in (self.states, self.actions, self.probabilities, self.next_states, self.rewards,
+                      self.terminated):
+            hasher.update(np.ascontiguousarray(array).tobytes())
+        return hasher.hexdigest()
+
+
+def tabular_model(env: gym.Env) -> TabularModel:
+    """Read ``env.unwrapped.P`` into a :class:`TabularModel`.
+
+    Raises:
+        TypeError: if the env has no discrete spaces or no model ``P``.
+    """
+    base: Any = env.unwrapped
+    model = getattr(base, "P", None)
+    if model is None or not isinstance(base.observation_space, gym.spaces.Discrete) \
+            or not isinstance(base.action_space, gym.spaces.Discrete):
+        raise TypeError(f"expected a toy-text env with discrete spaces and a model P, actually {base}")
+    rows = [(state, action, *outcome)
+            for state, by_action in model.items()
+            for action, outcomes in by_action.items()
+            for outcome in outcomes]
+    columns = list(zip(*rows, strict=True))
+    return TabularModel(
+        n_states=int(base.observation_space.n),
+        n_actions=int(base.action_space.n),
+        states=np.asarray(columns[0], dtype=np.int64),
+        actions=np.asarray(columns[1], dtype=np.int64),
+        probabilities=np.asarray(columns[2], dtype=np.float64),
+        next_states=np.asarray(columns[3], dtype=np.int64),
+        rewards=np.asarray(columns[4], dtype=np.float64),
+        terminated=np.asarray(columns[5], dtype=bool),
+    )
+
+
+def optimal_actions(model: TabularModel, discount: float, tolerance: float = 1e-10,
+                    max_sweeps: int = 100_000) -> np.ndarray:
+    """Value iteration: the greedy action of every state under the optimal values.
+
+    Args:
+        model: the env's transition model.
+        discount: the discount factor in (0, 1]; 1 only where every policy ends episodes.
+        tolerance: stop once no state value moves by more than this in a sweep.
+        max_sweeps: a safety limit on the number of sweeps.
+
+    Returns:
+        An int array of length ``model.n_states``: the best action in each state.
+
+    Raises:
+        ValueError: for a discount outside (0, 1].
+    """
+    if not 0 < discount <= 1:
+        raise ValueError(f"discount must be in (0, 1], actually {discount}")
+    key = f"{model.digest()}-{discount}-{tolerance}"
+    if key not in _SOLVED:
+        continuing = np.where(model.terminated, 0.0, discount)
+        values = np.zeros(model.n_states)
+        for _ in range(max_sweeps):
+            q_values = _q_values(model, values, continuing)
+            new_values = q_values.max(axis=1)
+            converged = np.max(np.abs(new_values - values)) <= tolerance
+            values = new_values
+            if converged:
+                break
+        _SOLVED[key] = _q_values(model, values, continuing).argmax(axis=1)
+    return _SOLVED[key]
+
+
+def optimal_policy(env: gym.Env, discount: float) -> Policy:
+    """The optimal policy of ``env`` (solved once per model) as observation -> action."""
+    actions = optimal_actions(tabular_model(env), discount)
+    return lambda obs: int(actions[int(obs)])
+
+
+def _q_values(model: TabularModel, values: np.ndarray, continuing: np.ndarray) -> np.ndarray:
+    q_values = np.zeros((model.n_states, model.n_actions))
+    returns = model.probabilities * (model.rewards + continuing * values[model.next_states])
+    np.add.at(q_values, (model.states, model.actions), returns)
+    return q_values

@@ -1,0 +1,95 @@
+"""Taxi as text: picking up a passenger at one stand and dropping them off at another."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from textgym.envs.frozenlake.tabular import model_env, optimal_policy
+from textgym.translator import Policy, Translator
+
+__all__ = ["TaxiTranslator"]
+
+# Action indices as TaxiEnv documents them: 0-3 move, 4 pick up, 5 drop off.
+MOVE_DIRECTIONS = ("south", "north", "east", "west")
+# Colour of each stand letter on gymnasium's map (the docs name them Red, Green, Yellow, Blue).
+STAND_COLOURS = {"R": "red", "G": "green", "Y": "yellow", "B": "blue"}
+WALL = b"|"
+# Every step costs the same and the model is deterministic: the undiscounted optimum is the fastest delivery.
+DISCOUNT = 1.0
+
+
+class TaxiTranslator(Translator):
+    """Speaks for ``Taxi-v4``: the taxi's row and column, where the passenger is and where they go.
+
+    The state number is decoded with the env's own ``decode`` into taxi row, taxi column, passenger
+    location (a stand, or inside the taxi) and destination stand.
+
+    Args:
+        observation_space: the base env's observation space (one state per encoded tuple).
+        action_space: the base env's action space.
+        env: the base env whose map is described; by default the text env's default base env
+            (the base class passes only spaces, and the map and decoder live on the env).
+
+    Example:
+        >>> from textgym.wrapper import make_base_env
+        >>> base = make_base_env("taxi")
+        >>> translator = TaxiTranslator(base.observation_space, base.action_space)
+        >>> state = base.unwrapped.encode(2, 1, 4, 1)
+        >>> print(translator.render_observation(state).split(". ")[1])
+        The passenger is in the taxi
+    """
+
+    name = "taxi"
+    action_names = (*(f"move {direction}" for direction in MOVE_DIRECTIONS),
+                    "pick up the passenger", "drop off the passenger")
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 env: gym.Env | None = None) -> None:
+        super().__init__(observation_space, action_space)
+        self.taxi = model_env(self.name, observation_space, env)
+        self.n_rows, self.n_cols = self.taxi.max_row + 1, self.taxi.max_col + 1
+        # On the map, cell (row, col) is character 2 * col + 1 of line row + 1; walls sit between cells.
+        self.stand_letters = [self.taxi.desc[row + 1, 2 * col + 1].decode() for row, col in self.taxi.locs]
+        self.stands = [{"letter": letter, "colour": STAND_COLOURS.get(letter, letter), "row": row, "col": col}
+                       for letter, (row, col) in zip(self.stand_letters, self.taxi.locs, strict=True)]
+
+    def template_context(self) -> dict[str, Any]:
+        walls = [{"row": row, "left_col": col} for row in range(self.n_rows) for col in range(self.n_cols - 1)
+                 if self.taxi.desc[row + 1, 2 * col + 2] == WALL]
+        return {**super().template_context(), "n_rows": self.n_rows, "n_cols": self.n_cols,
+                "map_lines": [bytes(line).decode() for line in self.taxi.desc], "stands": self.stands,
+                "walls": walls}
+
+    def describe(self, obs: Any) -> dict[str, Any]:
+        taxi_row, taxi_col, passenger_index, destination_index = self.taxi.decode(int(obs))
+        in_taxi = passenger_index == len(self.stands)
+        movable = self.taxi.action_mask(int(obs))[:len(MOVE_DIRECTIONS)]
+        return {
+            "taxi_row": int(taxi_row), "taxi_col": int(taxi_col),
+            "passenger_stand": None if in_taxi else self.stands[passenger_index],
+            "destination": self.stands[destination_index],
+            "open_moves": [d for d, ok in zip(MOVE_DIRECTIONS, movable, strict=True) if ok],
+            "blocked_moves": [d for d, ok in zip(MOVE_DIRECTIONS, movable, strict=True) if not ok],
+        }
+
+    def read_observation(self, text: str) -> np.ndarray:
+        taxi = re.search(r"The taxi is at row (\d+), column (\d+)", text)
+        passenger = re.search(r"The passenger is (in the taxi|at stand (\w))", text)
+        destination = re.search(r"wants to go to stand (\w)", text)
+        if taxi is None or passenger is None or destination is None:
+            raise ValueError(f"no taxi, passenger or destination in {text!r}")
+        if passenger.group(2) is None:
+            passenger_index = len(self.stands)
+        else:
+            passenger_index = self.stand_letters.index(passenger.group(2))
+        destination_index = self.stand_letters.index(destination.group(1))
+        return np.array([self.taxi.encode(int(taxi.group(1)), int(taxi.group(2)), passenger_index,
+                                          destination_index)])
+
+    def expert_policy(self, env: gym.Env) -> Policy:
+        return optimal_policy(env, DISCOUNT)
