@@ -57,7 +57,8 @@ ENVS: dict[str, EnvEntry] = {
         _entry("mountaincar_continuous", "MountainCarContinuous"),
         _entry("pendulum", "Pendulum"),
         _entry("lunarlander", "LunarLander"),
-        _entry("blackjack", "Blackjack"),
+        # Blackjack has no step limit either; a hand never lasts 100 steps, so this only guards runaway loops.
+        _entry("blackjack", "Blackjack", max_episode_steps=100),
         _entry("taxi", "Taxi"),
         # CliffWalking has no step limit: a policy that never reaches the goal would never end.
         _entry("cliffwalking", "CliffWalking", max_episode_steps=200),
