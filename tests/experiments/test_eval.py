@@ -180,3 +180,15 @@ def test_multirun_sweeps(launcher: str, fake_llm, fake_llm_overrides, tmp_path: 
     assert dirs == sorted(f"{e}-L{lv}-{a}" for e in ("cartpole", "frozenlake") for lv in (1, 5)
                           for a in ("naive", "random"))
     assert any(r["llm_calls"] > 0 for r in iter_jsonl(sweep / "cartpole-L5-naive" / "episodes.jsonl"))
+
+
+def test_slurm_launcher_preset_composes() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tests.experiments.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.partition == "gpu" and cfg.hydra.launcher.cpus_per_task == 4
