@@ -1,8 +1,8 @@
 """Seeded rollouts of the random and expert policies, rendered as few-shot text for L2/L4/L5.
 
-Rollouts are deterministic in (env, policy, seed) and cached under ``$TEXTGYM_CACHE`` (default
-``~/.cache/textgym``) keyed by the env's translator and templates, so they are never committed and
-always regenerable::
+Rollouts are deterministic in (env, base-task kwargs, policy, seed) and cached under ``$TEXTGYM_CACHE``
+(default ``~/.cache/textgym``) keyed by those and by the env's translator and templates, so they are
+never committed and always regenerable::
 
     textgym-trajectories --env all --policy all   # (re)build every cache entry
 """
@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,8 @@ __all__ = ["Rollout", "rollout", "fewshot_examples", "cache_dir", "make_policy",
 logger = logging.getLogger(__name__)
 PolicyKind = Literal["random", "expert"]
 CACHE_FORMAT = 1
+# Modules outside the env folders whose code shapes the rendered text or the expert's moves.
+SHARED_MODULES = ("translator.py", "templating.py", "planning.py")
 
 
 @dataclass
@@ -58,12 +61,22 @@ def make_policy(kind: PolicyKind, env: gym.Env, translator: Translator, seed: in
     raise ValueError(f"unknown policy {kind!r}: expected 'random' or 'expert'")
 
 
-def rollout(env_name: str, kind: PolicyKind, seed: int, max_steps_kept: int | None = None) -> Rollout:
-    """Play one episode of ``kind`` on ``env_name`` from ``seed`` under the text env's step limit."""
+def rollout(env_name: str, kind: PolicyKind, seed: int, max_steps_kept: int | None = None,
+            base_kwargs: Mapping[str, Any] | None = None) -> Rollout:
+    """Play one episode of ``kind`` on ``env_name`` from ``seed`` under the text env's step limit.
+
+    Args:
+        env_name: config name or text id of the env.
+        kind: ``"random"`` or ``"expert"``.
+        seed: seeds the env (and the random policy).
+        max_steps_kept: steps whose text is kept (all when ``None``); the return covers the whole episode.
+        base_kwargs: kwargs for the base task, as in ``gym.make("TextGym-...", **base_kwargs)``; the
+            translator and the expert are built from that env, so text and policy follow them.
+    """
     entry = env_entry(env_name)
-    env = make_base_env(entry.name)
+    env = make_base_env(entry.name, **dict(base_kwargs or {}))
     limit = gym.spec(entry.text_id).max_episode_steps
-    translator = entry.translator_class()(env.observation_space, env.action_space)
+    translator = entry.translator_class()(env)
     policy = make_policy(kind, env, translator, seed)
     obs, _ = env.reset(seed=seed)
     steps: list[dict[str, Any]] = []
@@ -83,27 +96,44 @@ def rollout(env_name: str, kind: PolicyKind, seed: int, max_steps_kept: int | No
 
 
 def _translator_fingerprint(env_name: str) -> str:
-    """Changes whenever the env's templates or translator code change, so stale caches are not reused."""
+    """Changes whenever the env's templates or translator code change, so stale caches are not reused.
+
+    Covers the env's folder, the shared templates and the shared modules that render or plan for it.
+    """
     digest = hashlib.sha256(str(CACHE_FORMAT).encode())
     folder = PACKAGE_DIR / "envs" / env_name
     shared = PACKAGE_DIR / "templates"
-    for path in sorted([*folder.rglob("*.py"), *folder.rglob("*.j2"), *shared.rglob("*.j2")]):
+    modules = [PACKAGE_DIR / name for name in SHARED_MODULES]
+    for path in sorted([*folder.rglob("*.py"), *folder.rglob("*.j2"), *shared.rglob("*.j2"), *modules]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
+def _kwargs_fingerprint(base_kwargs: Mapping[str, Any]) -> str:
+    """A short stable digest of base-task kwargs (values without a JSON form count by their ``repr``)."""
+    text = json.dumps(dict(base_kwargs), sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def fewshot_examples(env_name: str, kind: PolicyKind, episodes: int = 2, max_steps_shown: int = 8,
-                     seed: int = FEWSHOT_SEED) -> list[str]:
-    """``episodes`` rendered rollouts of ``kind`` (seeds ``seed``, ``seed+1``, ...), cached on disk."""
+                     seed: int = FEWSHOT_SEED, base_kwargs: Mapping[str, Any] | None = None) -> list[str]:
+    """``episodes`` rendered rollouts of ``kind`` (seeds ``seed``, ``seed+1``, ...), cached on disk.
+
+    ``base_kwargs`` pick the base task as in :func:`rollout`; each set of them has its own cache entry.
+    """
+    base_kwargs = dict(base_kwargs or {})
     key = f"{env_name}-{kind}-s{seed}-e{episodes}-k{max_steps_shown}-{_translator_fingerprint(env_name)}"
+    if base_kwargs:
+        key += f"-kw{_kwargs_fingerprint(base_kwargs)}"
     path = cache_dir() / f"{key}.json"
     if path.exists():
         try:
             return json.loads(path.read_text())["examples"]
         except (json.JSONDecodeError, KeyError, OSError) as error:
             logger.warning("ignoring unreadable trajectory cache %s: %s", path, error)
-    rollouts = [rollout(env_name, kind, seed + i, max_steps_kept=max_steps_shown) for i in range(episodes)]
+    rollouts = [rollout(env_name, kind, seed + i, max_steps_kept=max_steps_shown, base_kwargs=base_kwargs)
+                for i in range(episodes)]
     examples = [render("trajectory.j2", number=i + 1, **asdict(r)) for i, r in enumerate(rollouts)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -49,9 +49,23 @@ class Translator(ABC):
     :meth:`expert_policy`. Discrete envs set :attr:`action_names`; continuous envs (a 1-D ``Box``
     action space) get number parsing with clipping to the bounds read from the space.
 
+    A translator speaks for one base env instance: bounds come from its spaces, and facts that the
+    spaces do not hold (a map, a goal position, link lengths, constants set by ``gym.make`` kwargs)
+    are read from :attr:`env`, so the text describes the task the agent really plays.
+
     Args:
-        observation_space: the base env's observation space (bounds are read from it, never typed in).
-        action_space: the base env's action space.
+        env: the base (numeric) env, wrapped or not; spaces are read from it, other facts from ``env.unwrapped``.
+
+    Raises:
+        TypeError: if ``env`` is not a ``gym.Env`` or its action space is neither ``Discrete`` nor 1-D ``Box``.
+        ValueError: if :attr:`action_names` does not match a ``Discrete`` action space.
+
+    Example:
+        >>> from textgym.envs.cartpole import CartPoleTranslator
+        >>> from textgym.wrapper import make_base_env
+        >>> translator = CartPoleTranslator(make_base_env("cartpole"))
+        >>> translator.action_to_text(1), translator.parse_action("push left").action
+        ('2: push right', 0)
     """
 
     name: ClassVar[str]
@@ -63,9 +77,14 @@ class Translator(ABC):
     action_digits: ClassVar[int] = 2
     """Decimals printed for a continuous action."""
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        self.observation_space = observation_space
-        self.action_space = action_space
+    def __init__(self, env: gym.Env) -> None:
+        if not isinstance(env, gym.Env):
+            raise TypeError(f"{type(self).__name__} expected the base gym.Env, actually {env!r}")
+        self.env: Any = env.unwrapped
+        """The unwrapped base env: the source of every fact the spaces do not hold."""
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        action_space = self.action_space
         if isinstance(action_space, spaces.Discrete):
             if len(self.action_names) != int(action_space.n):
                 raise ValueError(
@@ -76,7 +95,8 @@ class Translator(ABC):
             self.action_low = float(action_space.low[0])
             self.action_high = float(action_space.high[0])
         else:
-            raise TypeError(f"expected a Discrete or 1-D Box action space, actually {action_space}")
+            raise TypeError(f"{type(self).__name__} expected a Discrete or 1-D Box action space, "
+                            f"actually {action_space}")
 
     # ------------------------------------------------------------------ observations
     @abstractmethod
@@ -171,7 +191,10 @@ class Translator(ABC):
     # ------------------------------------------------------------------ policies
     @abstractmethod
     def expert_policy(self, env: gym.Env) -> Policy:
-        """An expert policy for the base env (``env.unwrapped`` gives model access for DP/heuristics)."""
+        """An expert policy for ``env``: the env this translator speaks for, or another instance of the same task.
+
+        ``env.unwrapped`` gives model access for DP and heuristics.
+        """
 
     # ------------------------------------------------------------------ helpers
     @classmethod

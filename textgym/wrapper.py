@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import string
+from collections.abc import Mapping
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -36,6 +37,8 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         fewshot_episodes: episodes shown at L2/L4/L5.
         fewshot_max_steps: steps shown per few-shot episode (returns cover the whole episode).
         fewshot_seed: first seed of the few-shot episodes; kept far from evaluation seeds.
+        base_kwargs: the kwargs ``env`` was made with beyond the text env's defaults (e.g. ``map_name``),
+            so that the few-shot episodes are played on the same task; ``None`` means none.
 
     Example:
         >>> import gymnasium as gym, textgym
@@ -56,6 +59,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         fewshot_episodes: int = 2,
         fewshot_max_steps: int = 8,
         fewshot_seed: int = FEWSHOT_SEED,
+        base_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.level = level_spec(level)
         for arg_name, value, minimum in (("fewshot_episodes", fewshot_episodes, 1),
@@ -67,6 +71,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         self.fewshot_episodes = fewshot_episodes
         self.fewshot_max_steps = fewshot_max_steps
         self.fewshot_seed = fewshot_seed
+        self.base_kwargs = dict(base_kwargs or {})
         self.observation_space = spaces.Text(MAX_OBSERVATION_CHARS, charset=TEXT_CHARSET)
         self.action_space = spaces.Text(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
         self._knowledge: dict[str, Any] | None = None
@@ -84,6 +89,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
                 examples = fewshot_examples(
                     self.translator.name, spec.fewshot_policy, episodes=self.fewshot_episodes,
                     max_steps_shown=self.fewshot_max_steps, seed=self.fewshot_seed,
+                    base_kwargs=self.base_kwargs,
                 )
             self._knowledge = {
                 "level": spec.level,
@@ -147,9 +153,14 @@ def make_text_env(
     fewshot_seed: int = FEWSHOT_SEED,
     **base_kwargs: Any,
 ) -> TextEnv:
-    """Entry point of every ``TextGym-*-v0`` id; extra kwargs go to the base task (e.g. ``is_slippery``)."""
+    """Entry point of every ``TextGym-*-v0`` id; extra kwargs go to the base task (e.g. ``is_slippery``).
+
+    The translator is built from the base env itself, so the text describes the task those kwargs
+    make (``gym.make("TextGym-FrozenLake-v0", map_name="8x8")`` shows the 8x8 map), and the few-shot
+    episodes are played on that task too.
+    """
     level_spec(level)  # fail before building anything
     base = make_base_env(env_name, render_mode=render_mode, **base_kwargs)
-    translator = env_entry(env_name).translator_class()(base.observation_space, base.action_space)
+    translator = env_entry(env_name).translator_class()(base)
     return TextEnv(base, translator, level=level, fewshot_episodes=fewshot_episodes,
-                   fewshot_max_steps=fewshot_max_steps, fewshot_seed=fewshot_seed)
+                   fewshot_max_steps=fewshot_max_steps, fewshot_seed=fewshot_seed, base_kwargs=base_kwargs)

@@ -15,7 +15,7 @@ ENV_NAMES = list(ENVS)
 
 def _translator(name: str):
     base = make_base_env(name)
-    return base, ENVS[name].translator_class()(base.observation_space, base.action_space)
+    return base, ENVS[name].translator_class()(base)
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)

@@ -22,7 +22,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> AcrobotTranslator:
-    return AcrobotTranslator(base.observation_space, base.action_space)
+    return AcrobotTranslator(base)
 
 
 def _obs(angle_1: float, angle_2: float, speed_1: float, speed_2: float) -> np.ndarray:
@@ -60,3 +60,11 @@ def test_descriptions_read_limits_from_the_env(translator: AcrobotTranslator) ->
     assert "2: no torque" in translator.action_description()
     assert "-1.0, 0.0 or +1.0 N m" in translator.action_description()
     assert translator.parse_action("gibberish").action == 1
+
+
+def test_link_lengths_come_from_the_env(base) -> None:
+    base.unwrapped.LINK_LENGTH_1 = 1.5  # this instance only: the translator must read it there
+    translator = AcrobotTranslator(base)
+    assert "Link 1 (1.5 m)" in translator.game_description()
+    # Straight up: the free end is one link 1 plus one link 2 above the pivot.
+    assert "The free end is 2.500 m above the pivot." in translator.render_observation(_obs(math.pi, 0.0, 0.0, 0.0))

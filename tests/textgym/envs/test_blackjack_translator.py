@@ -14,7 +14,7 @@ from textgym.wrapper import make_base_env
 @pytest.fixture
 def translator() -> BlackjackTranslator:
     base = make_base_env("blackjack")
-    return BlackjackTranslator(base.observation_space, base.action_space)
+    return BlackjackTranslator(base)
 
 
 def test_known_hand_in_words(translator: BlackjackTranslator) -> None:

@@ -18,7 +18,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> CliffWalkingTranslator:
-    return CliffWalkingTranslator(base.observation_space, base.action_space)
+    return CliffWalkingTranslator(base)
 
 
 def test_start_in_words(base, translator: CliffWalkingTranslator) -> None:

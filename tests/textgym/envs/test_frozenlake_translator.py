@@ -18,7 +18,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> FrozenLakeTranslator:
-    return FrozenLakeTranslator(base.observation_space, base.action_space)
+    return FrozenLakeTranslator(base)
 
 
 def test_known_tile_in_words(translator: FrozenLakeTranslator) -> None:
@@ -40,15 +40,25 @@ def test_map_and_slip_come_from_the_env(base, translator: FrozenLakeTranslator) 
     assert "only with probability 0.33" in text
 
     dry = gym.make("FrozenLake-v1", map_name="8x8", is_slippery=False)
-    dry_translator = FrozenLakeTranslator(dry.observation_space, dry.action_space, env=dry)
+    dry_translator = FrozenLakeTranslator(dry)
+    assert dry_translator.env is dry.unwrapped
     assert "8 rows" in dry_translator.game_description()
     assert "not slippery" in dry_translator.game_description()
+    assert "not slippery" in dry_translator.guidance()
 
 
-def test_env_must_match_the_spaces(base) -> None:
-    other = gym.make("FrozenLake-v1", map_name="8x8")
-    with pytest.raises(ValueError, match="expected an env with observation space"):
-        FrozenLakeTranslator(base.observation_space, base.action_space, env=other)
+def test_success_rate_and_rewards_come_from_the_env() -> None:
+    lake = gym.make("FrozenLake-v1", success_rate=0.8, reward_schedule=(10, -5, -0.1))
+    translator = FrozenLakeTranslator(lake)
+    assert "only with probability 0.80" in translator.game_description()
+    assert "(probability 0.10 each)" in translator.game_description()
+    assert "a reward of 10 when you step onto the goal, -5 when you fall into a hole and -0.1 for every other step" \
+        in translator.goal_description()
+
+
+def test_translator_needs_an_env(base) -> None:
+    with pytest.raises(TypeError, match="expected the base gym.Env"):
+        FrozenLakeTranslator(base.observation_space)
 
 
 def test_expert_moves_away_from_holes(base, translator: FrozenLakeTranslator) -> None:

@@ -19,7 +19,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> LunarLanderTranslator:
-    return LunarLanderTranslator(base.observation_space, base.action_space)
+    return LunarLanderTranslator(base)
 
 
 def test_known_state_in_words(translator: LunarLanderTranslator) -> None:

@@ -19,7 +19,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> MountainCarContinuousTranslator:
-    return MountainCarContinuousTranslator(base.observation_space, base.action_space)
+    return MountainCarContinuousTranslator(base)
 
 
 def test_left_of_valley_moving_right(translator: MountainCarContinuousTranslator) -> None:

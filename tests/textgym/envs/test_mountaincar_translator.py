@@ -19,7 +19,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> MountainCarTranslator:
-    return MountainCarTranslator(base.observation_space, base.action_space)
+    return MountainCarTranslator(base)
 
 
 def test_right_slope_moving_left(translator: MountainCarTranslator) -> None:
@@ -52,3 +52,10 @@ def test_expert_follows_the_motion(base, translator: MountainCarTranslator) -> N
     policy = translator.expert_policy(base)
     assert policy(np.array([-0.4, 0.01], dtype=np.float32)) == 2
     assert policy(np.array([-0.4, -0.01], dtype=np.float32)) == 0
+
+
+def test_flag_comes_from_the_env(base) -> None:
+    base.unwrapped.goal_position = 0.4  # this instance only: the translator must read it there
+    translator = MountainCarTranslator(base)
+    assert "flag at 0.40 m" in translator.goal_description()
+    assert "0.70 m left of the flag" in translator.render_observation(np.array([-0.3, 0.0]))

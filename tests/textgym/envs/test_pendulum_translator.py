@@ -21,7 +21,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> PendulumTranslator:
-    return PendulumTranslator(base.observation_space, base.action_space)
+    return PendulumTranslator(base)
 
 
 def test_horizontal_left_rotating_clockwise(translator: PendulumTranslator) -> None:

@@ -18,7 +18,7 @@ def base():
 
 @pytest.fixture
 def translator(base) -> TaxiTranslator:
-    return TaxiTranslator(base.observation_space, base.action_space)
+    return TaxiTranslator(base)
 
 
 def test_known_state_in_words(base, translator: TaxiTranslator) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 
 from textgym.translator import Policy, Translator
 
@@ -17,7 +16,7 @@ __all__ = ["AcrobotTranslator"]
 DIGITS = 3
 # AcrobotEnv._terminal compares the free end's height with a literal 1.0; there is no attribute to read.
 TARGET_HEIGHT = 1.0
-# Index of each torque direction in AcrobotEnv.AVAIL_TORQUE = [-1, 0, +1].
+# Index of each torque direction in the env's AVAIL_TORQUE = [-1, 0, +1].
 CLOCKWISE, NO_TORQUE, COUNTERCLOCKWISE = 0, 1, 2
 
 
@@ -26,7 +25,8 @@ class AcrobotTranslator(Translator):
 
     Angles grow counterclockwise as the env draws them (link 1 at a small positive angle has swung to
     the right). The observation gives each angle as its cosine and sine; the text prints both, so the
-    raw vector can be read back exactly, next to the angle they describe.
+    raw vector can be read back exactly, next to the angle they describe. Link lengths, torques and
+    the step length are read from the env.
     """
 
     name = "acrobot"
@@ -36,8 +36,8 @@ class AcrobotTranslator(Translator):
     def template_context(self) -> dict[str, Any]:
         high = self.observation_space.high
         return {**super().template_context(), "digits": DIGITS,
-                "link_length_1": AcrobotEnv.LINK_LENGTH_1, "link_length_2": AcrobotEnv.LINK_LENGTH_2,
-                "torques": AcrobotEnv.AVAIL_TORQUE, "step_seconds": AcrobotEnv.dt,
+                "link_length_1": float(self.env.LINK_LENGTH_1), "link_length_2": float(self.env.LINK_LENGTH_2),
+                "torques": [float(torque) for torque in self.env.AVAIL_TORQUE], "step_seconds": float(self.env.dt),
                 "target_height": TARGET_HEIGHT, "straight_up": math.pi,
                 "max_speed_1": float(high[4]), "max_speed_2": float(high[5])}
 
@@ -49,7 +49,7 @@ class AcrobotTranslator(Translator):
                 "link_1_angular_velocity": speed_1,
                 "link_2_cos": cos_2, "link_2_sin": sin_2, "link_2_angle": math.atan2(sin_2, cos_2),
                 "link_2_angular_velocity": speed_2,
-                "end_height": -AcrobotEnv.LINK_LENGTH_1 * cos_1 - AcrobotEnv.LINK_LENGTH_2 * cos_sum}
+                "end_height": -self.env.LINK_LENGTH_1 * cos_1 - self.env.LINK_LENGTH_2 * cos_sum}
 
     def read_observation(self, text: str) -> np.ndarray:
         signed, number = r"(-?\d+\.\d+)", r"(\d+\.\d+)"

@@ -46,7 +46,7 @@ class BlackjackTranslator(Translator):
     Example:
         >>> from textgym.wrapper import make_base_env
         >>> base = make_base_env("blackjack")
-        >>> translator = BlackjackTranslator(base.observation_space, base.action_space)
+        >>> translator = BlackjackTranslator(base)
         >>> translator.render_observation((15, 10, 0)).split(".")[0]
         'Your cards total 15, with no usable ace'
     """
@@ -56,7 +56,9 @@ class BlackjackTranslator(Translator):
 
     def template_context(self) -> dict[str, Any]:
         return {**super().template_context(), "ace": ACE, "ten": TEN, "bust_above": BUST_ABOVE,
-                "dealer_stands_from": DEALER_STANDS_FROM}
+                "dealer_stands_from": DEALER_STANDS_FROM,
+                # The payout rules for a natural, set by gym.make(..., natural=..., sab=...); sab overrides natural.
+                "natural": bool(self.env.natural), "sab": bool(self.env.sab)}
 
     def describe(self, obs: Any) -> dict[str, Any]:
         player_sum, dealer_card, usable_ace = (int(value) for value in obs)

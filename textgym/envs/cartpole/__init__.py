@@ -19,16 +19,20 @@ EXPERT_GAINS = np.array([0.1, 0.5, 3.0, 1.0])
 
 
 class CartPoleTranslator(Translator):
-    """Speaks for ``CartPole-v1``: positions in metres, angles in radians, directions in words."""
+    """Speaks for ``CartPole-v1``: positions in metres, angles in radians, directions in words.
+
+    The termination bounds and the reward scheme are read from the env (``sutton_barto_reward`` changes the latter).
+    """
 
     name = "cartpole"
     action_names = ("push left", "push right")
 
     def template_context(self) -> dict[str, Any]:
-        high = self.observation_space.high
         return {**super().template_context(), "digits": DIGITS,
-                # Termination bounds are half the observation bounds (see CartPoleEnv).
-                "position_limit": float(high[0]) / 2, "angle_limit": float(high[2]) / 2}
+                "position_limit": float(self.env.x_threshold), "angle_limit": float(self.env.theta_threshold_radians),
+                # gym.make(..., sutton_barto_reward=True) pays 0 per step and -1 on failure; the flag is only
+                # kept in this private attribute.
+                "sutton_barto_reward": bool(getattr(self.env, "_sutton_barto_reward", False))}
 
     def describe(self, obs: Any) -> dict[str, Any]:
         cart_position, cart_velocity, pole_angle, pole_angular_velocity = (float(v) for v in obs)

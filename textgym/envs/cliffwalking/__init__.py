@@ -7,10 +7,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from gymnasium.envs.toy_text import cliffwalking
 
-from textgym.envs.frozenlake.tabular import model_env, optimal_policy
+from textgym.planning import optimal_policy
 from textgym.translator import Policy, Translator
 
 __all__ = ["CliffWalkingTranslator"]
@@ -28,16 +27,16 @@ DISCOUNT = 1.0
 class CliffWalkingTranslator(Translator):
     """Speaks for ``CliffWalking-v1``: the position as row and column, the way to the goal and the cells around.
 
+    The grid, the cliff, the goal and slipping (``is_slippery``) are read from the env; a state is the cell
+    ``row * n_cols + col``.
+
     Args:
-        observation_space: the base env's observation space (one state per cell, ``row * ncol + col``).
-        action_space: the base env's action space.
-        env: the base env whose grid is described; by default the text env's default base env
-            (the base class passes only spaces, and the grid lives on the env).
+        env: the base env (its grid lives on ``env.unwrapped``).
 
     Example:
         >>> from textgym.wrapper import make_base_env
         >>> base = make_base_env("cliffwalking")
-        >>> translator = CliffWalkingTranslator(base.observation_space, base.action_space)
+        >>> translator = CliffWalkingTranslator(base)
         >>> translator.render_observation(base.reset(seed=0)[0]).split(".")[0]
         'You are at row 3, column 0, on the start'
     """
@@ -45,10 +44,9 @@ class CliffWalkingTranslator(Translator):
     name = "cliffwalking"
     action_names = tuple(f"move {MOVE_WORDS[action]}" for action in sorted(MOVE_WORDS))
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 env: gym.Env | None = None) -> None:
-        super().__init__(observation_space, action_space)
-        grid = model_env(self.name, observation_space, env)
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        grid = self.env
         self.n_rows, self.n_cols = (int(n) for n in grid.shape)
         # The only transitions that end the episode are the ones onto the goal.
         goal = min(next_state for by_action in grid.P.values() for outcomes in by_action.values()
@@ -58,11 +56,14 @@ class CliffWalkingTranslator(Translator):
         self.cells[np.unravel_index(int(grid.start_state_index), grid.shape)] = "start"
         self.goal_row, self.goal_col = divmod(int(goal), self.n_cols)
         self.cells[self.goal_row, self.goal_col] = "goal"
+        self.intended_move_probability = self._intended_move_probability()
 
     def template_context(self) -> dict[str, Any]:
         map_rows = ["".join(CELL_LETTERS[cell] for cell in row) for row in self.cells]
         return {**super().template_context(), "n_rows": self.n_rows, "n_cols": self.n_cols,
-                "map_rows": map_rows, "goal_row": self.goal_row, "goal_col": self.goal_col}
+                "map_rows": map_rows, "goal_row": self.goal_row, "goal_col": self.goal_col,
+                "intended_move_probability": self.intended_move_probability,
+                "sideways_probability": (1 - self.intended_move_probability) / 2}
 
     def describe(self, obs: Any) -> dict[str, Any]:
         row, col = divmod(int(obs), self.n_cols)
@@ -85,3 +86,22 @@ class CliffWalkingTranslator(Translator):
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)
+
+    def _intended_move_probability(self) -> float:
+        """How often a move goes where it was aimed (1 on firm ground, 1/3 with ``is_slippery``).
+
+        Read from the model ``P``: for a move between two ground cells, slipping sideways can never
+        land on the aimed-at cell, so the probability of reaching it is the answer.
+        """
+        for state in range(self.n_rows * self.n_cols):
+            row, col = divmod(state, self.n_cols)
+            if self.cells[row, col] != "ground":
+                continue
+            for action in sorted(MOVE_WORDS):
+                d_row, d_col = cliffwalking.POSITION_MAPPING[action]
+                next_row, next_col = row + d_row, col + d_col
+                if 0 <= next_row < self.n_rows and 0 <= next_col < self.n_cols \
+                        and self.cells[next_row, next_col] == "ground":
+                    target = next_row * self.n_cols + next_col
+                    return float(sum(p for p, next_state, *_ in self.env.P[state][action] if next_state == target))
+        return 1.0

@@ -7,10 +7,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from gymnasium.envs.toy_text import frozen_lake
 
-from textgym.envs.frozenlake.tabular import model_env, optimal_policy
+from textgym.planning import optimal_policy
 from textgym.translator import Policy, Translator
 
 __all__ = ["FrozenLakeTranslator"]
@@ -33,35 +32,35 @@ DISCOUNT = 0.999
 class FrozenLakeTranslator(Translator):
     """Speaks for ``FrozenLake-v1``: the position as row and column, the tile underfoot and its neighbours.
 
+    The map (``map_name``, ``desc``), slipping (``is_slippery``, ``success_rate``) and the rewards
+    (``reward_schedule``) are read from the env; a state is the tile ``row * n_cols + col``.
+
     Args:
-        observation_space: the base env's observation space (one state per tile).
-        action_space: the base env's action space.
-        env: the base env whose map is described; by default the text env's default base env
-            (the base class passes only spaces, and the map lives on the env).
+        env: the base env (its map and model live on ``env.unwrapped``).
 
     Example:
         >>> from textgym.wrapper import make_base_env
-        >>> base = make_base_env("frozenlake")
-        >>> translator = FrozenLakeTranslator(base.observation_space, base.action_space)
-        >>> translator.render_observation(0).split(".")[0]
-        'You are at row 0, column 0, on the start tile (frozen)'
+        >>> translator = FrozenLakeTranslator(make_base_env("frozenlake", map_name="8x8"))
+        >>> translator.render_observation(63).split(".")[0]
+        'You are at row 7, column 7, on the goal'
     """
 
     name = "frozenlake"
     action_names = tuple(f"move {MOVES[action][0]}" for action in sorted(MOVES))
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 env: gym.Env | None = None) -> None:
-        super().__init__(observation_space, action_space)
-        lake = model_env(self.name, observation_space, env)
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        lake = self.env
         self.map_rows: list[str] = [bytes(row).decode() for row in lake.desc]
-        self.n_rows, self.n_cols = lake.desc.shape
+        self.n_rows, self.n_cols = (int(n) for n in lake.desc.shape)
         self.intended_move_probability = _intended_move_probability(lake, self.n_rows, self.n_cols)
+        self.rewards = _tile_rewards(lake, self.map_rows)
 
     def template_context(self) -> dict[str, Any]:
         sideways = (1 - self.intended_move_probability) / 2
         return {**super().template_context(), "map_rows": self.map_rows, "n_rows": self.n_rows,
                 "n_cols": self.n_cols, "tile_names": TILE_NAMES,
+                "rewards": {tile: f"{reward:g}" for tile, reward in self.rewards.items()},
                 "intended_move_probability": self.intended_move_probability,
                 "sideways_probability": sideways}
 
@@ -106,3 +105,26 @@ def _intended_move_probability(lake: Any, n_rows: int, n_cols: int) -> float:
                 target = next_row * n_cols + next_col
                 return float(sum(p for p, next_state, *_ in lake.P[state][action] if next_state == target))
     return 1.0
+
+
+def _tile_rewards(lake: Any, map_rows: list[str]) -> dict[str, float]:
+    """The reward for stepping onto the goal, into a hole and onto ice (gymnasium's ``reward_schedule``).
+
+    Read from the model ``P`` by the letter of the tile each move lands on; a kind of tile that no
+    move reaches keeps gymnasium's default.
+    """
+    n_cols = len(map_rows[0])
+    kinds = {"G": "goal", "H": "hole", "F": "ice", "S": "ice"}
+    rewards = {"goal": 1.0, "hole": 0.0, "ice": 0.0}
+    found: set[str] = set()
+    for state, by_action in lake.P.items():
+        row, col = divmod(state, n_cols)
+        if map_rows[row][col] in "GH":
+            continue  # moves from the goal or a hole are placeholders of a finished episode
+        for outcomes in by_action.values():
+            for _, next_state, reward, _ in outcomes:
+                kind = kinds[map_rows[next_state // n_cols][next_state % n_cols]]
+                if kind not in found:
+                    rewards[kind] = float(reward)
+                    found.add(kind)
+    return rewards

@@ -24,12 +24,14 @@ class LunarLanderTranslator(Translator):
     """Speaks for ``LunarLander-v3``: position and speed relative to the pad, tilt, spin and leg contact.
 
     The observation's last two entries are the leg contacts in gymnasium's leg order: its first
-    leg is built on the right-hand side of the lander (positive x), the second on the left.
+    leg is built on the right-hand side of the lander (positive x), the second on the left. Gravity and
+    wind (``gym.make(..., gravity=..., enable_wind=True)``) are read from the env; the continuous variant
+    (``continuous=True``, a 2-D action) is not supported.
 
     Example:
         >>> from textgym.wrapper import make_base_env
         >>> base = make_base_env("lunarlander")
-        >>> translator = LunarLanderTranslator(base.observation_space, base.action_space)
+        >>> translator = LunarLanderTranslator(base)
         >>> translator.render_observation([0.1, 1.2, 0, -0.3, 0.05, 0, 1, 0]).split(". ")[0]
         'The lander is 0.100 right of the landing pad centre and 1.200 above the pad'
     """
@@ -40,7 +42,9 @@ class LunarLanderTranslator(Translator):
                     "fire right orientation engine")
 
     def template_context(self) -> dict[str, Any]:
-        return {**super().template_context(), "digits": DIGITS, "screen_edge": SCREEN_EDGE}
+        return {**super().template_context(), "digits": DIGITS, "screen_edge": SCREEN_EDGE,
+                "gravity": abs(float(self.env.gravity)), "enable_wind": bool(self.env.enable_wind),
+                "wind_power": float(self.env.wind_power), "turbulence_power": float(self.env.turbulence_power)}
 
     def describe(self, obs: Any) -> dict[str, Any]:
         (horizontal_position, vertical_position, horizontal_velocity, vertical_velocity, angle,

@@ -9,7 +9,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
 from textgym.registration import ENVS
 from textgym.translator import Policy, Translator
@@ -33,16 +32,17 @@ class MountainCarTranslator(Translator):
     action_names = ("push left", "do not push", "push right")
     fallback_action_index = NO_PUSH
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        super().__init__(observation_space, action_space)
-        # The translator is given only the spaces; the flag position is an attribute of the env itself.
-        self.goal_position = float(MountainCarEnv().goal_position)
+    @property
+    def goal_position(self) -> float:
+        """Where the flag stands, in metres (an attribute of the env, not of its spaces)."""
+        return float(self.env.goal_position)
 
     def template_context(self) -> dict[str, Any]:
         low, high = self.observation_space.low, self.observation_space.high
         return {**super().template_context(), "digits": DIGITS,
                 "left_end": float(low[0]), "right_end": float(high[0]), "max_speed": float(high[1]),
-                "goal_position": self.goal_position, "valley_position": VALLEY_POSITION}
+                "goal_position": self.goal_position, "goal_velocity": float(self.env.goal_velocity),
+                "valley_position": VALLEY_POSITION}
 
     def describe(self, obs: Any) -> dict[str, Any]:
         position, velocity = (float(v) for v in obs)

@@ -30,12 +30,16 @@ class PendulumTranslator(Translator):
     Angles and torques are positive counterclockwise, as the env draws them (a small positive angle
     leans the pendulum to the left). The observation gives the angle as its cosine and sine; the
     text prints both, so the raw vector can be read back exactly, next to the angle they describe.
+    Gravity (``gym.make(..., g=...)``) is read from the env.
     """
 
     name = "pendulum"
 
     def template_context(self) -> dict[str, Any]:
         return {**super().template_context(), "digits": DIGITS, "hanging_down": math.pi,
+                "gravity": float(self.env.g),
+                # Holding the pendulum horizontal takes a torque of m g l / 2 (PendulumEnv.step's dynamics).
+                "motor_lifts": self.action_high >= self.env.m * self.env.g * self.env.l / 2,
                 "max_speed": float(self.observation_space.high[2]),
                 "speed_cost": SPEED_COST, "torque_cost": TORQUE_COST,
                 "balance_zone_angle": math.acos(BALANCE_ZONE_COS), "angle_gain": ANGLE_GAIN,

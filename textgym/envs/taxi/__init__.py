@@ -7,9 +7,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from textgym.envs.frozenlake.tabular import model_env, optimal_policy
+from textgym.planning import optimal_policy
 from textgym.translator import Policy, Translator
 
 __all__ = ["TaxiTranslator"]
@@ -27,18 +26,16 @@ class TaxiTranslator(Translator):
     """Speaks for ``Taxi-v4``: the taxi's row and column, where the passenger is and where they go.
 
     The state number is decoded with the env's own ``decode`` into taxi row, taxi column, passenger
-    location (a stand, or inside the taxi) and destination stand.
+    location (a stand, or inside the taxi) and destination stand. The map, the walls, rain
+    (``is_rainy``) and a fickle passenger (``fickle_passenger``) are read from the env.
 
     Args:
-        observation_space: the base env's observation space (one state per encoded tuple).
-        action_space: the base env's action space.
-        env: the base env whose map is described; by default the text env's default base env
-            (the base class passes only spaces, and the map and decoder live on the env).
+        env: the base env (its map and decoder live on ``env.unwrapped``).
 
     Example:
         >>> from textgym.wrapper import make_base_env
         >>> base = make_base_env("taxi")
-        >>> translator = TaxiTranslator(base.observation_space, base.action_space)
+        >>> translator = TaxiTranslator(base)
         >>> state = base.unwrapped.encode(2, 1, 4, 1)
         >>> print(translator.render_observation(state).split(". ")[1])
         The passenger is in the taxi
@@ -48,22 +45,25 @@ class TaxiTranslator(Translator):
     action_names = (*(f"move {direction}" for direction in MOVE_DIRECTIONS),
                     "pick up the passenger", "drop off the passenger")
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 env: gym.Env | None = None) -> None:
-        super().__init__(observation_space, action_space)
-        self.taxi = model_env(self.name, observation_space, env)
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.taxi = self.env
         self.n_rows, self.n_cols = self.taxi.max_row + 1, self.taxi.max_col + 1
         # On the map, cell (row, col) is character 2 * col + 1 of line row + 1; walls sit between cells.
         self.stand_letters = [self.taxi.desc[row + 1, 2 * col + 1].decode() for row, col in self.taxi.locs]
         self.stands = [{"letter": letter, "colour": STAND_COLOURS.get(letter, letter), "row": row, "col": col}
                        for letter, (row, col) in zip(self.stand_letters, self.taxi.locs, strict=True)]
+        self.intended_move_probability = _intended_move_probability(self.taxi)
 
     def template_context(self) -> dict[str, Any]:
         walls = [{"row": row, "left_col": col} for row in range(self.n_rows) for col in range(self.n_cols - 1)
                  if self.taxi.desc[row + 1, 2 * col + 2] == WALL]
         return {**super().template_context(), "n_rows": self.n_rows, "n_cols": self.n_cols,
                 "map_lines": [bytes(line).decode() for line in self.taxi.desc], "stands": self.stands,
-                "walls": walls}
+                "walls": walls, "intended_move_probability": self.intended_move_probability,
+                "sideways_probability": (1 - self.intended_move_probability) / 2,
+                "fickle_passenger": bool(self.taxi.fickle_passenger),
+                "fickle_probability": float(self.taxi.fickle_probability)}
 
     def describe(self, obs: Any) -> dict[str, Any]:
         taxi_row, taxi_col, passenger_index, destination_index = self.taxi.decode(int(obs))
@@ -93,3 +93,14 @@ class TaxiTranslator(Translator):
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)
+
+
+def _intended_move_probability(taxi: Any) -> float:
+    """How often a move goes where it was aimed: 1 in dry weather, ``rainy_probability`` when it rains.
+
+    ``is_rainy`` is not kept on the env, but it shows in the model ``P``: in the rain every move has
+    three outcomes (ahead and the two sides), in dry weather one.
+    """
+    raining = any(len(by_action[action]) > 1 for by_action in taxi.P.values()
+                  for action in range(len(MOVE_DIRECTIONS)))
+    return float(taxi.rainy_probability) if raining else 1.0

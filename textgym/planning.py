@@ -1,12 +1,13 @@
-"""Helpers for the tabular (toy-text) translators: the env behind the map, and exact DP on its model.
+"""Exact planning on a toy-text env's model: value iteration for the tabular experts.
 
-FrozenLake, Taxi and CliffWalking keep their map on the env (not in its spaces) and publish their
-full transition model as ``P[state][action] = [(probability, next_state, reward, terminated), ...]``.
-:func:`model_env` finds the env a translator describes; value iteration on ``P`` gives the optimal
-policy each of them uses as its expert.
+FrozenLake, Taxi and CliffWalking publish their full transition model as
+``P[state][action] = [(probability, next_state, reward, terminated), ...]``. :func:`tabular_model`
+reads it into flat arrays, :func:`optimal_actions` runs value iteration on them, and
+:func:`optimal_policy` wraps the result as the observation -> action expert each of those
+translators uses. Because ``P`` is read from the env itself, the expert follows base-task kwargs
+(``map_name``, ``is_slippery``, ``is_rainy``, ...).
 
-It lives in this env folder (not in a module shared by all envs) only because this change could
-touch env folders alone; Taxi and CliffWalking import it from here.
+Classes and functions: :class:`TabularModel`, :func:`tabular_model`, :func:`optimal_actions`, :func:`optimal_policy`.
 """
 
 from __future__ import annotations
@@ -19,30 +20,13 @@ import gymnasium as gym
 import numpy as np
 
 from textgym.translator import Policy
-from textgym.wrapper import make_base_env
 
-__all__ = ["model_env", "TabularModel", "tabular_model", "optimal_actions", "optimal_policy"]
+__all__ = ["TabularModel", "tabular_model", "optimal_actions", "optimal_policy"]
 
 # Rollouts build a fresh env per episode, so the solved policy is cached by model content
-# (a digest of the transition arrays and the discount), not by env instance.
+# (a digest of the transition arrays and the discount), not by env instance: equal maps share
+# one solution, and a different map or slip setting gets its own.
 _SOLVED: dict[str, np.ndarray] = {}
-
-
-def model_env(name: str, observation_space: gym.spaces.Space, env: gym.Env | None = None) -> Any:
-    """The unwrapped base env whose map and decoder a translator reads.
-
-    The :class:`~textgym.translator.Translator` base receives only the spaces, but maps, walls and
-    state decoders live on the env: use ``env`` where the caller has it, else build the text env's
-    default base env of ``name``.
-
-    Raises:
-        ValueError: if that env's observation space is not ``observation_space``.
-    """
-    base = (env if env is not None else make_base_env(name)).unwrapped
-    if base.observation_space != observation_space:
-        raise ValueError(f"expected an env with observation space {observation_space}, "
-                         f"actually {base.observation_space}")
-    return base
 
 
 @dataclass(frozen=True)
