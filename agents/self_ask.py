@@ -1,0 +1,51 @@
+"""SelfAskAgent: ask and answer follow-up questions about the state, then act on the answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.base import LanguageAgent
+from agents.llm.client import LLMClient
+
+__all__ = ["SelfAskAgent"]
+
+
+class SelfAskAgent(LanguageAgent):
+    """Self-ask: two requests per step, a free-text one for sub-questions, a constrained one for the action.
+
+    The first request asks for up to ``max_questions`` "Follow up: / Intermediate answer:" pairs
+    about the current state, in free text capped at ``questions_max_tokens``; the second shows them
+    in the action prompt and asks for the action alone. Splitting the two keeps the questions in the
+    model's natural format (newlines, labels) instead of inside a JSON string, while the action
+    request stays short and constrained to valid actions.
+
+    Args:
+        llm: the shared client.
+        seed: agent seed.
+        max_questions: follow-up questions asked for per step.
+        questions_max_tokens: completion budget of the questions request.
+        **kwargs: :class:`~agents.base.LanguageAgent` options.
+
+    Example:
+        >>> SelfAskAgent(llm=LLMClient(model="m", api_key_env=None)).max_questions
+        2
+    """
+
+    name = "self_ask"
+
+    def __init__(self, llm: LLMClient | None = None, seed: int = 0, max_questions: int = 2,
+                 questions_max_tokens: int = 96, **kwargs: Any) -> None:
+        if max_questions < 1 or questions_max_tokens < 1:
+            raise ValueError(f"expected max_questions >= 1 and questions_max_tokens >= 1, "
+                             f"actually {max_questions} and {questions_max_tokens}")
+        super().__init__(llm, seed, **kwargs)
+        self.max_questions = max_questions
+        self.questions_max_tokens = questions_max_tokens
+
+    async def _act(self, observation: str, info: dict[str, Any]) -> str:
+        questions = await self.ask_text(
+            self.render("self_ask/questions.j2", observation=observation, max_questions=self.max_questions),
+            max_tokens=self.questions_max_tokens)
+        prompt = self.render("self_ask/act.j2", observation=observation, questions=questions)
+        action = (await self.ask_action(prompt))[0]
+        return action if action is not None else self.fallback_action()
