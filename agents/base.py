@@ -105,6 +105,7 @@ class Agent(ABC):
         self.usage = Usage()
         self.invalid_replies = 0
         self.steps = 0
+        self.last_replies: list[str] = []  # raw model texts of the latest action request, for the step records
 
     async def reset(self, context: EpisodeContext) -> None:
         """Start an episode; ``context`` carries descriptions and the level's knowledge."""
@@ -117,6 +118,7 @@ class Agent(ABC):
         if self.context is None:
             raise RuntimeError(f"{type(self).__name__}.act() called before reset()")
         self.steps += 1
+        self.last_replies = []
         return await self._act(observation, info)
 
     def observe(self, transition: Transition) -> None:
@@ -186,6 +188,9 @@ class LanguageAgent(Agent):
                  action_max_tokens: int = 48) -> None:
         if llm is None:
             raise ValueError(f"{type(self).__name__} needs an llm client")
+        if memory_size < 1 or history_window < 0:
+            raise ValueError(f"expected memory_size >= 1 and history_window >= 0, "
+                             f"actually {memory_size} and {history_window}")
         super().__init__(llm, seed)
         self.llm: LLMClient = llm
         self.history_window = history_window
@@ -230,6 +235,7 @@ class LanguageAgent(Agent):
         budget = self.action_max_tokens + thought_chars // 3
         texts = await self.ask(self.messages(user_prompt), json_schema=schema, n=n, max_tokens=budget,
                                temperature=temperature)
+        self.last_replies = texts
         actions: list[str | None] = []
         for text in texts:
             parsed = parse_reply(text, self.context.action_spec)
@@ -237,6 +243,11 @@ class LanguageAgent(Agent):
                 self.invalid_replies += 1
             actions.append(parsed.action)
         return actions
+
+    async def ask_one_action(self, user_prompt: str, thought_chars: int = 0) -> str:
+        """One constrained action request; the fallback text when the reply is unusable."""
+        action = (await self.ask_action(user_prompt, thought_chars=thought_chars))[0]
+        return action if action is not None else self.fallback_action()
 
     def fallback_action(self) -> str:
         """Sent when no reply was usable; the env plays its documented fallback for it and flags it."""

@@ -47,5 +47,4 @@ class CoTAgent(LanguageAgent):
         return self.render(self.template, observation=observation, thought_chars=self.thought_chars)
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
-        action = (await self.ask_action(self.act_prompt(observation), thought_chars=self.thought_chars))[0]
-        return action if action is not None else self.fallback_action()
+        return await self.ask_one_action(self.act_prompt(observation), thought_chars=self.thought_chars)

@@ -68,8 +68,7 @@ class EXEAgent(LanguageAgent):
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         prompt = self.render("exe/act.j2", observation=observation, insight=self.insight,
                              suggestion=self.suggestion)
-        action = (await self.ask_action(prompt))[0]
-        return action if action is not None else self.fallback_action()
+        return await self.ask_one_action(prompt)
 
     async def _end_episode(self, result: EpisodeResult) -> None:
         assert self.context is not None

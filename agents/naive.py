@@ -15,5 +15,4 @@ class NaiveAgent(LanguageAgent):
     name = "naive"
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
-        action = (await self.ask_action(self.render("naive/act.j2", observation=observation)))[0]
-        return action if action is not None else self.fallback_action()
+        return await self.ask_one_action(self.render("naive/act.j2", observation=observation))

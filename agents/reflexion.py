@@ -49,8 +49,7 @@ class ReflexionAgent(LanguageAgent):
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         prompt = self.render("reflexion/act.j2", observation=observation, reflections=self.reflections)
-        action = (await self.ask_action(prompt))[0]
-        return action if action is not None else self.fallback_action()
+        return await self.ask_one_action(prompt)
 
     async def _end_episode(self, result: EpisodeResult) -> None:
         assert self.context is not None

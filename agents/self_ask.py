@@ -47,5 +47,4 @@ class SelfAskAgent(LanguageAgent):
             self.render("self_ask/questions.j2", observation=observation, max_questions=self.max_questions),
             max_tokens=self.questions_max_tokens)
         prompt = self.render("self_ask/act.j2", observation=observation, questions=questions)
-        action = (await self.ask_action(prompt))[0]
-        return action if action is not None else self.fallback_action()
+        return await self.ask_one_action(prompt)

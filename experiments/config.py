@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from textgym.levels import LEVELS
 
-__all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config", "start_wandb"]
+__all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config",
+           "start_wandb"]
 
 logger = logging.getLogger(__name__)
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)

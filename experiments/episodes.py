@@ -1,8 +1,8 @@
 """Play episodes: one env + one agent -> step and episode records. Importable and tested on its own.
 
-A *stream* is one agent instance playing ``episodes`` consecutive episodes from one seed (episode
-``k`` resets with :func:`episode_seed` ``(seed, k)``), so what the agent learns carries over; many streams run at once in
-one event loop and share the LLM client's concurrency limit.
+A *stream* is one agent instance playing ``episodes`` consecutive episodes from one seed (episode ``k``
+resets with :func:`episode_seed` ``(seed, k)``), so what the agent learns carries over; many streams run at
+once in one event loop and share the LLM client's concurrency limit.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
             "terminated": bool(terminated), "truncated": bool(truncated),
             "prompt_tokens": step_usage.prompt_tokens, "completion_tokens": step_usage.completion_tokens,
             "llm_calls": step_usage.calls, "latency_s": round(step_usage.latency_s, 4),
+            "replies": list(getattr(agent, "last_replies", [])),
         }
         records.append(record)
         if on_step is not None:

@@ -44,5 +44,6 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
             max_tokens=cfg.max_tokens, seed=cfg.seed, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
             max_concurrency=max_concurrency, structured_output=cfg.structured_output, cache=cache,
             cache_sampled=cfg.cache_sampled, price_per_million=prices.get(model),
+            max_n_per_request=cfg.get("max_n_per_request"),
         )
         yield client

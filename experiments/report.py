@@ -110,7 +110,8 @@ def markdown_table(report: list[ReportRow]) -> str:
         ci = "" if math.isnan(r.ci95) else f" ± {_fmt(r.ci95)}"
         lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {r.agent} | {r.llm_model} | {r.seeds} "
                      f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {_fmt(r.normalized_score)} "
-                     f"| {100 * r.invalid_action_rate:.1f} | {r.tokens_per_episode:.0f} | {r.cost_per_episode_usd:.4f} |")
+                     f"| {100 * r.invalid_action_rate:.1f} | {r.tokens_per_episode:.0f} "
+                     f"| {r.cost_per_episode_usd:.4f} |")
     return "\n".join(lines)
 
 

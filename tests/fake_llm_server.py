@@ -43,6 +43,7 @@ class FakeLLMServer:
         self.authorizations: list[str] = []  # the Authorization header of each request
         self.fail_next: list[int] = []  # HTTP statuses for the next requests
         self.delay_s = 0.0
+        self.ignore_n = False  # behave like servers that answer one choice whatever n asks
         self._lock = threading.Lock()
         server = self
 
@@ -62,7 +63,7 @@ class FakeLLMServer:
                     self._send(status, {"error": {"message": "injected failure", "type": "server_error"}})
                     return
                 choices = []
-                for index in range(int(body.get("n", 1))):
+                for index in range(1 if server.ignore_n else int(body.get("n", 1))):
                     text = server.responder({**body, "choice_index": index})
                     choices.append({"index": index, "finish_reason": "stop",
                                     "message": {"role": "assistant", "content": text}})

@@ -16,8 +16,11 @@ from collections.abc import Sequence
 __all__ = ["parse_discrete_action", "parse_continuous_action"]
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_LABELLED = re.compile(rf"\baction\b\s*(?:number|no\.?|#)?\s*(?:[:=]|is|\bto\b)?\s*[\"'(\[]?\s*({_NUMBER}|[a-z][a-z _-]*)",
-                       re.IGNORECASE)
+# "Action: 2", "action is push left", "action #3", "action = (0.5" ... capturing the number or words after it.
+_LABELLED = re.compile(
+    rf"\baction\b\s*(?:number|no\.?|#)?\s*(?:[:=]|is|\bto\b)?\s*[\"'(\[]?\s*({_NUMBER}|[a-z][a-z _-]*)",
+    re.IGNORECASE,
+)
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
 
 

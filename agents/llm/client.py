@@ -83,6 +83,8 @@ class LLMClient:
         cache: response cache; requests at temperature > 0 skip it unless ``cache_sampled`` is set.
         cache_sampled: cache sampled (temperature > 0) requests too; the sample index is in the key.
         price_per_million: dollars per million ``prompt`` and ``completion`` tokens.
+        max_n_per_request: the most samples one request may ask for (llama.cpp allows no more than its
+            parallel slots); larger ``n`` is split into several requests with distinct seeds.
 
     Example:
         >>> client = LLMClient(model="gpt-4o-mini", api_key_env="OPENAI_API_KEY")
@@ -105,6 +107,7 @@ class LLMClient:
         cache: ResponseCache | None = None,
         cache_sampled: bool = False,
         price_per_million: dict[str, float] | None = None,
+        max_n_per_request: int | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, actually {max_concurrency}")
@@ -121,6 +124,7 @@ class LLMClient:
         self.cache = cache
         self.cache_sampled = cache_sampled
         self.prices = {"prompt": 0.0, "completion": 0.0, **(price_per_million or {})}
+        self.max_n_per_request = max_n_per_request
         self.usage = Usage()
         # Built lazily per event loop: httpx and asyncio primitives belong to the loop that made them.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,13 +183,28 @@ class LLMClient:
                 return completion
             if self.cache.mode == "read":  # type: ignore[union-attr]
                 logger.debug("cache miss in read-only mode; asking the model")
-        completion = await self._request(request)
+        completion = await self._request_n(request)
         self.usage += completion.usage
         if use_cache:
             self.cache.put(cache_key, {"texts": completion.texts,  # type: ignore[union-attr]
                                        "prompt_tokens": completion.usage.prompt_tokens,
                                        "completion_tokens": completion.usage.completion_tokens})
         return completion
+
+    async def _request_n(self, request: dict[str, Any]) -> Completion:
+        """All ``n`` samples, over several requests when the server caps ``n`` or ignores it."""
+        wanted, texts, usage = request["n"], [], Usage()
+        for attempt in range(wanted):  # each round yields at least one sample, so this bounds the rounds
+            batch = min(wanted - len(texts), self.max_n_per_request or wanted)
+            seed = request["seed"] if attempt == 0 or request["seed"] is None else request["seed"] + 7919 * attempt
+            completion = await self._request({**request, "n": batch, "seed": seed})
+            texts += completion.texts
+            usage += completion.usage
+            if len(texts) >= wanted or not completion.texts:
+                break
+            if len(completion.texts) < batch:
+                logger.debug("server returned %d of %d samples; asking again", len(completion.texts), batch)
+        return Completion(texts[:wanted], usage)
 
     async def _request(self, request: dict[str, Any]) -> Completion:
         client, semaphore = self._bind()

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import io
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -70,23 +68,15 @@ def test_self_consistency_all_invalid_falls_back(fake_llm) -> None:
     assert {step["action_text"] for step in record.step_records} == {agent.fallback_action()}
 
 
-def test_self_consistency_votes_over_fewer_samples(fake_llm, caplog: pytest.LogCaptureFixture) -> None:
-    # A server that ignores n: rewrite each request body to n=1 before the fake server reads it.
-    class IgnoresN(fake_llm._httpd.RequestHandlerClass):  # type: ignore[name-defined]
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            data = json.dumps({**body, "n": 1}).encode()
-            self.rfile = io.BytesIO(data)
-            self.headers.replace_header("Content-Length", str(len(data)))
-            super().do_POST()
-
-    fake_llm._httpd.RequestHandlerClass = IgnoresN
+def test_self_consistency_with_a_server_that_ignores_n(fake_llm) -> None:
+    # The client asks again (with new seeds) until it has n samples, so the vote still sees all of them.
+    fake_llm.ignore_n = True
     fake_llm.responder = scripted(["push right"])
-    with caplog.at_level(logging.WARNING, logger="agents.self_consistency"):
-        record = play(SelfConsistencyAgent(llm=client_for(fake_llm)), "TextGym-CartPole-v0", episodes=1)[0]
+    record = play(SelfConsistencyAgent(llm=client_for(fake_llm), n=3), "TextGym-CartPole-v0", episodes=1)[0]
     assert {step["action_text"] for step in record.step_records} == {"push right"}
     assert record.invalid_replies == 0 and record.steps > 1
-    assert len([r for r in caplog.records if "server returned 1" in r.getMessage()]) == 1
+    assert len(fake_llm.requests) == 3 * record.steps == record.usage.calls
+    assert all(len(step["replies"]) == 3 for step in record.step_records)
 
 
 def test_vote_rules() -> None:
