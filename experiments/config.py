@@ -85,4 +85,4 @@ def start_wandb(cfg: DictConfig, run_dir: Path, name: str, job_type: str) -> Any
 
     return wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode, dir=str(run_dir),
                       name=name, job_type=job_type, tags=list(cfg.logger.tags), config=loggable_config(cfg),
-                      reinit="finish_previous", settings=wandb.Settings(start_method="thread", silent=True))
+                      reinit="finish_previous", settings=wandb.Settings(silent=True))

@@ -62,9 +62,10 @@ def mean_ci95(values: list[float]) -> tuple[float, float]:
 
 
 def _seed_means(rows: list[dict[str, Any]]) -> list[float]:
-    per_seed: dict[int, list[float]] = defaultdict(list)
+    """Mean return of each seed's stream; PPO streams of different training seeds count separately."""
+    per_seed: dict[tuple[int, int], list[float]] = defaultdict(list)
     for row in rows:
-        per_seed[int(row["seed"])].append(float(row["return"]))
+        per_seed[(row.get("train_seed") or 0, int(row["seed"]))].append(float(row["return"]))
     return [float(np.mean(v)) for _, v in sorted(per_seed.items())]
 
 

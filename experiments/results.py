@@ -17,14 +17,14 @@ from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "load_episodes", "iter_jsonl", "EPISODE_FIELDS"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: train_seed (PPO's training seed; null for language agents)
 EPISODES_FILE = "episodes.jsonl"
 STEPS_FILE = "steps.jsonl"
 STATE_DIR = "agent_state"
 EPISODE_FIELDS = (
     "schema_version", "kind", "env", "env_id", "level", "agent", "llm_model", "seed", "episode", "return", "steps",
     "terminated", "invalid_actions", "invalid_replies", "llm_calls", "cached_calls", "prompt_tokens",
-    "completion_tokens", "cost_usd", "llm_latency_s", "wall_time_s", "env_steps_trained",
+    "completion_tokens", "cost_usd", "llm_latency_s", "wall_time_s", "env_steps_trained", "train_seed",
 )
 
 
@@ -37,10 +37,12 @@ class EpisodeKey:
     agent: str
     seed: int
     episode: int
+    train_seed: int | None = None  # PPO runs with different training seeds are different episodes
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> EpisodeKey:
-        return cls(row["env"], row["level"], row["agent"], int(row["seed"]), int(row["episode"]))
+        return cls(row["env"], row["level"], row["agent"], int(row["seed"]), int(row["episode"]),
+                   row.get("train_seed"))
 
     @property
     def stream(self) -> str:
@@ -120,7 +122,8 @@ class ResultsWriter:
         if key in self.done:
             return
         identity = {"env": key.env, "level": key.level, "agent": key.agent, "seed": key.seed, "episode": key.episode}
-        _append(self.steps_path, ({**identity, **step} for step in steps))
+        if steps:
+            _append(self.steps_path, ({**identity, **step} for step in steps))
         _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
         self.done.add(key)
         if agent_state is not None:

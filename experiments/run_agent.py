@@ -53,7 +53,7 @@ def episode_row(cfg: DictConfig, env_id: str, name: str, model: str | None, reco
         "invalid_replies": record.invalid_replies, "llm_calls": usage.calls, "cached_calls": usage.cached_calls,
         "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
         "cost_usd": round(usage.cost_usd, 6), "llm_latency_s": round(usage.latency_s, 3),
-        "wall_time_s": round(record.wall_time_s, 3), "env_steps_trained": None,
+        "wall_time_s": round(record.wall_time_s, 3), "env_steps_trained": None, "train_seed": None,
     }
 
 

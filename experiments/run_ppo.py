@@ -147,6 +147,7 @@ def episode_row(cfg: DictConfig, seed: int, episode: int, result: dict[str, Any]
         "steps": result["steps"], "terminated": result["terminated"], "invalid_actions": 0, "invalid_replies": 0,
         "llm_calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
         "llm_latency_s": 0.0, "wall_time_s": result["wall_time_s"], "env_steps_trained": env_steps,
+        "train_seed": cfg.seed,
     }
 
 
@@ -169,7 +170,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Path:
         env = make_task_env(cfg.env.name, _env_kwargs(cfg))
         for seed in cfg.eval_seeds:
             for k in range(cfg.eval_episodes):
-                if writer.is_done(EpisodeKey(cfg.env.name, None, AGENT, seed, k)):
+                if writer.is_done(EpisodeKey(cfg.env.name, None, AGENT, seed, k, cfg.seed)):
                     continue
                 result = play_episode(model, env, vecnorm, episode_seed(seed, k))
                 writer.write_episode(episode_row(cfg, seed, k, result, model.num_timesteps))

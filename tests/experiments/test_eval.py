@@ -114,12 +114,14 @@ def test_api_key_is_sent_but_never_written(fake_llm, fake_llm_overrides, tmp_pat
     os.environ["TEXTGYM_TEST_KEY"] = secret
     try:
         run_cli(["experiments.run_agent", "agent=naive", "max_steps=2", "llm.api_key_env=TEXTGYM_TEST_KEY",
-                 f"results_dir={tmp_path / 'runs'}", *fake_llm_overrides], cwd=tmp_path)
+                 f"results_dir={tmp_path / 'runs'}", *fake_llm_overrides, "logger=wandb"], cwd=tmp_path,
+                timeout=600)
     finally:
         del os.environ["TEXTGYM_TEST_KEY"]
     assert fake_llm.authorizations and all(a == f"Bearer {secret}" for a in fake_llm.authorizations)
     written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     assert any(p.name == "config.yaml" for p in written) and any(p.name == "episodes.jsonl" for p in written)
+    assert any(p.suffix == ".wandb" for p in written)  # the offline wandb run, with the resolved config
     for path in written:
         assert secret not in path.read_text(errors="ignore"), path
 

@@ -15,7 +15,7 @@ from tests.experiments.conftest import REPO_ROOT, run_cli
 
 def _row(agent: str, seed: int, episode: int, ret: float, level: int | None = 1, kind: str = "agent", steps: int = 10,
          invalid: int = 0, tokens: tuple[int, int] = (0, 0), cost: float = 0.0) -> dict:
-    return {"schema_version": 1, "kind": kind, "env": "cartpole", "env_id": "TextGym-CartPole-v0", "level": level,
+    return {"schema_version": 2, "kind": kind, "env": "cartpole", "env_id": "TextGym-CartPole-v0", "level": level,
             "agent": agent, "llm_model": "m" if kind == "agent" and agent != "random" else None, "seed": seed,
             "episode": episode, "return": ret, "steps": steps, "terminated": True, "invalid_actions": invalid,
             "invalid_replies": invalid, "llm_calls": 1, "cached_calls": 0, "prompt_tokens": tokens[0],
