@@ -38,7 +38,7 @@ from experiments.episodes import EpisodeRecord, run_episode
 from experiments.llm_session import llm_session
 from experiments.results import EpisodeKey, ResultsWriter
 
-__all__ = ["evaluate", "main"]
+__all__ = ["evaluate", "evaluate_async", "needs_llm", "main"]
 
 logger = logging.getLogger(__name__)
 register_resolvers()
@@ -107,31 +107,44 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
         await asyncio.gather(*(stream(seed) for seed in seeds))
     finally:
         bar.close()
-        if client is not None:
-            await client.aclose()
+
+
+async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient | None) -> Path:
+    """Run (or resume) ``cfg`` into ``run_dir`` with a client the caller owns (shared by several configs)."""
+    validate_eval(cfg)
+    textgym.env_entry(cfg.env.name)  # unknown env -> clear error before anything starts
+    writer = ResultsWriter(run_dir)
+    name = agent_name(cfg.agent._target_)
+    started = time.perf_counter()
+    wandb_run = start_wandb(cfg, writer.run_dir, f"{cfg.env.name}-L{cfg.level}-{name}", "eval")
+    try:
+        await _run_streams(cfg, writer, client, wandb_run)
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
+    logger.info("%s done in %.1fs -> %s", writer.run_dir, time.perf_counter() - started, writer.episodes_path)
+    return writer.episodes_path
+
+
+def needs_llm(cfg: DictConfig) -> bool:
+    return bool(getattr(agent_class(cfg.agent._target_), "uses_llm", True))
 
 
 def evaluate(cfg: DictConfig, run_dir: str | Path) -> Path:
     """Run (or resume) the evaluation described by ``cfg`` into ``run_dir``; returns the episodes file."""
     validate_eval(cfg)
     quiet_libraries()
-    textgym.env_entry(cfg.env.name)  # unknown env -> clear error before anything starts
-    cls = agent_class(cfg.agent._target_)
-    writer = ResultsWriter(run_dir)
-    name = agent_name(cfg.agent._target_)
-    started = time.perf_counter()
-    wandb_run = start_wandb(cfg, writer.run_dir, f"{cfg.env.name}-L{cfg.level}-{name}", "eval")
-    try:
-        if getattr(cls, "uses_llm", True):
-            with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:
-                asyncio.run(_run_streams(cfg, writer, client, wandb_run))
-        else:
-            asyncio.run(_run_streams(cfg, writer, None, wandb_run))
-    finally:
-        if wandb_run is not None:
-            wandb_run.finish()
-    logger.info("%s done in %.1fs -> %s", writer.run_dir, time.perf_counter() - started, writer.episodes_path)
-    return writer.episodes_path
+    if not needs_llm(cfg):
+        return asyncio.run(evaluate_async(cfg, run_dir, None))
+    with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:
+
+        async def run_then_close() -> Path:
+            try:
+                return await evaluate_async(cfg, run_dir, client)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(run_then_close())
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
