@@ -189,8 +189,8 @@ class LanguageAgent(Agent):
         if llm is None:
             raise ValueError(f"{type(self).__name__} needs an llm client")
         if memory_size < 1 or history_window < 0:
-            raise ValueError(f"expected memory_size >= 1 and history_window >= 0, "
-                             f"actually {memory_size} and {history_window}")
+            raise ValueError(f"memory_size must be >= 1 and history_window >= 0, "
+                             f"actually memory_size={memory_size}, history_window={history_window}")
         super().__init__(llm, seed)
         self.llm: LLMClient = llm
         self.history_window = history_window

@@ -50,8 +50,6 @@ class EXEAgent(LanguageAgent):
     def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 3,
                  memory_size: int = 3, action_max_tokens: int = 48, suggestion_max_tokens: int = 128,
                  summary_max_tokens: int = 128, insight_max_tokens: int = 128, trajectory_window: int = 6) -> None:
-        if memory_size < 1:
-            raise ValueError(f"memory_size must be >= 1 (episode summaries to keep), actually {memory_size}")
         super().__init__(llm, seed, history_window, memory_size, action_max_tokens)
         self.suggestion_max_tokens = suggestion_max_tokens
         self.summary_max_tokens = summary_max_tokens

@@ -40,8 +40,6 @@ class ReflexionAgent(LanguageAgent):
     def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 4,
                  memory_size: int = 3, action_max_tokens: int = 48, reflection_max_tokens: int = 128,
                  trajectory_window: int = 6) -> None:
-        if memory_size < 1:
-            raise ValueError(f"memory_size must be >= 1 (reflections to keep), actually {memory_size}")
         super().__init__(llm, seed, history_window, memory_size, action_max_tokens)
         self.reflection_max_tokens = reflection_max_tokens
         self.trajectory_window = trajectory_window

@@ -67,14 +67,17 @@ def compare(cfg: DictConfig) -> Path:
     for env in cfg.envs:  # 2. the random anchor (the level changes nothing for it)
         evaluate(_eval_config(cfg, env, 1, "random"), root / "eval" / f"{env}-random")
 
-    jobs = [(env, level, agent) for env in cfg.envs for level in cfg.levels for agent in cfg.agents]
     with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:  # 3. the language agents
 
         async def run_all() -> None:
             try:
-                await asyncio.gather(*(evaluate_async(_eval_config(cfg, env, level, agent),
-                                                      root / "eval" / f"{env}-L{level}-{agent}", client)
-                                       for env, level, agent in jobs))
+                # One (env, level) at a time, all its agents and seeds at once: they share the system prompt,
+                # so the server's per-slot prompt cache keeps hitting instead of re-reading long prompts.
+                for env in cfg.envs:
+                    for level in cfg.levels:
+                        await asyncio.gather(*(evaluate_async(_eval_config(cfg, env, level, agent),
+                                                              root / "eval" / f"{env}-L{level}-{agent}", client)
+                                               for agent in cfg.agents))
             finally:
                 await client.aclose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ def start_wandb(cfg: DictConfig, run_dir: Path, name: str, job_type: str) -> Any
     """A wandb run in ``run_dir`` (offline by default), or ``None`` when disabled."""
     if cfg.logger.mode == "disabled":
         return None
+    os.environ.setdefault("WANDB_SILENT", "true")  # its banners and tips would bury the run's own log
     import wandb  # imported only when used: it is slow to import
 
     return wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode, dir=str(run_dir),

@@ -210,9 +210,9 @@ class LLMClient:
         client, semaphore = self._bind()
         attempt = 0
         while True:
-            started = time.perf_counter()
             try:
                 async with semaphore:
+                    started = time.perf_counter()  # latency of the request itself, not of the queue before it
                     response = await client.chat.completions.create(**request)
                 break
             except RETRYABLE_ERRORS as error:

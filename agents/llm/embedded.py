@@ -97,6 +97,7 @@ class EmbeddedServer:
         params.n_ctx = self.context_per_slot * self.parallel
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
+        params.n_cache_reuse = 64  # reuse shifted chunks too: consecutive prompts share a sliding window of steps
         if not self.verbose:
             params.verbosity = 0
         started = time.perf_counter()
