@@ -117,7 +117,7 @@ def markdown_table(report: list[ReportRow]) -> str:
 
 
 def _learning_curves(paths: list[Path]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """PPO learning curves by env: (env steps, return) read from each PPO run's learning_curve.csv."""
+    """PPO learning curves by env: (env steps, mean training return) from each PPO run's learning_curve.csv."""
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     for path in paths:
         for file in ([path] if path.is_file() else sorted(path.rglob(LEARNING_CURVE_FILE))):
@@ -129,7 +129,9 @@ def _learning_curves(paths: list[Path]) -> dict[str, list[tuple[np.ndarray, np.n
                 table = [row for row in csv.DictReader(handle)]
             if not table or len(envs) != 1:
                 continue
-            step_key, return_key = list(table[0])[:2]
+            columns = list(table[0])
+            step_key = next((c for c in ("env_steps", "timesteps") if c in columns), columns[0])
+            return_key = next((c for c in ("return_mean", "return") if c in columns), columns[1])
             steps = np.array([float(row[step_key]) for row in table])
             returns = np.array([float(row[return_key]) for row in table])
             curves[envs.pop()].append((steps, returns))

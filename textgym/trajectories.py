@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 PolicyKind = Literal["random", "expert"]
 CACHE_FORMAT = 1
 # Modules outside the env folders whose code shapes the rendered text or the expert's moves.
-SHARED_MODULES = ("translator.py", "templating.py", "planning.py")
 
 
 @dataclass
@@ -96,16 +95,14 @@ def rollout(env_name: str, kind: PolicyKind, seed: int, max_steps_kept: int | No
 
 
 def _translator_fingerprint(env_name: str) -> str:
-    """Changes whenever the env's templates or translator code change, so stale caches are not reused.
+    """Changes whenever any TextGym source or template changes, so stale caches are never reused.
 
-    Covers the env's folder, the shared templates and the shared modules that render or plan for it.
+    The whole package counts: a translator may build on another env's translator or templates, and
+    rebuilding a few rollouts is cheap.
     """
-    digest = hashlib.sha256(str(CACHE_FORMAT).encode())
-    folder = PACKAGE_DIR / "envs" / env_name
-    shared = PACKAGE_DIR / "templates"
-    modules = [PACKAGE_DIR / name for name in SHARED_MODULES]
-    for path in sorted([*folder.rglob("*.py"), *folder.rglob("*.j2"), *shared.rglob("*.j2"), *modules]):
-        digest.update(path.name.encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}-{env_name}".encode())
+    for path in sorted([*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("*.j2")]):
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

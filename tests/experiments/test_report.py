@@ -39,7 +39,8 @@ def fixture_dirs(tmp_path: Path) -> list[Path]:
         folder.mkdir()
         (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in episodes))
         dirs.append(folder)
-    (tmp_path / "ppo" / "learning_curve.csv").write_text("timesteps,return\n0,20\n1000,200\n2000,490\n")
+    (tmp_path / "ppo" / "learning_curve.csv").write_text(
+        "env_steps,episodes,return_mean\n0,0,20\n1000,50,200\n2000,60,490\n")
     return dirs
 
 
@@ -80,3 +81,10 @@ def test_report_cli(fixture_dirs: list[Path], tmp_path: Path) -> None:
 def test_report_without_results_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no results at"):
         write_report([tmp_path / "missing"], tmp_path / "out")
+
+
+def test_learning_curve_reads_the_return_column(fixture_dirs: list[Path]) -> None:
+    from experiments.report import _learning_curves
+
+    steps, returns = _learning_curves(fixture_dirs)["cartpole"][0]
+    assert list(steps) == [0, 1000, 2000] and list(returns) == [20, 200, 490]

@@ -105,3 +105,10 @@ def test_fewshot_trajectories_are_deterministic_and_cached(tmp_path, monkeypatch
     assert trajectories.fewshot_examples("cartpole", "random", episodes=2, max_steps_shown=4, seed=5) == first
     assert first != trajectories.fewshot_examples("cartpole", "random", episodes=2, max_steps_shown=4, seed=6)
     assert first[0].count("Step ") == 4
+
+
+def test_render_mode_is_passed_through() -> None:
+    env = gym.make("TextGym-CartPole-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert env.render_mode == "rgb_array" and frame.ndim == 3 and frame.shape[2] == 3

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textgym.envs.mountaincar_continuous import VALLEY_POSITION, MountainCarContinuousTranslator
+from textgym.envs.mountaincar import VALLEY_POSITION
+from textgym.envs.mountaincar_continuous import MountainCarContinuousTranslator
 from textgym.wrapper import make_base_env
 
 
