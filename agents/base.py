@@ -225,7 +225,8 @@ class LanguageAgent(Agent):
 
     async def ask_text(self, user_prompt: str, max_tokens: int = 160) -> str:
         """A free-text answer (reflections, suggestions, summaries)."""
-        return (await self.ask(self.messages(user_prompt), max_tokens=max_tokens))[0].strip()
+        texts = await self.ask(self.messages(user_prompt), max_tokens=max_tokens)
+        return texts[0].strip() if texts else ""
 
     async def ask_action(self, user_prompt: str, thought_chars: int = 0, n: int = 1,
                          temperature: float | None = None) -> list[str | None]:

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import run_ppo
-from experiments.config import quiet_libraries, register_resolvers, start_wandb
+from experiments.config import loggable_config, quiet_libraries, register_resolvers, start_wandb
 from experiments.llm_session import llm_session
 from experiments.report import markdown_table, write_report
 from experiments.run_agent import evaluate, evaluate_async
@@ -36,7 +36,8 @@ def _eval_config(cfg: DictConfig, env: str, level: int, agent: str) -> DictConfi
     sub = compose("eval", overrides=[
         f"env={env}", f"level={level}", f"agent={agent}", f"seeds=[{','.join(map(str, cfg.seeds))}]",
         f"episodes={cfg.episodes}", f"concurrency={cfg.concurrency}", f"max_steps={_null(cfg.max_steps)}",
-        f"progress={cfg.progress}", "logger=none", *cfg.agent_overrides,
+        f"progress={cfg.progress}", "logger=none",
+        *(cfg.agent_overrides if agent != "random" else []),  # the anchor has no language-agent settings
     ])
     sub.llm = cfg.llm  # the comparison's llm group, with all of the user's llm overrides
     return sub
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("compare", overrides=list(sys.argv[1:] if argv is None else argv))
-        logger.info("comparison config:\n%s", OmegaConf.to_yaml(cfg))
+        logger.info("comparison config:\n%s", OmegaConf.to_yaml(loggable_config(cfg)))
         compare(cfg)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.episodes import EPISODES_PER_SEED
 from textgym.levels import LEVELS
 
 __all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config",
@@ -57,8 +58,10 @@ def validate_eval(cfg: DictConfig) -> None:
     """Check the values Hydra cannot type-check, naming what is allowed."""
     _require(cfg.level in LEVELS, f"level={cfg.level!r} is not a level: expected one of {list(LEVELS)}")
     seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else [cfg.seeds]
-    _require(all(isinstance(s, int) for s in seeds) and seeds, f"seeds must be a list of ints, got {cfg.seeds!r}")
-    _require(isinstance(cfg.episodes, int) and cfg.episodes >= 1, f"episodes must be >= 1, got {cfg.episodes!r}")
+    _require(bool(seeds) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds),
+             f"seeds must be a non-empty list of ints >= 0, got {cfg.seeds!r}")
+    _require(isinstance(cfg.episodes, int) and 1 <= cfg.episodes <= EPISODES_PER_SEED,
+             f"episodes must be from 1 to {EPISODES_PER_SEED}, got {cfg.episodes!r}")
     _require(isinstance(cfg.concurrency, int) and cfg.concurrency >= 1,
              f"concurrency must be >= 1, got {cfg.concurrency!r}")
     _require(cfg.max_steps is None or (isinstance(cfg.max_steps, int) and cfg.max_steps >= 1),

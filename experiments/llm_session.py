@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +21,10 @@ logger = logging.getLogger(__name__)
 PROVIDERS = ("embedded", "openai_compatible")
 
 
+def _is_loopback(url: str | None) -> bool:
+    return url is not None and urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
 @contextlib.contextmanager
 def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
     """Yield a ready client; the embedded server (if any) stops when the block ends."""
@@ -26,13 +32,16 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
         raise ValueError(f"unknown llm.provider {cfg.provider!r}: expected one of {', '.join(PROVIDERS)}")
     if cfg.cache not in CACHE_MODES:
         raise ValueError(f"unknown llm.cache {cfg.cache!r}: expected one of {', '.join(CACHE_MODES)}")
+    if cfg.api_key_env and not os.environ.get(cfg.api_key_env) and not _is_loopback(cfg.base_url):
+        raise ValueError(f"llm.api_key_env={cfg.api_key_env} names an unset environment variable: export it, "
+                         f"or set llm.api_key_env=null for a server that needs no key")
     with contextlib.ExitStack() as stack:
-        base_url, model = cfg.base_url, cfg.model
+        base_url, model, namespace = cfg.base_url, cfg.model, None
         if cfg.provider == "embedded":
             server = EmbeddedServer(cfg.model_path, parallel=cfg.parallel, context_per_slot=cfg.context_per_slot,
                                     threads=cfg.threads)
             stack.enter_context(server)
-            base_url, model = server.base_url, model or server.model_name
+            base_url, model, namespace = server.base_url, model or server.model_name, server.identity
         cache = ResponseCache(cfg.cache_path, cfg.cache) if cfg.cache != "off" else None
         if cache is not None:
             stack.callback(cache.close)
@@ -44,6 +53,6 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
             max_tokens=cfg.max_tokens, seed=cfg.seed, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
             max_concurrency=max_concurrency, structured_output=cfg.structured_output, cache=cache,
             cache_sampled=cfg.cache_sampled, price_per_million=prices.get(model),
-            max_n_per_request=cfg.get("max_n_per_request"),
+            max_n_per_request=cfg.get("max_n_per_request"), cache_namespace=namespace,
         )
         yield client

@@ -77,12 +77,12 @@ def _anchor(rows: list[dict[str, Any]], env: str, agent: str) -> float:
 
 def summarize(rows: list[dict[str, Any]]) -> list[ReportRow]:
     """Group episode rows and compute the report's numbers."""
-    groups: dict[tuple[str, int | None, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["env"], row["level"], row["agent"])].append(row)
+    groups: dict[tuple[str, int | None, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:  # one model's agent is not another's: they are reported apart
+        groups[(row["env"], row["level"], row["agent"], row.get("llm_model") or "")].append(row)
     report = []
-    for (env, level, agent), members in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0,
-                                                                                   item[0][2])):
+    for (env, level, agent, _), members in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0,
+                                                                                      item[0][2], item[0][3])):
         mean, ci = mean_ci95(_seed_means(members))
         random_mean, ppo_mean = _anchor(rows, env, "random"), _anchor(rows, env, "ppo")
         span = ppo_mean - random_mean

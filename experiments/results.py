@@ -1,9 +1,12 @@
 """Result files, written and read in one place: ``episodes.jsonl``, ``steps.jsonl``, agent states.
 
-Files are the source of truth. Each finished episode appends its step lines to ``steps.jsonl`` and
-then one line to ``episodes.jsonl`` (flushed and fsynced), so a killed run loses at most the episode in
-progress. On restart the same run dir is read back: finished episodes are skipped, step lines of
-unfinished ones are dropped, and each stream's agent state is restored from ``agent_state/``.
+Files are the source of truth. Each finished episode appends its step lines to ``steps.jsonl``, saves
+the agent's state after it (``agent_state/<stream>/ep<k>.json``), then appends one line to
+``episodes.jsonl`` (flushed and fsynced), so a killed run loses at most the episode in progress. On
+restart the same run dir is read back: a torn last line is cut off, finished episodes are skipped, step
+lines of unfinished ones are dropped, and each stream continues from the state saved after its last
+finished episode. ``run_identity.json`` records the settings that change results; a run dir refuses to
+resume under different ones, so old episodes are never mixed with new settings.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "load_episodes", "iter_jsonl", "EPISODE_FIELDS"]
+__all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
+           "EPISODE_FIELDS"]
 
 SCHEMA_VERSION = 2  # 2: train_seed (PPO's training seed; null for language agents)
 EPISODES_FILE = "episodes.jsonl"
 STEPS_FILE = "steps.jsonl"
 STATE_DIR = "agent_state"
+IDENTITY_FILE = "run_identity.json"
 EPISODE_FIELDS = (
     "schema_version", "kind", "env", "env_id", "level", "agent", "llm_model", "seed", "episode", "return", "steps",
     "terminated", "invalid_actions", "invalid_replies", "llm_calls", "cached_calls", "prompt_tokens",
@@ -38,16 +43,23 @@ class EpisodeKey:
     seed: int
     episode: int
     train_seed: int | None = None  # PPO runs with different training seeds are different episodes
+    llm_model: str | None = None  # the same agent on two models: two different episodes
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> EpisodeKey:
         return cls(row["env"], row["level"], row["agent"], int(row["seed"]), int(row["episode"]),
-                   row.get("train_seed"))
+                   row.get("train_seed"), row.get("llm_model"))
 
     @property
     def stream(self) -> str:
         """File-name-safe id of this episode's stream (all episodes of one seed)."""
         return f"{self.env}__L{self.level}__{self.agent}__s{self.seed}".replace("/", "_")
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The key as row fields (step lines carry it too)."""
+        return {"env": self.env, "level": self.level, "agent": self.agent, "seed": self.seed,
+                "episode": self.episode, "train_seed": self.train_seed, "llm_model": self.llm_model}
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -86,20 +98,58 @@ def _append(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         os.fsync(handle.fileno())
 
 
+def _cut_torn_line(path: Path) -> None:
+    """Drop a last line without its newline (a write killed midway), so the next append starts clean."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+class RunIdentityError(ValueError):
+    """A run dir holds results made with other settings."""
+
+
 class ResultsWriter:
     """Append-only writer for one run dir, with resume.
 
     Args:
         run_dir: the Hydra output dir (created if missing).
+        identity: the settings that change results (model, agent, env kwargs, ...). Seeds may grow between
+            runs; anything here may not.
+
+    Raises:
+        RunIdentityError: the run dir was made with a different ``identity``.
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, identity: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.episodes_path = self.run_dir / EPISODES_FILE
         self.steps_path = self.run_dir / STEPS_FILE
+        if identity is not None:
+            self._check_identity(identity)
+        _cut_torn_line(self.episodes_path)
+        _cut_torn_line(self.steps_path)
         self.done: set[EpisodeKey] = {EpisodeKey.of(row) for row in iter_jsonl(self.episodes_path)}
         self._drop_orphan_steps()
+
+    def _check_identity(self, identity: dict[str, Any]) -> None:
+        path = self.run_dir / IDENTITY_FILE
+        current = json.loads(json.dumps(identity, sort_keys=True, default=str))
+        if path.exists():
+            recorded = json.loads(path.read_text())
+            if recorded != current:
+                changed = sorted(k for k in {*recorded, *current} if recorded.get(k) != current.get(k))
+                raise RunIdentityError(
+                    f"{self.run_dir} holds results made with other settings ({', '.join(changed)} differ: "
+                    f"{ {k: recorded.get(k) for k in changed} } -> { {k: current.get(k) for k in changed} }). "
+                    f"Resume only with the same settings, or pass another results_dir."
+                )
+        else:
+            path.write_text(json.dumps(current, indent=1, sort_keys=True))
 
     def _drop_orphan_steps(self) -> None:
         """Steps of episodes that never finished are redone, so their old lines must go."""
@@ -107,7 +157,7 @@ class ResultsWriter:
             return
         rows = list(iter_jsonl(self.steps_path))
         kept = [row for row in rows if EpisodeKey.of(row) in self.done]
-        if len(kept) != len(rows) or self.steps_path.stat().st_size and not rows:
+        if len(kept) != len(rows):
             tmp = self.steps_path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
             tmp.replace(self.steps_path)
@@ -117,32 +167,28 @@ class ResultsWriter:
 
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
                       agent_state: dict[str, Any] | None = None) -> None:
-        """Record a finished episode: its steps, then its summary line, then the stream's agent state."""
+        """Record a finished episode: its steps, the agent's state after it, then its summary line."""
         key = EpisodeKey.of(row)
         if key in self.done:
             return
-        identity = {"env": key.env, "level": key.level, "agent": key.agent, "seed": key.seed, "episode": key.episode}
         if steps:
-            _append(self.steps_path, ({**identity, **step} for step in steps))
-        _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
-        self.done.add(key)
+            _append(self.steps_path, ({**key.identity, **step} for step in steps))
         if agent_state is not None:
             self.save_state(key, agent_state)
+        _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
+        self.done.add(key)
 
     def state_path(self, key: EpisodeKey) -> Path:
-        return self.run_dir / STATE_DIR / f"{key.stream}.json"
+        return self.run_dir / STATE_DIR / key.stream / f"ep{key.episode}.json"
 
     def save_state(self, key: EpisodeKey, state: dict[str, Any]) -> None:
         path = self.state_path(key)
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"after_episode": key.episode, "state": state}, ensure_ascii=False))
+        tmp.write_text(json.dumps(state, ensure_ascii=False))
         tmp.replace(path)
 
-    def load_state(self, key: EpisodeKey) -> tuple[int, dict[str, Any]] | None:
-        """``(last finished episode, state)`` of ``key``'s stream, if saved."""
+    def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
+        """The agent's state saved after episode ``key.episode``, if any."""
         path = self.state_path(key)
-        if not path.exists():
-            return None
-        payload = json.loads(path.read_text())
-        return int(payload["after_episode"]), payload["state"]
+        return json.loads(path.read_text()) if path.exists() else None

@@ -20,7 +20,7 @@ import gymnasium as gym
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import textgym
@@ -63,15 +63,18 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
     make_agent = instantiate(cfg.agent)
     model = client.model if client else None
     seeds = list(cfg.seeds)
-    todo = sum(not writer.is_done(EpisodeKey(cfg.env.name, cfg.level, name, s, k))
-               for s in seeds for k in range(cfg.episodes))
+
+    def key(seed: int, episode: int) -> EpisodeKey:
+        return EpisodeKey(cfg.env.name, cfg.level, name, seed, episode, llm_model=model)
+
+    todo = sum(not writer.is_done(key(s, k)) for s in seeds for k in range(cfg.episodes))
     bar = tqdm(total=todo, desc=f"{cfg.env.name} L{cfg.level} {name}", unit="ep", disable=not cfg.progress)
     gate = asyncio.Semaphore(cfg.concurrency)
     logged = 0
 
     async def stream(seed: int) -> None:
         nonlocal logged
-        keys = [EpisodeKey(cfg.env.name, cfg.level, name, seed, k) for k in range(cfg.episodes)]
+        keys = [key(seed, k) for k in range(cfg.episodes)]
         if all(writer.is_done(k) for k in keys):
             return
         async with gate:
@@ -80,28 +83,34 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                 env_kwargs["max_episode_steps"] = cfg.max_steps
             env = gym.make(entry.text_id, **env_kwargs)
             agent: Agent = make_agent(llm=client, seed=seed)
-            saved = writer.load_state(keys[0])
-            for key in keys:
-                if writer.is_done(key):
-                    continue
-                if saved is not None and saved[0] == key.episode - 1:
-                    agent.load_state(saved[1])  # continue a stream interrupted after its previous episode
-                elif key.episode > 0 and saved is None and agent.state_attributes:
-                    logger.warning("no saved state for %s before episode %d: the agent starts fresh",
-                                   key.stream, key.episode)
-                record = await run_episode(env, agent, seed, key.episode, cfg.episodes)
-                row = episode_row(cfg, entry.text_id, name, model, record)
-                writer.write_episode(row, record.step_records, agent.state())
-                saved = (key.episode, agent.state())
-                bar.update(1)
-                if wandb_run is not None:
-                    logged += 1
-                    wandb_run.log({"episode/return": row["return"], "episode/steps": row["steps"],
-                                   "episode/invalid_actions": row["invalid_actions"], "episode/seed": seed,
-                                   "episode/index": key.episode, "llm/prompt_tokens": row["prompt_tokens"],
-                                   "llm/completion_tokens": row["completion_tokens"], "llm/cost_usd": row["cost_usd"]},
-                                  step=logged)
-            env.close()
+            played_previous = False  # whether the agent object already holds what the previous episode taught
+            try:
+                for episode_key in keys:
+                    if writer.is_done(episode_key):
+                        played_previous = False
+                        continue
+                    if episode_key.episode > 0 and not played_previous:
+                        # Continue a stream interrupted after its previous episode, from what it had learned.
+                        state = writer.load_state(keys[episode_key.episode - 1])
+                        if state is not None:
+                            agent.load_state(state)
+                        elif agent.state_attributes:
+                            logger.warning("no saved state for %s before episode %d: the agent starts fresh",
+                                           episode_key.stream, episode_key.episode)
+                    record = await run_episode(env, agent, seed, episode_key.episode, cfg.episodes)
+                    row = episode_row(cfg, entry.text_id, name, model, record)
+                    writer.write_episode(row, record.step_records, agent.state())
+                    played_previous = True
+                    bar.update(1)
+                    if wandb_run is not None:
+                        logged += 1
+                        wandb_run.log({"episode/return": row["return"], "episode/steps": row["steps"],
+                                       "episode/invalid_actions": row["invalid_actions"], "episode/seed": seed,
+                                       "episode/index": episode_key.episode, "llm/prompt_tokens": row["prompt_tokens"],
+                                       "llm/completion_tokens": row["completion_tokens"],
+                                       "llm/cost_usd": row["cost_usd"]}, step=logged)
+            finally:
+                env.close()
 
     try:
         await asyncio.gather(*(stream(seed) for seed in seeds))
@@ -109,11 +118,27 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
         bar.close()
 
 
+# The llm settings that change answers; timeouts, retries, concurrency and the cache do not.
+LLM_IDENTITY_KEYS = ("provider", "model", "model_path", "temperature", "max_tokens", "seed", "structured_output")
+
+
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that change an eval run's results: resuming under other ones is refused."""
+    llm = None
+    if needs_llm(cfg):
+        llm = {k: cfg.llm.get(k) for k in LLM_IDENTITY_KEYS}
+        if cfg.llm.provider != "embedded":  # the embedded server's address is new every start
+            llm["base_url"] = cfg.llm.base_url
+    return {"env": cfg.env.name, "env_kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+            "level": cfg.level, "agent": OmegaConf.to_container(cfg.agent, resolve=True), "llm": llm,
+            "max_steps": cfg.max_steps, "episodes": cfg.episodes}
+
+
 async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient | None) -> Path:
     """Run (or resume) ``cfg`` into ``run_dir`` with a client the caller owns (shared by several configs)."""
     validate_eval(cfg)
     textgym.env_entry(cfg.env.name)  # unknown env -> clear error before anything starts
-    writer = ResultsWriter(run_dir)
+    writer = ResultsWriter(run_dir, identity=run_identity(cfg))
     name = agent_name(cfg.agent._target_)
     started = time.perf_counter()
     wandb_run = start_wandb(cfg, writer.run_dir, f"{cfg.env.name}-L{cfg.level}-{name}", "eval")

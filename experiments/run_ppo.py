@@ -156,7 +156,9 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Path:
     validate_ppo(cfg)
     quiet_libraries()
     torch.set_num_threads(cfg.torch_threads)
-    writer = ResultsWriter(run_dir)
+    writer = ResultsWriter(run_dir, identity={  # what changes the trained model; eval seeds may grow
+        "env": cfg.env.name, "env_kwargs": _env_kwargs(cfg), "seed": cfg.seed,
+        "ppo": OmegaConf.to_container(cfg.ppo, resolve=True)})
     run_dir = writer.run_dir
     wandb_run = start_wandb(cfg, run_dir, f"{cfg.env.name}-ppo-s{cfg.seed}", "ppo")
     try:

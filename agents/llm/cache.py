@@ -30,7 +30,7 @@ class ResponseCache:
 
     Args:
         path: the database file (created with its folder).
-        mode: ``"off"`` (never read or write), ``"read"`` (replay only) or ``"readwrite"``.
+        mode: ``"off"`` (never read or write), ``"read"`` (replay hits, store nothing new) or ``"readwrite"``.
 
     Example:
         >>> import tempfile, os

@@ -81,7 +81,10 @@ class LLMClient:
         max_concurrency: requests in flight at once against this endpoint.
         structured_output: the server honours ``response_format={"type": "json_schema"}``.
         cache: response cache; requests at temperature > 0 skip it unless ``cache_sampled`` is set.
-        cache_sampled: cache sampled (temperature > 0) requests too; the sample index is in the key.
+            In ``read`` mode a miss still asks the model but stores nothing.
+        cache_sampled: cache sampled (temperature > 0) requests too (the seed is in the key).
+        cache_namespace: what identifies the server in cache keys (default: ``base_url``). The embedded
+            server gets a new port every start, so it is keyed by its model file instead.
         price_per_million: dollars per million ``prompt`` and ``completion`` tokens.
         max_n_per_request: the most samples one request may ask for (llama.cpp allows no more than its
             parallel slots); larger ``n`` is split into several requests with distinct seeds.
@@ -108,6 +111,7 @@ class LLMClient:
         cache_sampled: bool = False,
         price_per_million: dict[str, float] | None = None,
         max_n_per_request: int | None = None,
+        cache_namespace: str | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, actually {max_concurrency}")
@@ -125,6 +129,7 @@ class LLMClient:
         self.cache_sampled = cache_sampled
         self.prices = {"prompt": 0.0, "completion": 0.0, **(price_per_million or {})}
         self.max_n_per_request = max_n_per_request
+        self.cache_namespace = cache_namespace or base_url
         self.usage = Usage()
         # Built lazily per event loop: httpx and asyncio primitives belong to the loop that made them.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,7 +176,7 @@ class LLMClient:
         if json_schema is not None and self.structured_output:
             request["response_format"] = {"type": "json_schema",
                                           "json_schema": {"name": "reply", "schema": json_schema, "strict": True}}
-        cache_key = {**request, "base_url": self.base_url}
+        cache_key = {**request, "base_url": self.cache_namespace}
         use_cache = self.cache is not None and (temperature == 0 or self.cache_sampled)
         if use_cache:
             hit = self.cache.get(cache_key)  # type: ignore[union-attr]
@@ -185,7 +190,7 @@ class LLMClient:
                 logger.debug("cache miss in read-only mode; asking the model")
         completion = await self._request_n(request)
         self.usage += completion.usage
-        if use_cache:
+        if use_cache and completion.texts:  # an empty answer is not worth replaying
             self.cache.put(cache_key, {"texts": completion.texts,  # type: ignore[union-attr]
                                        "prompt_tokens": completion.usage.prompt_tokens,
                                        "completion_tokens": completion.usage.completion_tokens})

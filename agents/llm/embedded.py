@@ -79,6 +79,11 @@ class EmbeddedServer:
         return self.model_path.stem
 
     @property
+    def identity(self) -> str:
+        """A stable name for cache keys: the model file, not the (new every start) address."""
+        return f"embedded:{self.model_path.name}:{self.model_path.stat().st_size}"
+
+    @property
     def base_url(self) -> str:
         if self.port is None:
             raise RuntimeError("the embedded server is not running: call start() first")

@@ -76,3 +76,14 @@ def test_price_table_gives_cost(fake_llm: FakeLLMServer) -> None:
     completion = _complete(client)
     expected = (completion.usage.prompt_tokens * 1.0 + completion.usage.completion_tokens * 2.0) / 1e6
     assert completion.usage.cost_usd == pytest.approx(expected) and expected > 0
+
+
+def test_cache_namespace_survives_a_new_server_address(tmp_path: Path) -> None:
+    """The embedded server listens on a new port each start; its answers must still replay."""
+    path = tmp_path / "c.sqlite"
+    with FakeLLMServer() as first, FakeLLMServer() as second:
+        for server in (first, second):
+            client = LLMClient(model="m", base_url=server.base_url, api_key_env=None, cache=ResponseCache(path),
+                               cache_namespace="embedded:model.gguf:123")
+            _complete(client)
+        assert len(first.requests) == 1 and len(second.requests) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from experiments.results import iter_jsonl
+from experiments.results import RunIdentityError, iter_jsonl
 from experiments.run_agent import evaluate
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
 from textgym.registration import ENVS
@@ -44,7 +45,7 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
 
 def test_eval_writes_results_and_resumes(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
     overrides = ["env=cartpole", "agent=naive", "level=3", "seeds=[0,1]", "episodes=2", "max_steps=4",
-                 "concurrency=2", *fake_llm_overrides]
+                 "concurrency=2", "llm.cache=off", *fake_llm_overrides]
     run_dir = tmp_path / "run"
     evaluate(compose_config("eval", overrides), run_dir)
     rows = list(iter_jsonl(run_dir / "episodes.jsonl"))
@@ -61,11 +62,53 @@ def test_eval_writes_results_and_resumes(fake_llm, fake_llm_overrides, tmp_path:
     evaluate(compose_config("eval", overrides), run_dir)
     assert len(fake_llm.requests) == calls
     assert len(list(iter_jsonl(run_dir / "episodes.jsonl"))) == 4
-    # One more episode per stream: only those run, and the agent's L3 memory is restored first.
-    evaluate(compose_config("eval", [*overrides, "episodes=3"]), run_dir)
-    assert len(list(iter_jsonl(run_dir / "episodes.jsonl"))) == 6
+    # One more seed: only its stream runs.
+    evaluate(compose_config("eval", [*overrides, "seeds=[0,1,2]"]), run_dir)
+    assert len(list(iter_jsonl(run_dir / "episodes.jsonl"))) == 6 and len(fake_llm.requests) == calls + 8
+    # A stream cut after its first episode continues from the memory saved after it (L3).
+    rows = list(iter_jsonl(run_dir / "episodes.jsonl"))
+    (run_dir / "episodes.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if (r["seed"], r["episode"]) != (2, 1)))
+    calls = len(fake_llm.requests)
+    evaluate(compose_config("eval", [*overrides, "seeds=[0,1,2]"]), run_dir)
     new_prompts = fake_llm.prompts()[calls:]
-    assert len(new_prompts) == 8 and all("Episode 2: return" in p for p in new_prompts)
+    assert len(new_prompts) == 4 and all("Episode 1: return" in p for p in new_prompts)
+    assert len(list(iter_jsonl(run_dir / "steps.jsonl"))) == 6 * 4
+
+
+def test_resume_under_other_settings_is_refused(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    overrides = ["agent=naive", "seeds=[0]", "max_steps=2", *fake_llm_overrides]
+    evaluate(compose_config("eval", overrides), tmp_path)
+    for changed in ("llm.temperature=0.5", "max_steps=3", "episodes=2", "agent.history_window=1",
+                    "+env.kwargs.fewshot_episodes=1"):
+        with pytest.raises(RunIdentityError, match="holds results made with other settings"):
+            evaluate(compose_config("eval", [*overrides, changed]), tmp_path)
+    assert len(list(iter_jsonl(tmp_path / "episodes.jsonl"))) == 1  # nothing computed was lost
+
+
+def test_torn_last_line_is_cut_before_appending(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    overrides = ["agent=naive", "seeds=[0,1]", "max_steps=2", *fake_llm_overrides]
+    evaluate(compose_config("eval", overrides), tmp_path)
+    rows = list(iter_jsonl(tmp_path / "episodes.jsonl"))
+    text = "".join(json.dumps(r) + "\n" for r in rows[:1]) + json.dumps(rows[1])[:40]  # killed mid-write
+    (tmp_path / "episodes.jsonl").write_text(text)
+    evaluate(compose_config("eval", overrides), tmp_path)
+    again = list(iter_jsonl(tmp_path / "episodes.jsonl"))
+    assert sorted(r["seed"] for r in again) == [0, 1]
+    assert (tmp_path / "episodes.jsonl").read_text().count("\n") == 2
+
+
+@pytest.mark.parametrize("bad", ["seeds=[-1]", "seeds=[true]", "episodes=0", "episodes=1001", "concurrency=0"])
+def test_bad_run_values_name_the_allowed_range(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=bad.split("=")[0]):
+        evaluate(compose_config("eval", ["agent=random", "logger=none", bad]), tmp_path)
+
+
+def test_unset_api_key_variable_is_named(tmp_path: Path) -> None:
+    cfg = compose_config("eval", ["agent=naive", "llm=openai", "llm.api_key_env=TEXTGYM_SURELY_UNSET_KEY",
+                                  "logger=none"])
+    with pytest.raises(ValueError, match="llm.api_key_env=TEXTGYM_SURELY_UNSET_KEY names an unset"):
+        evaluate(cfg, tmp_path)
 
 
 def test_identical_rerun_replays_from_cache(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:

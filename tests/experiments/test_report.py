@@ -88,3 +88,12 @@ def test_learning_curve_reads_the_return_column(fixture_dirs: list[Path]) -> Non
 
     steps, returns = _learning_curves(fixture_dirs)["cartpole"][0]
     assert list(steps) == [0, 1000, 2000] and list(returns) == [20, 200, 490]
+
+
+def test_two_models_are_reported_apart(tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    rows = [{**_row("naive", 0, 0, 10), "llm_model": "small"}, {**_row("naive", 0, 0, 30), "llm_model": "large"}]
+    (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = {r.llm_model: r.mean_return for r in write_report([folder], tmp_path / "out")}
+    assert report == {"small": 10.0, "large": 30.0}
