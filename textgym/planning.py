@@ -13,6 +13,7 @@ Classes and functions: :class:`TabularModel`, :func:`tabular_model`, :func:`opti
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from textgym.translator import Policy
 
-__all__ = ["TabularModel", "tabular_model", "optimal_actions", "optimal_policy"]
+__all__ = ["TabularModel", "tabular_model", "optimal_actions", "optimal_policy", "intended_move_probability"]
 
 # Rollouts build a fresh env per episode, so the solved policy is cached by model content
 # (a digest of the transition arrays and the discount), not by env instance: equal maps share
@@ -134,3 +135,23 @@ def _q_values(model: TabularModel, values: np.ndarray, continuing: np.ndarray) -
     returns = model.probabilities * (model.rewards + continuing * values[model.next_states])
     np.add.at(q_values, (model.states, model.actions), returns)
     return q_values
+
+
+def intended_move_probability(transitions: dict[int, dict[int, list[tuple]]], n_rows: int, n_cols: int,
+                              walkable: Callable[[int, int], bool], moves: dict[int, tuple[int, int]]) -> float:
+    """How often a move on a grid world goes where it was aimed (1 on firm ground, 1/3 on gymnasium's ice).
+
+    Read from the model ``P`` (``transitions``): for a move from a walkable cell to a walkable
+    neighbour, slipping sideways can never land on the aimed-at cell, so the probability of reaching
+    it is the answer. ``moves`` maps each action to its (row, column) step.
+    """
+    for state in range(n_rows * n_cols):
+        row, col = divmod(state, n_cols)
+        if not walkable(row, col):
+            continue
+        for action, (d_row, d_col) in sorted(moves.items()):
+            next_row, next_col = row + d_row, col + d_col
+            if 0 <= next_row < n_rows and 0 <= next_col < n_cols and walkable(next_row, next_col):
+                target = next_row * n_cols + next_col
+                return float(sum(p for p, next_state, *_ in transitions[state][action] if next_state == target))
+    return 1.0

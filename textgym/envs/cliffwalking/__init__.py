@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text import cliffwalking
 
-from textgym.planning import optimal_policy
+from textgym.planning import intended_move_probability, optimal_policy
 from textgym.translator import Policy, Translator
 
 __all__ = ["CliffWalkingTranslator"]
@@ -56,7 +56,9 @@ class CliffWalkingTranslator(Translator):
         self.cells[np.unravel_index(int(grid.start_state_index), grid.shape)] = "start"
         self.goal_row, self.goal_col = divmod(int(goal), self.n_cols)
         self.cells[self.goal_row, self.goal_col] = "goal"
-        self.intended_move_probability = self._intended_move_probability()
+        self.intended_move_probability = intended_move_probability(
+            grid.P, self.n_rows, self.n_cols, walkable=lambda row, col: self.cells[row, col] == "ground",
+            moves={action: tuple(cliffwalking.POSITION_MAPPING[action]) for action in MOVE_WORDS})
 
     def template_context(self) -> dict[str, Any]:
         map_rows = ["".join(CELL_LETTERS[cell] for cell in row) for row in self.cells]
@@ -86,22 +88,3 @@ class CliffWalkingTranslator(Translator):
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)
-
-    def _intended_move_probability(self) -> float:
-        """How often a move goes where it was aimed (1 on firm ground, 1/3 with ``is_slippery``).
-
-        Read from the model ``P``: for a move between two ground cells, slipping sideways can never
-        land on the aimed-at cell, so the probability of reaching it is the answer.
-        """
-        for state in range(self.n_rows * self.n_cols):
-            row, col = divmod(state, self.n_cols)
-            if self.cells[row, col] != "ground":
-                continue
-            for action in sorted(MOVE_WORDS):
-                d_row, d_col = cliffwalking.POSITION_MAPPING[action]
-                next_row, next_col = row + d_row, col + d_col
-                if 0 <= next_row < self.n_rows and 0 <= next_col < self.n_cols \
-                        and self.cells[next_row, next_col] == "ground":
-                    target = next_row * self.n_cols + next_col
-                    return float(sum(p for p, next_state, *_ in self.env.P[state][action] if next_state == target))
-        return 1.0

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text import frozen_lake
 
-from textgym.planning import optimal_policy
+from textgym.planning import intended_move_probability, optimal_policy
 from textgym.translator import Policy, Translator
 
 __all__ = ["FrozenLakeTranslator"]
@@ -53,7 +53,9 @@ class FrozenLakeTranslator(Translator):
         lake = self.env
         self.map_rows: list[str] = [bytes(row).decode() for row in lake.desc]
         self.n_rows, self.n_cols = (int(n) for n in lake.desc.shape)
-        self.intended_move_probability = _intended_move_probability(lake, self.n_rows, self.n_cols)
+        self.intended_move_probability = intended_move_probability(
+            lake.P, self.n_rows, self.n_cols, walkable=lambda row, col: lake.desc[row, col] in (b"S", b"F"),
+            moves={action: step for action, (_, step) in MOVES.items()})
         self.rewards = _tile_rewards(lake, self.map_rows)
 
     def template_context(self) -> dict[str, Any]:
@@ -87,24 +89,6 @@ class FrozenLakeTranslator(Translator):
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)
-
-
-def _intended_move_probability(lake: Any, n_rows: int, n_cols: int) -> float:
-    """How often a move goes where it was aimed (1 on dry ice, 1/3 on gymnasium's slippery ice).
-
-    Read from the model ``P``: for a move from a frozen tile to a tile inside the lake, sliding
-    sideways can never land on the aimed-at tile, so the probability of reaching it is the answer.
-    """
-    for state in range(n_rows * n_cols):
-        row, col = divmod(state, n_cols)
-        if lake.desc[row, col] not in (b"S", b"F"):
-            continue
-        for action, (_, (d_row, d_col)) in MOVES.items():
-            next_row, next_col = row + d_row, col + d_col
-            if 0 <= next_row < n_rows and 0 <= next_col < n_cols:
-                target = next_row * n_cols + next_col
-                return float(sum(p for p, next_state, *_ in lake.P[state][action] if next_state == target))
-    return 1.0
 
 
 def _tile_rewards(lake: Any, map_rows: list[str]) -> dict[str, float]:
