@@ -177,6 +177,8 @@ def plot_learning_curves(rows: list[dict[str, Any]], curves: dict[str, list[tupl
     import matplotlib.pyplot as plt
 
     envs = sorted({r["env"] for r in rows} | set(curves))
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(len(envs), 2, figsize=(11, 3.5 * len(envs)), squeeze=False)
     for (left, right), env in zip(axes, envs, strict=True):
         by_group: dict[tuple[str, Any], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -187,6 +189,7 @@ def plot_learning_curves(rows: list[dict[str, Any]], curves: dict[str, list[tupl
             episodes = sorted(per_episode)
             left.plot([e + 1 for e in episodes], [np.mean(per_episode[e]) for e in episodes], marker="o",
                       label=f"{agent} L{level}")
+        left.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes are whole numbers
         left.set_title(f"{env}: language agents")
         left.set_xlabel("episode")
         left.set_ylabel("return (mean over seeds)")
