@@ -95,7 +95,8 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
             "invalid_action": bool(info["invalid_action"]), "reward": float(reward),
             "terminated": bool(terminated), "truncated": bool(truncated),
             "prompt_tokens": step_usage.prompt_tokens, "completion_tokens": step_usage.completion_tokens,
-            "llm_calls": step_usage.calls, "latency_s": round(step_usage.latency_s, 4),
+            "llm_calls": step_usage.calls, "cost_usd": round(step_usage.cost_usd, 8),
+            "latency_s": round(step_usage.latency_s, 4),
             "replies": list(getattr(agent, "last_replies", [])),
         }
         records.append(record)

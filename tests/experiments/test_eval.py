@@ -55,7 +55,8 @@ def test_eval_writes_results_and_resumes(fake_llm, fake_llm_overrides, tmp_path:
         assert row["steps"] == 4 and row["llm_calls"] == 4 and row["prompt_tokens"] > 0
     steps = list(iter_jsonl(run_dir / "steps.jsonl"))
     assert len(steps) == sum(r["steps"] for r in rows)
-    assert {"observation", "action_text", "action", "reward", "prompt_tokens", "latency_s"} <= set(steps[0])
+    assert {"observation", "action_text", "action", "reward", "prompt_tokens", "latency_s", "cost_usd",
+            "replies"} <= set(steps[0])
     calls = len(fake_llm.requests)
     assert calls == 16
     # Same config again: every episode is done, nothing reruns or duplicates.
