@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
-           "EPISODE_FIELDS"]
+           "EPISODE_FIELDS", "episode_row"]
 
 SCHEMA_VERSION = 2  # 2: train_seed (PPO's training seed; null for language agents)
 EPISODES_FILE = "episodes.jsonl"
@@ -31,6 +31,26 @@ EPISODE_FIELDS = (
     "terminated", "invalid_actions", "invalid_replies", "llm_calls", "cached_calls", "prompt_tokens",
     "completion_tokens", "cost_usd", "llm_latency_s", "wall_time_s", "env_steps_trained", "train_seed",
 )
+# What a contender without an LLM (random, PPO) or without training (language agents) leaves at rest.
+EPISODE_DEFAULTS: dict[str, Any] = {
+    "level": None, "llm_model": None, "invalid_actions": 0, "invalid_replies": 0, "llm_calls": 0, "cached_calls": 0,
+    "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "llm_latency_s": 0.0, "env_steps_trained": None,
+    "train_seed": None,
+}
+
+
+def episode_row(episode_return: float, **fields: Any) -> dict[str, Any]:
+    """One ``episodes.jsonl`` row in schema order; every field not given takes its default.
+
+    Raises:
+        ValueError: a field outside the schema, or a required one missing.
+    """
+    row = {**EPISODE_DEFAULTS, **fields, "return": episode_return}
+    expected = set(EPISODE_FIELDS) - {"schema_version"}
+    if set(row) != expected:
+        raise ValueError(f"episode row fields: unknown {sorted(set(row) - expected)}, "
+                         f"missing {sorted(expected - set(row))}")
+    return {name: row[name] for name in EPISODE_FIELDS if name in row}
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from experiments.config import (
 )
 from experiments.episodes import EpisodeRecord, run_episode
 from experiments.llm_session import llm_session
-from experiments.results import EpisodeKey, ResultsWriter
+from experiments.results import EpisodeKey, ResultsWriter, episode_row
 
 __all__ = ["evaluate", "evaluate_async", "needs_llm", "main"]
 
@@ -44,17 +44,17 @@ logger = logging.getLogger(__name__)
 register_resolvers()
 
 
-def episode_row(cfg: DictConfig, env_id: str, name: str, model: str | None, record: EpisodeRecord) -> dict[str, Any]:
+def agent_episode_row(cfg: DictConfig, env_id: str, name: str, model: str | None,
+                      record: EpisodeRecord) -> dict[str, Any]:
     usage = record.usage
-    return {
-        "kind": "agent", "env": cfg.env.name, "env_id": env_id, "level": cfg.level, "agent": name,
-        "llm_model": model, "seed": record.seed, "episode": record.episode_index, "return": record.episode_return,
-        "steps": record.steps, "terminated": record.terminated, "invalid_actions": record.invalid_actions,
-        "invalid_replies": record.invalid_replies, "llm_calls": usage.calls, "cached_calls": usage.cached_calls,
-        "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "cost_usd": round(usage.cost_usd, 6), "llm_latency_s": round(usage.latency_s, 3),
-        "wall_time_s": round(record.wall_time_s, 3), "env_steps_trained": None, "train_seed": None,
-    }
+    return episode_row(
+        record.episode_return, kind="agent", env=cfg.env.name, env_id=env_id, level=cfg.level, agent=name,
+        llm_model=model, seed=record.seed, episode=record.episode_index, steps=record.steps,
+        terminated=record.terminated, invalid_actions=record.invalid_actions, invalid_replies=record.invalid_replies,
+        llm_calls=usage.calls, cached_calls=usage.cached_calls, prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens, cost_usd=round(usage.cost_usd, 6),
+        llm_latency_s=round(usage.latency_s, 3), wall_time_s=round(record.wall_time_s, 3),
+    )
 
 
 async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient | None, wandb_run: Any) -> None:
@@ -98,7 +98,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                             logger.warning("no saved state for %s before episode %d: the agent starts fresh",
                                            episode_key.stream, episode_key.episode)
                     record = await run_episode(env, agent, seed, episode_key.episode, cfg.episodes)
-                    row = episode_row(cfg, entry.text_id, name, model, record)
+                    row = agent_episode_row(cfg, entry.text_id, name, model, record)
                     writer.write_episode(row, record.step_records, agent.state())
                     played_previous = True
                     bar.update(1)

@@ -36,7 +36,7 @@ import textgym
 from experiments.config import quiet_libraries, start_wandb
 from experiments.episodes import EPISODES_PER_SEED, episode_seed
 from experiments.ppo_setup import TrainingMonitor, make_task_env, ppo_kwargs
-from experiments.results import EpisodeKey, ResultsWriter, iter_jsonl
+from experiments.results import EpisodeKey, ResultsWriter, episode_row, iter_jsonl
 
 __all__ = ["run", "train", "load_trained", "play_episode", "main"]
 
@@ -139,16 +139,14 @@ def play_episode(model: PPO, env: gym.Env, vecnorm: VecNormalize | None, reset_s
             "wall_time_s": round(time.perf_counter() - started, 3)}
 
 
-def episode_row(cfg: DictConfig, seed: int, episode: int, result: dict[str, Any], env_steps: int) -> dict[str, Any]:
+def ppo_episode_row(cfg: DictConfig, seed: int, episode: int, result: dict[str, Any],
+                    env_steps: int) -> dict[str, Any]:
     """An ``episodes.jsonl`` row in the language agents' schema: no level, no LLM, the training budget filled in."""
-    return {
-        "kind": "ppo", "env": cfg.env.name, "env_id": textgym.env_entry(cfg.env.name).text_id, "level": None,
-        "agent": AGENT, "llm_model": None, "seed": seed, "episode": episode, "return": result["return"],
-        "steps": result["steps"], "terminated": result["terminated"], "invalid_actions": 0, "invalid_replies": 0,
-        "llm_calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
-        "llm_latency_s": 0.0, "wall_time_s": result["wall_time_s"], "env_steps_trained": env_steps,
-        "train_seed": cfg.seed,
-    }
+    return episode_row(
+        result["return"], kind="ppo", env=cfg.env.name, env_id=textgym.env_entry(cfg.env.name).text_id,
+        agent=AGENT, seed=seed, episode=episode, steps=result["steps"], terminated=result["terminated"],
+        wall_time_s=result["wall_time_s"], env_steps_trained=env_steps, train_seed=cfg.seed,
+    )
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> Path:
@@ -175,7 +173,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Path:
                 if writer.is_done(EpisodeKey(cfg.env.name, None, AGENT, seed, k, cfg.seed)):
                     continue
                 result = play_episode(model, env, vecnorm, episode_seed(seed, k))
-                writer.write_episode(episode_row(cfg, seed, k, result, model.num_timesteps))
+                writer.write_episode(ppo_episode_row(cfg, seed, k, result, model.num_timesteps))
                 if wandb_run is not None:
                     wandb_run.log({"episode/return": result["return"], "episode/steps": result["steps"],
                                    "episode/seed": seed, "episode/index": k})
