@@ -30,6 +30,7 @@ import jinja2
 
 from agents.llm.client import LLMClient, Usage
 from agents.parsing import action_json_schema, parse_reply
+from textgym.templating import fixed
 
 __all__ = ["Agent", "LanguageAgent", "EpisodeContext", "Transition", "EpisodeResult"]
 
@@ -162,7 +163,7 @@ class Agent(ABC):
 def _prompt_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters["fixed"] = lambda value, digits=2: f"{float(value):.{digits}f}"
+    env.filters["fixed"] = fixed  # the env suite's number format, so prompts and observations agree
     return env
 
 
