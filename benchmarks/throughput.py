@@ -1,0 +1,138 @@
+"""Throughput of textgym-eval's episode loop against a local fixed-latency server, beside a bare client's ceiling.
+
+    python benchmarks/throughput.py                        # 50 ms server; 1, 8, 64, 256 streams; 0 ms CPU figure
+    python benchmarks/throughput.py --streams 64 --latency-ms 50 --steps 40
+    python -m cProfile -o /tmp/decide.prof benchmarks/throughput.py --only-cpu   # where our own time goes
+
+It starts ``benchmarks/fixed_latency_server.py`` in a child process, then:
+
+1. **ceiling**: a bare asyncio client (raw streams, one keep-alive connection per stream) posting one fixed
+   naive-agent-sized request in a loop: the requests/s the server and loopback allow;
+2. **streams**: the real ``textgym-eval`` path (``evaluate_async`` with a composed config: naive agent, MountainCar,
+   a fixed number of steps per episode since the scripted reply never reaches the goal, response cache off, result
+   files written to a temporary dir), and prints decisions/s, requests/s and the ratio to the ceiling;
+3. **own CPU per decision**: one stream against a 0 ms server, this process's CPU seconds per decision (the
+   server runs in another process, so its time is not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from hydra import compose, initialize_config_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.llm.client import LLMClient  # noqa: E402
+from benchmarks.fixed_latency_server import start_in_process  # noqa: E402
+from experiments.config import register_resolvers  # noqa: E402
+from experiments.run_agent import evaluate_async  # noqa: E402
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+ENV = "mountaincar"
+
+
+def bare_request_body() -> bytes:
+    """A request the size of a naive MountainCar decision (~1.5 kB of prompt)."""
+    schema = {"type": "object", "properties": {"action": {"type": "string", "enum": ["push left", "no push",
+                                                                                      "push right"]}},
+              "required": ["action"], "additionalProperties": False}
+    return json.dumps({"model": "fixed", "messages": [{"role": "system", "content": "x" * 1200},
+                                                      {"role": "user", "content": "y" * 300}],
+                       "n": 1, "temperature": 0, "max_tokens": 48, "seed": 0,
+                       "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema,
+                                                                                  "strict": True}}}).encode()
+
+
+async def ceiling(base_url: str, in_flight: int, seconds: float) -> float:
+    """Requests/s of a bare asyncio client: ``in_flight`` keep-alive connections, each posting one fixed request
+    and reading the whole reply in a loop (raw ``asyncio`` streams, so no client library's overhead counts)."""
+    url = httpx.URL(base_url)
+    body = bare_request_body()
+    request = (f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.host}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    deadline = time.perf_counter() + seconds
+    count = 0
+
+    async def worker() -> None:
+        nonlocal count
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            while time.perf_counter() < deadline:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                json.loads(await reader.readexactly(length))
+                count += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return count / (time.perf_counter() - started)
+
+
+def eval_config(streams: int, steps: int, episodes: int, base_url: str):
+    return compose("eval", overrides=[
+        f"env={ENV}", "agent=naive", "llm=server", f"llm.base_url={base_url}", "llm.model=fixed", "llm.cache=off",
+        f"seeds=[{','.join(map(str, range(streams)))}]", f"episodes={episodes}", f"max_steps={steps}",
+        f"concurrency={streams}", "logger=none", "progress=false", "level=1",
+    ])
+
+
+async def run_streams(streams: int, steps: int, episodes: int, base_url: str) -> tuple[int, int, float, float]:
+    """(decisions, requests, wall s, CPU s) of ``streams`` streams through textgym-eval's code."""
+    cfg = eval_config(streams, steps, episodes, base_url)
+    client = LLMClient(model="fixed", base_url=base_url, api_key_env=None, max_concurrency=streams, cache=None)
+    with tempfile.TemporaryDirectory() as run_dir:
+        wall, cpu = time.perf_counter(), time.process_time()
+        await evaluate_async(cfg, run_dir, client)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        rows = [json.loads(line) for line in (Path(run_dir) / "episodes.jsonl").read_text().splitlines()]
+    await client.aclose()
+    decisions = sum(row["steps"] for row in rows)
+    return decisions, client.usage.calls, wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 8, 64, 256])
+    parser.add_argument("--steps", type=int, default=40, help="decisions per episode")
+    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--ceiling-seconds", type=float, default=5.0)
+    parser.add_argument("--cpu-steps", type=int, default=400, help="decisions for the 0 ms CPU figure")
+    parser.add_argument("--only-cpu", action="store_true", help="just the 0 ms own-CPU figure (for profiling)")
+    args = parser.parse_args()
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        if not args.only_cpu:
+            server, base_url = start_in_process(args.latency_ms)
+            try:
+                print(f"server latency {args.latency_ms:.0f} ms, {args.steps} decisions per episode, env {ENV}")
+                print(f"{'streams':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} {'ratio':>6}")
+                for streams in args.streams:
+                    top = asyncio.run(ceiling(base_url, streams, args.ceiling_seconds))
+                    decisions, requests, wall, _ = asyncio.run(run_streams(streams, args.steps, args.episodes,
+                                                                           base_url))
+                    print(f"{streams:>8} {top:>14.0f} {decisions / wall:>12.0f} {requests / wall:>11.0f} "
+                          f"{requests / wall / top:>6.2f}")
+            finally:
+                server.kill()
+        server, base_url = start_in_process(0.0)
+        try:
+            decisions, _, wall, cpu = asyncio.run(run_streams(1, args.cpu_steps, 1, base_url))
+            print(f"own CPU per decision at 0 ms (1 stream, {decisions} decisions): {1000 * cpu / decisions:.2f} ms "
+                  f"CPU, {1000 * wall / decisions:.2f} ms wall")
+        finally:
+            server.kill()
+
+
+if __name__ == "__main__":
+    main()
