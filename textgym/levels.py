@@ -1,7 +1,9 @@
 """The five domain-knowledge levels, as one table of data.
 
 The wrapper reads :data:`LEVELS` and hands agents what a level allows in ``info["knowledge"]`` at
-reset; no code branches on the level number elsewhere.
+reset; no code branches on the level number elsewhere. Offline knowledge (L2/L4 trajectories, L5
+teaching) is given at the start of every episode; only a level with ``self_experience`` lets an agent
+carry what it learned from one of its own episodes into the next.
 """
 
 from __future__ import annotations
@@ -22,26 +24,26 @@ class LevelSpec:
     Attributes:
         level: 1-5.
         summary: one line for docs and reports.
-        fewshot_policy: whose trajectories are shown as examples (``None``: none).
+        fewshot_policy: whose whole trajectories are shown as examples (``None``: none).
         self_experience: the agent may learn from its own earlier episodes.
-        guidance: hand-written expert guidance is included.
+        teaching: hand-written expert teaching (guidance and worked examples) is included.
     """
 
     level: int
     summary: str
     fewshot_policy: Literal["random", "expert"] | None = None
     self_experience: bool = False
-    guidance: bool = False
+    teaching: bool = False
 
 
 LEVELS: dict[int, LevelSpec] = {
     spec.level: spec
     for spec in (
         LevelSpec(1, "game, goal and action descriptions only (zero-shot)"),
-        LevelSpec(2, "L1 + few-shot trajectories of a random policy", fewshot_policy="random"),
+        LevelSpec(2, "L1 + whole trajectories of a random policy", fewshot_policy="random"),
         LevelSpec(3, "L1 + learning from the agent's own earlier episodes", self_experience=True),
-        LevelSpec(4, "L1 + few-shot trajectories of an expert policy", fewshot_policy="expert"),
-        LevelSpec(5, "L4 + hand-written expert guidance", fewshot_policy="expert", guidance=True),
+        LevelSpec(4, "L1 + whole trajectories of an expert policy", fewshot_policy="expert"),
+        LevelSpec(5, "L1 + hand-written expert teaching: guidance and two worked examples", teaching=True),
     )
 }
 
@@ -49,8 +51,8 @@ LEVELS: dict[int, LevelSpec] = {
 def level_spec(level: object) -> LevelSpec:
     """The :class:`LevelSpec` for ``level``; a clear ``ValueError`` for anything else.
 
-    >>> level_spec(5).guidance
-    True
+    >>> level_spec(5).teaching, level_spec(5).fewshot_policy
+    (True, None)
     """
     if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
         allowed = ", ".join(str(n) for n in LEVELS)

@@ -1,21 +1,27 @@
-"""Seeded rollouts of the random and expert policies, rendered as few-shot text for L2/L4/L5.
+"""Seeded rollouts of the random and expert policies, rendered as whole trajectories for L2/L4.
 
-Rollouts are deterministic in (env, base-task kwargs, policy, seed) and cached under ``$TEXTGYM_CACHE``
-(default ``~/.cache/textgym``) keyed by those and by the env's translator and templates, so they are
-never committed and always regenerable::
+Each trajectory is rendered within a token budget (estimated as characters / :data:`CHARS_PER_TOKEN`).
+One that does not fit keeps its first and last steps and says how many steps between them were left
+out; nothing is cut silently, and the header always gives the whole episode's return and length.
 
-    textgym-trajectories --env all --policy all   # (re)build every cache entry
+Rollouts are deterministic in (env, base-task kwargs, text options, policy, seed) and cached under
+``$TEXTGYM_CACHE`` (default ``~/.cache/textgym``) keyed by those, by the budget and by the package's
+source and templates, so they are never committed and always regenerable::
+
+    textgym-trajectories --env all --policy all   # (re)build every default cache entry
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,25 +31,63 @@ from textgym.levels import FEWSHOT_SEED
 from textgym.registration import ENVS, env_entry
 from textgym.templating import PACKAGE_DIR, render
 from textgym.translator import Policy, Translator
-from textgym.wrapper import make_base_env
+from textgym.wrapper import DEFAULT_FEWSHOT_EPISODES, DEFAULT_FEWSHOT_TOKEN_BUDGET, make_base_env, make_translator
 
-__all__ = ["Rollout", "rollout", "fewshot_examples", "cache_dir", "make_policy", "main"]
+__all__ = ["Rollout", "FewshotTrajectories", "rollout", "render_trajectory", "fewshot_trajectories",
+           "estimate_tokens", "cache_dir", "make_policy", "main", "CHARS_PER_TOKEN"]
 
 logger = logging.getLogger(__name__)
 PolicyKind = Literal["random", "expert"]
-CACHE_FORMAT = 1
-# Modules outside the env folders whose code shapes the rendered text or the expert's moves.
+CACHE_FORMAT = 2
+CHARS_PER_TOKEN = 4
+"""Characters per token of the budget's estimate: about right for English prose, low for dense numbers."""
+
+# Rendered sets already loaded in this process, by cache file: each is built or read once per process.
+_LOADED: dict[Path, FewshotTrajectories] = {}
 
 
 @dataclass
 class Rollout:
-    """One episode of a policy, in text and numbers."""
+    """One episode of a policy, in text and numbers.
+
+    Attributes:
+        policy: ``"random"`` or ``"expert"``.
+        seed: the env's reset seed (and the random policy's).
+        episode_return: the whole episode's return.
+        length: the whole episode's number of steps.
+        steps: per step, the observation text the agent would have seen, the action text, the reward and
+            whether the step ended the episode (``terminated``); empty when no text was kept.
+        final_observation: the text after the last step (where the episode ended).
+        truncated: the episode was stopped by the step limit.
+    """
 
     policy: str
     seed: int
     episode_return: float
     length: int
-    steps: list[dict[str, Any]]  # observation text, action text, reward, done
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    final_observation: str = ""
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class FewshotTrajectories:
+    """The offline trajectories of one level: rendered texts and the numbers an agent can summarize.
+
+    Attributes:
+        examples: one text per episode, each the whole trajectory within the token budget.
+        returns: each episode's return.
+        lengths: each episode's number of steps.
+    """
+
+    examples: list[str]
+    returns: list[float]
+    lengths: list[int]
+
+
+def estimate_tokens(text: str) -> int:
+    """The token estimate the budgets use: characters / :data:`CHARS_PER_TOKEN`, rounded up."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def cache_dir() -> Path:
@@ -60,83 +104,138 @@ def make_policy(kind: PolicyKind, env: gym.Env, translator: Translator, seed: in
     raise ValueError(f"unknown policy {kind!r}: expected 'random' or 'expert'")
 
 
-def rollout(env_name: str, kind: PolicyKind, seed: int, max_steps_kept: int | None = None,
-            base_kwargs: Mapping[str, Any] | None = None) -> Rollout:
+def rollout(env_name: str, kind: PolicyKind, seed: int, keep_text: bool = True,
+            base_kwargs: Mapping[str, Any] | None = None, text_options: Mapping[str, Any] | None = None) -> Rollout:
     """Play one episode of ``kind`` on ``env_name`` from ``seed`` under the text env's step limit.
 
     Args:
         env_name: config name or text id of the env.
         kind: ``"random"`` or ``"expert"``.
         seed: seeds the env (and the random policy).
-        max_steps_kept: steps whose text is kept (all when ``None``); the return covers the whole episode.
+        keep_text: render each step's text (``False``: numbers only, for fast measurements).
         base_kwargs: kwargs for the base task, as in ``gym.make("TextGym-...", **base_kwargs)``; the
             translator and the expert are built from that env, so text and policy follow them.
+        text_options: the translator's options (``{"map_visible": True}``), so the text is the one the
+            agent's env speaks.
     """
     entry = env_entry(env_name)
     env = make_base_env(entry.name, **dict(base_kwargs or {}))
     limit = gym.spec(entry.text_id).max_episode_steps
-    translator = entry.translator_class()(env)
+    translator = make_translator(entry.name, env, **dict(text_options or {}))
     policy = make_policy(kind, env, translator, seed)
     obs, _ = env.reset(seed=seed)
-    steps: list[dict[str, Any]] = []
-    total, length, done = 0.0, 0, False
-    while not done and (limit is None or length < limit):
+    episode = Rollout(kind, seed, 0.0, 0)
+    text = translator.render_observation(obs) if keep_text else ""
+    terminated = False
+    while not terminated and (limit is None or episode.length < limit):
         action = policy(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        done = terminated or truncated
-        if max_steps_kept is None or length < max_steps_kept:
-            steps.append({"observation": translator.render_observation(obs),
-                          "action": translator.action_to_text(action), "reward": float(reward), "done": done})
-        total += float(reward)
-        length += 1
+        terminated = terminated or truncated
+        if keep_text:
+            episode.steps.append({"observation": text, "action": translator.action_to_text(action),
+                                  "reward": float(reward), "terminated": terminated})
+            text = translator.render_step(obs, action, float(reward), next_obs)
+        episode.episode_return += float(reward)
+        episode.length += 1
         obs = next_obs
     env.close()
-    return Rollout(kind, seed, total, length, steps)
+    episode.final_observation = text
+    episode.truncated = not terminated
+    return episode
 
 
-def _translator_fingerprint(env_name: str) -> str:
+def render_trajectory(episode: Rollout, number: int, token_budget: int) -> str:
+    """``episode`` as text within ``token_budget`` estimated tokens: as many steps as fit, first and last kept.
+
+    The header (return, length) and the final observation are always shown; if even they do not fit,
+    the text shows no step and says how many were left out.
+    """
+    steps = [{**step, "number": index} for index, step in enumerate(episode.steps, start=1)]
+
+    def text_showing(shown: int) -> str:
+        head = (shown + 1) // 2
+        tail = steps[len(steps) - (shown - head):] if shown > head else []
+        return render("trajectory.j2", number=number, policy=episode.policy, episode_return=episode.episode_return,
+                      length=episode.length, truncated=episode.truncated, head=steps[:head], tail=tail,
+                      elided=len(steps) - shown, final_observation=episode.final_observation)
+
+    whole = text_showing(len(steps))
+    if estimate_tokens(whole) <= token_budget:
+        return whole
+    low, high = 0, len(steps) - 1  # the largest number of shown steps that fits lies in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        if estimate_tokens(text_showing(middle)) <= token_budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text_showing(low)
+
+
+@functools.cache
+def _source_fingerprint() -> str:
     """Changes whenever any TextGym source or template changes, so stale caches are never reused.
 
     The whole package counts: a translator may build on another env's translator or templates, and
-    rebuilding a few rollouts is cheap.
+    rebuilding a few rollouts is cheap. Read once per process.
     """
-    digest = hashlib.sha256(f"{CACHE_FORMAT}-{env_name}".encode())
+    digest = hashlib.sha256(str(CACHE_FORMAT).encode())
     for path in sorted([*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("*.j2")]):
         digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _kwargs_fingerprint(base_kwargs: Mapping[str, Any]) -> str:
-    """A short stable digest of base-task kwargs (values without a JSON form count by their ``repr``)."""
-    text = json.dumps(dict(base_kwargs), sort_keys=True, default=repr)
+def _kwargs_fingerprint(kwargs: Mapping[str, Any]) -> str:
+    """A short stable digest of kwargs (values without a JSON form count by their ``repr``)."""
+    text = json.dumps(dict(kwargs), sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def fewshot_examples(env_name: str, kind: PolicyKind, episodes: int = 2, max_steps_shown: int = 8,
-                     seed: int = FEWSHOT_SEED, base_kwargs: Mapping[str, Any] | None = None) -> list[str]:
-    """``episodes`` rendered rollouts of ``kind`` (seeds ``seed``, ``seed+1``, ...), cached on disk.
+def fewshot_trajectories(env_name: str, kind: PolicyKind, episodes: int = DEFAULT_FEWSHOT_EPISODES,
+                         token_budget: int = DEFAULT_FEWSHOT_TOKEN_BUDGET, seed: int = FEWSHOT_SEED,
+                         base_kwargs: Mapping[str, Any] | None = None,
+                         text_options: Mapping[str, Any] | None = None) -> FewshotTrajectories:
+    """``episodes`` whole rollouts of ``kind`` (seeds ``seed``, ``seed+1``, ...), each rendered within ``token_budget``.
 
-    ``base_kwargs`` pick the base task as in :func:`rollout`; each set of them has its own cache entry.
+    Built once per process and cached on disk; ``base_kwargs`` and ``text_options`` pick the task and
+    its text as in :func:`rollout`, and each set of them has its own cache entry.
     """
-    base_kwargs = dict(base_kwargs or {})
-    key = f"{env_name}-{kind}-s{seed}-e{episodes}-k{max_steps_shown}-{_translator_fingerprint(env_name)}"
-    if base_kwargs:
-        key += f"-kw{_kwargs_fingerprint(base_kwargs)}"
+    entry = env_entry(env_name)
+    key = f"{entry.name}-{kind}-s{seed}-e{episodes}-t{token_budget}-{_source_fingerprint()}"
+    extras = {**dict(base_kwargs or {}), **{f"text:{k}": v for k, v in dict(text_options or {}).items()}}
+    if extras:
+        key += f"-kw{_kwargs_fingerprint(extras)}"
     path = cache_dir() / f"{key}.json"
-    if path.exists():
-        try:
-            return json.loads(path.read_text())["examples"]
-        except (json.JSONDecodeError, KeyError, OSError) as error:
-            logger.warning("ignoring unreadable trajectory cache %s: %s", path, error)
-    rollouts = [rollout(env_name, kind, seed + i, max_steps_kept=max_steps_shown, base_kwargs=base_kwargs)
-                for i in range(episodes)]
-    examples = [render("trajectory.j2", number=i + 1, **asdict(r)) for i, r in enumerate(rollouts)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"examples": examples, "returns": [r.episode_return for r in rollouts]}))
-    tmp.replace(path)  # atomic: concurrent workers never read half a file
-    return examples
+    if path in _LOADED:
+        return _LOADED[path]
+    loaded = _read_cache(path)
+    if loaded is None:
+        rollouts = [rollout(entry.name, kind, seed + i, base_kwargs=base_kwargs, text_options=text_options)
+                    for i in range(episodes)]
+        loaded = FewshotTrajectories(
+            examples=[render_trajectory(episode, i + 1, token_budget) for i, episode in enumerate(rollouts)],
+            returns=[episode.episode_return for episode in rollouts],
+            lengths=[episode.length for episode in rollouts])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"examples": loaded.examples, "returns": loaded.returns,
+                                   "lengths": loaded.lengths}))
+        tmp.replace(path)  # atomic: concurrent workers never read half a file
+    _LOADED[path] = loaded
+    return loaded
+
+
+def _read_cache(path: Path) -> FewshotTrajectories | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return FewshotTrajectories(list(data["examples"]), [float(r) for r in data["returns"]],
+                                   [int(n) for n in data["lengths"]])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as error:
+        logger.warning("ignoring unreadable trajectory cache %s: %s", path, error)
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,16 +243,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="all", help=f"one of {', '.join(ENVS)} or 'all'")
     parser.add_argument("--policy", default="all", choices=["random", "expert", "all"])
-    parser.add_argument("--episodes", type=int, default=2)
-    parser.add_argument("--max-steps-shown", type=int, default=8)
+    parser.add_argument("--episodes", type=int, default=DEFAULT_FEWSHOT_EPISODES)
+    parser.add_argument("--token-budget", type=int, default=DEFAULT_FEWSHOT_TOKEN_BUDGET,
+                        help="estimated tokens per trajectory (characters / 4)")
     parser.add_argument("--seed", type=int, default=FEWSHOT_SEED)
     args = parser.parse_args(argv)
     names = list(ENVS) if args.env == "all" else [env_entry(args.env).name]
     kinds: list[PolicyKind] = ["random", "expert"] if args.policy == "all" else [args.policy]
     for name in names:
         for kind in kinds:
-            examples = fewshot_examples(name, kind, args.episodes, args.max_steps_shown, args.seed)
-            print(f"{name:24s} {kind:7s} {len(examples)} episodes -> {cache_dir()}")
+            found = fewshot_trajectories(name, kind, args.episodes, args.token_budget, args.seed)
+            print(f"{name:24s} {kind:7s} {len(found.examples)} episodes, returns "
+                  f"{', '.join(f'{r:g}' for r in found.returns)} -> {cache_dir()}")
 
 
 if __name__ == "__main__":

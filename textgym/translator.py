@@ -2,14 +2,20 @@
 
 A translator turns a raw observation into named values (:meth:`Translator.describe`), renders
 them through the env's templates, reads action text back (:meth:`Translator.parse_action`) and
-provides an expert policy for the L4/L5 demonstrations. Adding an env means one subclass plus a
-``templates/`` folder with ``game.j2``, ``goal.j2``, ``actions.j2``, ``observation.j2`` and
-``guidance.j2`` next to it.
+provides an expert policy for the L4 demonstrations. Adding an env means one subclass plus a
+``templates/`` folder with ``game.j2``, ``goal.j2``, ``actions.j2``, ``observation.j2``,
+``guidance.j2`` and ``teaching.j2`` (L5's worked examples) next to it.
+
+What a text may say: the observation text carries what the base observation carries (read back by
+:meth:`Translator.read_observation`), plus quantities computed from it and the task's published
+constants; descriptions state the task's rules. Where the base observation hides part of the world (a
+FrozenLake or CliffWalking map), the text hides it too unless the env is made with ``map_visible=True``.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,12 +82,16 @@ class Translator(ABC):
     """Discrete action played when the text is not understood (documented in each env's actions.j2)."""
     action_digits: ClassVar[int] = 2
     """Decimals printed for a continuous action."""
+    hides_map: ClassVar[bool] = False
+    """The text hides the layout the base observation hides (holes, cliff, goal) unless ``map_visible=True``."""
 
     def __init__(self, env: gym.Env) -> None:
         if not isinstance(env, gym.Env):
             raise TypeError(f"{type(self).__name__} expected the base gym.Env, actually {env!r}")
         self.env: Any = env.unwrapped
         """The unwrapped base env: the source of every fact the spaces do not hold."""
+        self.options: dict[str, Any] = {}
+        """Text options the translator was built with (``{"map_visible": ...}`` where :attr:`hides_map`)."""
         self.observation_space = env.observation_space
         self.action_space = env.action_space
         action_space = self.action_space
@@ -119,6 +129,16 @@ class Translator(ABC):
         """The observation as text."""
         return self._render("observation", **self.describe(obs))
 
+    def step_note(self, previous_obs: Any, action: Any, reward: float, obs: Any) -> str:
+        """What a step touched that the new observation does not show (a fall off CliffWalking's cliff); "" here."""
+        return ""
+
+    def render_step(self, previous_obs: Any, action: Any, reward: float, obs: Any) -> str:
+        """The observation text after a step: :meth:`step_note` (if any) and then :meth:`render_observation`."""
+        note = self.step_note(previous_obs, action, reward, obs)
+        text = self.render_observation(obs)
+        return f"{note} {text}" if note else text
+
     # ------------------------------------------------------------------ descriptions
     @property
     def is_discrete(self) -> bool:
@@ -146,6 +166,36 @@ class Translator(ABC):
     def guidance(self) -> str:
         """Hand-written expert guidance for L5."""
         return self._render("guidance")
+
+    @property
+    def teaching_states(self) -> list[Any]:
+        """Raw states of L5's worked examples, in :meth:`teaching_env`, from the JSON in ``teaching_states.j2``.
+
+        ``teaching.j2`` reasons about each in turn; the states sit in a template file next to it so that
+        the prose and the states it describes are edited together.
+        """
+        return json.loads(render(f"{self.template_folder()}/teaching_states.j2"))
+
+    def teaching_env(self) -> gym.Env:
+        """The task L5's worked examples are set in: this one, or a practice layout where the text hides the map."""
+        return self.env
+
+    def teaching_examples(self) -> list[str]:
+        """L5's hand-written worked examples: a state as the agent would see it, expert reasoning, the action.
+
+        Each ends with an ``Action: ...`` line that :meth:`parse_action` reads; tests check it is the expert's
+        action on that state.
+        """
+        env = self.teaching_env()
+        speaker = self if env is self.env else type(self)(env, **self.options)
+        action_texts = [self.action_to_text(index) for index in range(len(self.action_names))]
+        return [self._render("teaching", number=number, observation=speaker.render_observation(state),
+                             state=speaker.describe(state), action_texts=action_texts, **self.teaching_context())
+                for number, state in enumerate(self.teaching_states, start=1)]
+
+    def teaching_context(self) -> dict[str, Any]:
+        """Extra values for ``teaching.j2``, e.g. the practice layout the examples are set on."""
+        return {}
 
     def valid_actions(self) -> list[str]:
         """The valid actions in words, as shown to agents."""

@@ -16,10 +16,11 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from textgym.levels import FEWSHOT_SEED, level_spec
-from textgym.registration import env_entry, latest_base_id
+from textgym.registration import ENVS, env_entry, latest_base_id
 from textgym.translator import Translator
 
-__all__ = ["TextEnv", "make_text_env", "TEXT_CHARSET"]
+__all__ = ["TextEnv", "make_text_env", "make_base_env", "make_translator", "TEXT_CHARSET", "DEFAULT_FEWSHOT_EPISODES",
+           "DEFAULT_FEWSHOT_TOKEN_BUDGET"]
 
 TEXT_CHARSET = frozenset(string.printable)
 """Every character TextGym emits: printable ASCII plus whitespace (``spaces.Text`` defaults to alphanumerics)."""
@@ -27,16 +28,33 @@ MAX_OBSERVATION_CHARS = 4096
 MAX_ACTION_CHARS = 4096
 
 
+DEFAULT_FEWSHOT_EPISODES = 5
+"""Offline trajectories at L2/L4, as in the original study."""
+DEFAULT_FEWSHOT_TOKEN_BUDGET = 400
+"""Estimated tokens per rendered trajectory (characters / 4): five fit the embedded model's 4,096-token slots
+beside the descriptions and ten steps of history. Raise it for long-context models."""
+MIN_FEWSHOT_TOKEN_BUDGET = 100
+"""Room for a trajectory's header, its last observation and a few steps."""
+
+
 class TextEnv(gym.Wrapper[str, str, Any, Any]):
     """Wraps a base Gym env so that observations and actions are text.
+
+    ``info["knowledge"]`` (at reset) holds what the level allows: ``level``, ``level_summary``,
+    ``fewshot_policy`` (``"random"``, ``"expert"`` or ``None``), ``fewshot_examples`` (one text per offline
+    trajectory, each a whole episode within the token budget), ``fewshot_returns`` and ``fewshot_lengths``
+    (each episode's return and steps), ``self_experience`` (L3), ``guidance`` (L5's hand-written guidance, or
+    ``None``) and ``teaching_examples`` (L5's worked examples: state, reasoning, action).
 
     Args:
         env: the base env (numeric spaces).
         translator: the env's :class:`~textgym.translator.Translator`.
         level: domain-knowledge level 1-5 (see :mod:`textgym.levels`).
-        fewshot_episodes: episodes shown at L2/L4/L5.
-        fewshot_max_steps: steps shown per few-shot episode (returns cover the whole episode).
+        fewshot_episodes: whole trajectories shown at L2/L4.
+        fewshot_token_budget: estimated tokens (characters / 4) per rendered trajectory; a longer one keeps
+            its first and last steps and says how many between them were left out.
         fewshot_seed: first seed of the few-shot episodes; kept far from evaluation seeds.
+        teaching_with_trajectories: at L5, add L4's expert trajectories to the teaching (no effect elsewhere).
         base_kwargs: the kwargs ``env`` was made with beyond the text env's defaults (e.g. ``map_name``),
             so that the few-shot episodes are played on the same task; ``None`` means none.
 
@@ -44,8 +62,8 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         >>> import gymnasium as gym, textgym
         >>> env = gym.make("TextGym-CartPole-v0", level=2)
         >>> obs, info = env.reset(seed=0)
-        >>> len(info["knowledge"]["fewshot_examples"]) > 0
-        True
+        >>> len(info["knowledge"]["fewshot_examples"]), len(info["knowledge"]["fewshot_returns"])
+        (5, 5)
         >>> obs, reward, terminated, truncated, info = env.step("Action: 2")
         >>> info["invalid_action"], info["action"]
         (False, 1)
@@ -56,53 +74,71 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         env: gym.Env,
         translator: Translator,
         level: int = 1,
-        fewshot_episodes: int = 2,
-        fewshot_max_steps: int = 8,
+        fewshot_episodes: int = DEFAULT_FEWSHOT_EPISODES,
+        fewshot_token_budget: int = DEFAULT_FEWSHOT_TOKEN_BUDGET,
         fewshot_seed: int = FEWSHOT_SEED,
+        teaching_with_trajectories: bool = False,
         base_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.level = level_spec(level)
         for arg_name, value, minimum in (("fewshot_episodes", fewshot_episodes, 1),
-                                         ("fewshot_max_steps", fewshot_max_steps, 1)):
-            if not isinstance(value, int) or value < minimum:
+                                         ("fewshot_token_budget", fewshot_token_budget, MIN_FEWSHOT_TOKEN_BUDGET),
+                                         ("fewshot_seed", fewshot_seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{arg_name} must be an int >= {minimum}, actually {value!r}")
+        if not isinstance(teaching_with_trajectories, bool):
+            raise ValueError("teaching_with_trajectories must be true or false, "
+                             f"actually {teaching_with_trajectories!r}")
         super().__init__(env)
         self.translator = translator
         self.fewshot_episodes = fewshot_episodes
-        self.fewshot_max_steps = fewshot_max_steps
+        self.fewshot_token_budget = fewshot_token_budget
         self.fewshot_seed = fewshot_seed
+        self.teaching_with_trajectories = teaching_with_trajectories
         self.base_kwargs = dict(base_kwargs or {})
         self.observation_space = spaces.Text(MAX_OBSERVATION_CHARS, charset=TEXT_CHARSET)
         self.action_space = spaces.Text(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
         self._knowledge: dict[str, Any] | None = None
+        self._raw_obs: Any = None
+
+    @property
+    def fewshot_policy(self) -> str | None:
+        """Whose trajectories this env shows: the level's, or the expert's at L5 with ``teaching_with_trajectories``."""
+        if self.level.teaching and self.teaching_with_trajectories:
+            return "expert"
+        return self.level.fewshot_policy
 
     @property
     def knowledge(self) -> dict[str, Any]:
         """The level's extra material, built once (few-shot rollouts are cached on disk too)."""
         if self._knowledge is None:
             # Imported here: trajectories builds envs through this module.
-            from textgym.trajectories import fewshot_examples
+            from textgym.trajectories import FewshotTrajectories, fewshot_trajectories
 
-            spec = self.level
-            examples: list[str] = []
-            if spec.fewshot_policy is not None:
-                examples = fewshot_examples(
-                    self.translator.name, spec.fewshot_policy, episodes=self.fewshot_episodes,
-                    max_steps_shown=self.fewshot_max_steps, seed=self.fewshot_seed,
-                    base_kwargs=self.base_kwargs,
+            spec, policy = self.level, self.fewshot_policy
+            fewshot = FewshotTrajectories([], [], [])
+            if policy is not None:
+                fewshot = fewshot_trajectories(
+                    self.translator.name, policy, episodes=self.fewshot_episodes,
+                    token_budget=self.fewshot_token_budget, seed=self.fewshot_seed,
+                    base_kwargs=self.base_kwargs, text_options=self.translator.options,
                 )
             self._knowledge = {
                 "level": spec.level,
                 "level_summary": spec.summary,
-                "fewshot_policy": spec.fewshot_policy,
-                "fewshot_examples": examples,
+                "fewshot_policy": policy,
+                "fewshot_examples": list(fewshot.examples),
+                "fewshot_returns": list(fewshot.returns),
+                "fewshot_lengths": list(fewshot.lengths),
                 "self_experience": spec.self_experience,
-                "guidance": self.translator.guidance() if spec.guidance else None,
+                "guidance": self.translator.guidance() if spec.teaching else None,
+                "teaching_examples": self.translator.teaching_examples() if spec.teaching else [],
             }
         return self._knowledge
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         raw_obs, info = self.env.reset(seed=seed, options=options)
+        self._raw_obs = raw_obs
         info = {
             **info,
             **self._step_info(raw_obs, invalid_action=False),
@@ -119,13 +155,15 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
     def step(self, action: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
         parsed = self.translator.parse_action(action)
         raw_obs, reward, terminated, truncated, info = self.env.step(parsed.action)
+        text = self.translator.render_step(self._raw_obs, parsed.action, float(reward), raw_obs)
+        self._raw_obs = raw_obs
         info = {
             **info,
             **self._step_info(raw_obs, invalid_action=not parsed.valid),
             "action": parsed.action,
             "action_text": self.translator.action_to_text(parsed.action),
         }
-        return self.translator.render_observation(raw_obs), reward, terminated, truncated, info
+        return text, reward, terminated, truncated, info
 
     def _step_info(self, raw_obs: Any, invalid_action: bool) -> dict[str, Any]:
         return {
@@ -144,23 +182,54 @@ def make_base_env(env_name: str, render_mode: str | None = None, **base_kwargs: 
     )
 
 
+def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = None) -> Translator:
+    """The translator of ``env_name`` speaking for ``base``.
+
+    Args:
+        env_name: config name or text id of the env.
+        base: the base env (see :func:`make_base_env`).
+        map_visible: for envs whose text hides the map the base observation hides (FrozenLake,
+            CliffWalking): show it. ``None`` keeps the env's default (hidden).
+
+    Raises:
+        ValueError: if ``map_visible`` is not a bool, or is given for an env whose text hides no map.
+    """
+    translator_class = env_entry(env_name).translator_class()
+    if map_visible is None:
+        return translator_class(base)
+    if not isinstance(map_visible, bool):
+        raise ValueError(f"map_visible must be true or false, actually {map_visible!r}")
+    if not translator_class.hides_map:
+        hiding = [name for name, entry in ENVS.items() if entry.translator_class().hides_map]
+        raise ValueError(f"map_visible applies only to {', '.join(hiding)}: the {translator_class.name} text "
+                         f"hides no map, actually map_visible={map_visible!r}")
+    return translator_class(base, map_visible=map_visible)
+
+
 def make_text_env(
     env_name: str,
     level: int = 1,
     render_mode: str | None = None,
-    fewshot_episodes: int = 2,
-    fewshot_max_steps: int = 8,
+    fewshot_episodes: int = DEFAULT_FEWSHOT_EPISODES,
+    fewshot_token_budget: int = DEFAULT_FEWSHOT_TOKEN_BUDGET,
     fewshot_seed: int = FEWSHOT_SEED,
+    teaching_with_trajectories: bool = False,
+    map_visible: bool | None = None,
     **base_kwargs: Any,
 ) -> TextEnv:
     """Entry point of every ``TextGym-*-v0`` id; extra kwargs go to the base task (e.g. ``is_slippery``).
 
     The translator is built from the base env itself, so the text describes the task those kwargs
-    make (``gym.make("TextGym-FrozenLake-v0", map_name="8x8")`` shows the 8x8 map), and the few-shot
-    episodes are played on that task too.
+    make (``gym.make("TextGym-FrozenLake-v0", map_name="8x8")`` plays the 8x8 lake), and the few-shot
+    episodes are played on that task too. FrozenLake and CliffWalking hide their map, as the base
+    observation does; ``map_visible=True`` shows it.
     """
     level_spec(level)  # fail before building anything
+    if "fewshot_max_steps" in base_kwargs:
+        raise ValueError("fewshot_max_steps was replaced by fewshot_token_budget (estimated tokens per whole "
+                         f"trajectory, default {DEFAULT_FEWSHOT_TOKEN_BUDGET})")
     base = make_base_env(env_name, render_mode=render_mode, **base_kwargs)
-    translator = env_entry(env_name).translator_class()(base)
+    translator = make_translator(env_name, base, map_visible=map_visible)
     return TextEnv(base, translator, level=level, fewshot_episodes=fewshot_episodes,
-                   fewshot_max_steps=fewshot_max_steps, fewshot_seed=fewshot_seed, base_kwargs=base_kwargs)
+                   fewshot_token_budget=fewshot_token_budget, fewshot_seed=fewshot_seed,
+                   teaching_with_trajectories=teaching_with_trajectories, base_kwargs=base_kwargs)

@@ -23,7 +23,10 @@ def _private_cache(tmp_path, monkeypatch) -> None:
 
 
 def test_frozenlake_8x8_map_is_described() -> None:
-    env = gym.make("TextGym-FrozenLake-v0", map_name="8x8")
+    hidden = gym.make("TextGym-FrozenLake-v0", map_name="8x8").reset(seed=0)[1]["game_description"]
+    assert "a grid of 8 rows (numbered 0 to 7 from top to bottom) and 8 columns (numbered 0 to 7" in hidden
+    assert not any(row in hidden for row in EIGHT_BY_EIGHT)
+    env = gym.make("TextGym-FrozenLake-v0", map_name="8x8", map_visible=True)
     obs, info = env.reset(seed=0)
     text = info["game_description"]
     assert "a grid of 8 rows (numbered 0 to 7 from top to bottom) and 8 columns (numbered 0 to 7" in text
@@ -42,20 +45,21 @@ def test_is_slippery_changes_what_the_text_says_about_slipping() -> None:
         in slippery["game_description"]
     assert "The ice is not slippery: every move goes in the chosen direction." in dry["game_description"]
     assert "is slippery" not in dry["game_description"]
-    assert "the ice is not slippery" in dry["knowledge"]["guidance"]
-    assert "on slippery ice" in slippery["knowledge"]["guidance"]
+    assert "The ice is not slippery, so every move goes exactly where you aim it" in dry["knowledge"]["guidance"]
+    assert "On slippery ice" in slippery["knowledge"]["guidance"]
 
 
 def test_l4_expert_reaches_the_goal_on_a_dry_8x8_map() -> None:
-    env = gym.make("TextGym-FrozenLake-v0", level=4, fewshot_max_steps=SHORTEST_8X8_PATH, **DRY_8X8)
+    env = gym.make("TextGym-FrozenLake-v0", level=4, **DRY_8X8)
     obs, info = env.reset(seed=0)
     # The demonstrations are played on the same 8x8 dry lake, and reach its goal by the shortest path.
     examples = info["knowledge"]["fewshot_examples"]
     assert examples
     for example in examples:
         assert f"return 1.00 after {SHORTEST_8X8_PATH} steps" in example
-        assert re.search(r"Step 14: You are at row 7, column 6, .*\nAction: 3: move right -> reward 1.00, episode ends",
-                         example), example
+        assert re.search(r"Step 14: You are at row 7, column 6, on frozen ice\.\n"
+                         r"Action: 3: move right -> reward 1\.00, episode ends\.\nEnd: You are at row 7, column 7, "
+                         r"on the goal\.$", example), example
 
     # The expert also plays the text env itself through its action text.
     expert = env.get_wrapper_attr("translator").expert_policy(env.unwrapped)
@@ -72,9 +76,9 @@ def test_l4_expert_reaches_the_goal_on_a_dry_8x8_map() -> None:
 def test_rollouts_and_their_cache_follow_base_kwargs() -> None:
     episode = rollout("frozenlake", "expert", seed=0, base_kwargs=DRY_8X8)
     assert (episode.episode_return, episode.length) == (1.0, SHORTEST_8X8_PATH)
-    default = trajectories.fewshot_examples("frozenlake", "expert", episodes=1, max_steps_shown=2)
-    dry = trajectories.fewshot_examples("frozenlake", "expert", episodes=1, max_steps_shown=2, base_kwargs=DRY_8X8)
-    assert default != dry
+    default = trajectories.fewshot_trajectories("frozenlake", "expert", episodes=1, token_budget=200)
+    dry = trajectories.fewshot_trajectories("frozenlake", "expert", episodes=1, token_budget=200, base_kwargs=DRY_8X8)
+    assert default != dry and dry.lengths == [SHORTEST_8X8_PATH]
     assert len(list(trajectories.cache_dir().glob("frozenlake-expert-*.json"))) == 2
 
 

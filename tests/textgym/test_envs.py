@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -34,8 +35,9 @@ def test_reset_and_step_info(env_id: str) -> None:
     for key in ("game_description", "goal_description", "action_description"):
         assert isinstance(info[key], str) and len(info[key]) > 20, key
     knowledge = info["knowledge"]
-    assert knowledge["level"] == 5 and knowledge["guidance"] and knowledge["fewshot_policy"] == "expert"
-    assert len(knowledge["fewshot_examples"]) == 2
+    assert knowledge["level"] == 5 and knowledge["guidance"] and knowledge["fewshot_policy"] is None
+    assert knowledge["fewshot_examples"] == [] and len(knowledge["teaching_examples"]) == 2
+    assert not knowledge["guidance"].startswith("Expert guidance")  # the agents' prompt adds its own heading
     assert info["valid_actions"] and info["invalid_action"] is False
     assert "raw_obs" in info
     obs, reward, terminated, truncated, info = env.step(info["valid_actions"][-1])
@@ -57,11 +59,31 @@ def test_spec_keeps_base_limits(env_id: str) -> None:
 def test_levels_differ_in_knowledge() -> None:
     knowledge = {level: gym.make("TextGym-CartPole-v0", level=level).reset(seed=0)[1]["knowledge"]
                  for level in LEVEL_NUMBERS}
+    assert set(knowledge[1]) == {"level", "level_summary", "fewshot_policy", "fewshot_examples", "fewshot_returns",
+                                 "fewshot_lengths", "self_experience", "guidance", "teaching_examples"}
     assert knowledge[1]["fewshot_examples"] == [] and knowledge[1]["guidance"] is None
-    assert "random policy" in knowledge[2]["fewshot_examples"][0]
-    assert knowledge[3]["self_experience"] is True and knowledge[1]["self_experience"] is False
-    assert "expert policy" in knowledge[4]["fewshot_examples"][0] and knowledge[4]["guidance"] is None
-    assert knowledge[5]["guidance"] and knowledge[5]["fewshot_examples"] == knowledge[4]["fewshot_examples"]
+    assert knowledge[1]["teaching_examples"] == []
+    # L2/L4: five whole trajectories with their returns and lengths; L3 alone learns from its own episodes.
+    for level, policy in ((2, "random"), (4, "expert")):
+        assert knowledge[level]["fewshot_policy"] == policy
+        assert len(knowledge[level]["fewshot_examples"]) == 5
+        assert all(f"({policy} policy)" in example for example in knowledge[level]["fewshot_examples"])
+        assert len(knowledge[level]["fewshot_returns"]) == len(knowledge[level]["fewshot_lengths"]) == 5
+    assert knowledge[4]["fewshot_returns"] == [500.0] * 5  # the expert balances for the whole step limit
+    assert [spec.self_experience for spec in textgym.LEVELS.values()] == [False, False, True, False, False]
+    assert all(knowledge[level]["self_experience"] is (level == 3) for level in LEVEL_NUMBERS)
+    assert knowledge[3]["fewshot_examples"] == [] and knowledge[3]["guidance"] is None
+    assert knowledge[4]["guidance"] is None and knowledge[4]["teaching_examples"] == []
+    # L5 is L1 plus hand-written teaching, without trajectories unless asked for.
+    assert knowledge[5]["guidance"] and len(knowledge[5]["teaching_examples"]) == 2
+    assert knowledge[5]["fewshot_examples"] == [] and knowledge[5]["fewshot_policy"] is None
+    with_trajectories = gym.make("TextGym-CartPole-v0", level=5, teaching_with_trajectories=True).reset(seed=0)[1]
+    assert with_trajectories["knowledge"]["fewshot_examples"] == knowledge[4]["fewshot_examples"]
+    assert with_trajectories["knowledge"]["fewshot_policy"] == "expert"
+    assert with_trajectories["knowledge"]["teaching_examples"] == knowledge[5]["teaching_examples"]
+    # The option belongs to teaching: at other levels it changes nothing.
+    assert gym.make("TextGym-CartPole-v0", level=2, teaching_with_trajectories=True).reset(seed=0)[1][
+        "knowledge"] == knowledge[2]
 
 
 def test_module_import_form_and_kwargs() -> None:
@@ -89,22 +111,24 @@ def test_unknown_env_suggests_closest() -> None:
         gym.make("TextGym-CartPol-v0")
 
 
-def test_bad_fewshot_kwargs() -> None:
-    with pytest.raises(ValueError, match="fewshot_episodes must be an int >= 1"):
-        gym.make("TextGym-CartPole-v0", fewshot_episodes=0)
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fewshot_episodes": 0}, "fewshot_episodes must be an int >= 1, actually 0"),
+    ({"fewshot_episodes": True}, "fewshot_episodes must be an int >= 1, actually True"),
+    ({"fewshot_token_budget": 50}, "fewshot_token_budget must be an int >= 100, actually 50"),
+    ({"fewshot_token_budget": "lots"}, "fewshot_token_budget must be an int >= 100, actually 'lots'"),
+    ({"fewshot_seed": -1}, "fewshot_seed must be an int >= 0, actually -1"),
+    ({"teaching_with_trajectories": "yes"}, "teaching_with_trajectories must be true or false, actually 'yes'"),
+    ({"fewshot_max_steps": 8}, "fewshot_max_steps was replaced by fewshot_token_budget"),
+    ({"map_visible": True}, "map_visible applies only to cliffwalking, frozenlake: the cartpole text hides no map"),
+])
+def test_bad_knowledge_kwargs(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gym.make("TextGym-CartPole-v0", **kwargs)
 
 
-def test_fewshot_trajectories_are_deterministic_and_cached(tmp_path, monkeypatch) -> None:
-    from textgym import trajectories
-
-    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
-    first = trajectories.fewshot_examples("cartpole", "random", episodes=2, max_steps_shown=4, seed=5)
-    files = list((tmp_path / "trajectories").glob("*.json"))
-    assert len(files) == 1
-    files[0].unlink()
-    assert trajectories.fewshot_examples("cartpole", "random", episodes=2, max_steps_shown=4, seed=5) == first
-    assert first != trajectories.fewshot_examples("cartpole", "random", episodes=2, max_steps_shown=4, seed=6)
-    assert first[0].count("Step ") == 4
+def test_map_visible_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match=re.escape("map_visible must be true or false, actually 'no'")):
+        gym.make("TextGym-FrozenLake-v0", map_visible="no")
 
 
 def test_render_mode_is_passed_through() -> None:

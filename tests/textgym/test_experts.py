@@ -33,12 +33,12 @@ def test_expert_reaches_target(name: str) -> None:
     if target is None:
         target = gym.spec(ENVS[name].text_id).reward_threshold
     assert target is not None
-    returns = [rollout(name, "expert", seed, max_steps_kept=0).episode_return for seed in range(episodes)]
+    returns = [rollout(name, "expert", seed, keep_text=False).episode_return for seed in range(episodes)]
     assert np.mean(returns) >= target, f"{name} expert mean {np.mean(returns):.3f} < {target}"
 
 
 @pytest.mark.parametrize("name", ["cartpole", "frozenlake"])
 def test_expert_beats_random(name: str) -> None:
-    expert = np.mean([rollout(name, "expert", s, max_steps_kept=0).episode_return for s in range(20)])
-    random = np.mean([rollout(name, "random", s, max_steps_kept=0).episode_return for s in range(20)])
+    expert = np.mean([rollout(name, "expert", s, keep_text=False).episode_return for s in range(20)])
+    random = np.mean([rollout(name, "random", s, keep_text=False).episode_return for s in range(20)])
     assert expert > random

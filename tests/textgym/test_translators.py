@@ -8,21 +8,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textgym.registration import ENVS
-from textgym.wrapper import make_base_env
+from textgym.wrapper import make_base_env, make_translator
 
 ENV_NAMES = list(ENVS)
+# Every text each env can speak: the default, and the full map where the default hides it.
+TEXT_MODES = [(name, None) for name in ENVS] + [(name, True) for name in ENVS
+                                               if ENVS[name].translator_class().hides_map]
+MODE_IDS = [f"{name}{'-map_visible' if visible else ''}" for name, visible in TEXT_MODES]
 
 
-def _translator(name: str):
+def _translator(name: str, map_visible: bool | None = None):
     base = make_base_env(name)
-    return base, ENVS[name].translator_class()(base)
+    return base, make_translator(name, base, map_visible=map_visible)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name, map_visible", TEXT_MODES, ids=MODE_IDS)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1))
-def test_observation_read_back(name: str, seed: int) -> None:
-    base, translator = _translator(name)
+def test_observation_read_back(name: str, map_visible: bool | None, seed: int) -> None:
+    base, translator = _translator(name, map_visible)
     base.observation_space.seed(seed)
     obs = base.observation_space.sample()
     text = translator.render_observation(obs)
@@ -32,19 +36,24 @@ def test_observation_read_back(name: str, seed: int) -> None:
                                rtol=0, atol=translator.observation_precision + 1e-9, err_msg=text)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
-def test_observations_from_real_episodes_read_back(name: str) -> None:
-    base, translator = _translator(name)
+@pytest.mark.parametrize("name, map_visible", TEXT_MODES, ids=MODE_IDS)
+def test_observations_from_real_episodes_read_back(name: str, map_visible: bool | None) -> None:
+    base, translator = _translator(name, map_visible)
     obs, _ = base.reset(seed=0)
+    text = translator.render_observation(obs)
     base.action_space.seed(0)
-    for _ in range(50):
-        text = translator.render_observation(obs)
+    for _ in range(200):
+        # The text after a step, as the text env shows it (with any note on what the step touched).
         np.testing.assert_allclose(np.asarray(translator.read_observation(text), dtype=float).reshape(-1),
                                    np.asarray(obs, dtype=float).reshape(-1),
                                    atol=translator.observation_precision + 1e-9, err_msg=text)
-        obs, _, terminated, truncated, _ = base.step(base.action_space.sample())
+        action = base.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = base.step(action)
+        text = translator.render_step(obs, action, float(reward), next_obs)
+        obs = next_obs
         if terminated or truncated:
             obs, _ = base.reset()
+            text = translator.render_observation(obs)
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)

@@ -1,4 +1,4 @@
-"""FrozenLake's text gives the cell, the tile underfoot and the tiles around; the map and slip come from the env."""
+"""FrozenLake's text gives the cell and the tile underfoot (map hidden, or shown on request); facts from the env."""
 
 from __future__ import annotations
 
@@ -21,11 +21,16 @@ def translator(base) -> FrozenLakeTranslator:
     return FrozenLakeTranslator(base)
 
 
-def test_known_tile_in_words(translator: FrozenLakeTranslator) -> None:
-    assert translator.render_observation(6) == (
+def test_known_tile_in_words(base, translator: FrozenLakeTranslator) -> None:
+    # By default only the tile underfoot: standing on it is how the agent learns what it is.
+    assert translator.render_observation(6) == "You are at row 1, column 2, on frozen ice."
+    assert translator.render_observation(5) == "You are at row 1, column 1, in a hole."
+    assert translator.render_observation(15) == "You are at row 3, column 3, on the goal."
+    visible = FrozenLakeTranslator(base, map_visible=True)
+    assert visible.render_observation(6) == (
         "You are at row 1, column 2, on frozen ice. Around you: left: a hole; down: frozen ice; "
         "right: a hole; up: frozen ice.")
-    assert "in a hole" in translator.render_observation(5)
+    assert visible.options == {"map_visible": True} and translator.options == {"map_visible": False}
 
 
 def test_every_state_reads_back(translator: FrozenLakeTranslator) -> None:
@@ -34,10 +39,13 @@ def test_every_state_reads_back(translator: FrozenLakeTranslator) -> None:
 
 
 def test_map_and_slip_come_from_the_env(base, translator: FrozenLakeTranslator) -> None:
-    text = translator.game_description()
+    text = FrozenLakeTranslator(base, map_visible=True).game_description()
     for row in base.unwrapped.desc:
         assert bytes(row).decode() in text
     assert "only with probability 0.33" in text
+    hidden = translator.game_description()
+    assert "You do not see the map" in hidden and "only with probability 0.33" in hidden
+    assert not any(bytes(row).decode() in hidden for row in base.unwrapped.desc)
 
     dry = gym.make("FrozenLake-v1", map_name="8x8", is_slippery=False)
     dry_translator = FrozenLakeTranslator(dry)

@@ -24,32 +24,52 @@ MOVES: dict[int, tuple[str, tuple[int, int]]] = {
 # The map letters gymnasium uses, as the tile you stand on and as a tile next to you.
 STANDING_ON = {"S": "on the start tile (frozen)", "F": "on frozen ice", "H": "in a hole", "G": "on the goal"}
 TILE_NAMES = {"S": "the start tile", "F": "frozen ice", "H": "a hole", "G": "the goal"}
+# L5's worked examples are set here, not on the lake the agent plays, whose map stays hidden. Its holes
+# (row 1, column 0 and row 2, column 1) and goal (row 2, column 2) are tiles that are safe ice on
+# gymnasium's 4x4 and 8x8 maps, so the practice can never be read as a leak of either.
+PRACTICE_LAKE = ("SFF", "HFF", "FHG")
 # Slightly below 1: success probability is what counts, and among equally safe moves the discount
 # prefers the ones that get there sooner, so the step limit is rarely hit.
 DISCOUNT = 0.999
 
 
 class FrozenLakeTranslator(Translator):
-    """Speaks for ``FrozenLake-v1``: the position as row and column, the tile underfoot and its neighbours.
+    """Speaks for ``FrozenLake-v1``: the position as row and column and the tile underfoot.
+
+    What the text gives beyond the base observation (the tile number): the grid's size (implied by the
+    observation space), the rules (slipping, rewards, the step limit) and the kind of tile underfoot -- the
+    start, frozen ice, a hole (the episode ends) or the goal (it ends with the goal reward) -- which the agent
+    learns by standing on it, as the base task's reward and termination tell a numeric agent. By default
+    (as in the original study) the map is hidden: no hole, goal or start position the agent has not stood
+    on appears in any text, so holes and the goal must be found by exploring. The episode's visited tiles are
+    not listed: they are in the agent's own history, as they are for a numeric agent. With
+    ``map_visible=True`` the game description draws the map and each observation names the four
+    neighbouring tiles.
 
     The map (``map_name``, ``desc``), slipping (``is_slippery``, ``success_rate``) and the rewards
-    (``reward_schedule``) are read from the env; a state is the tile ``row * n_cols + col``.
+    (``reward_schedule``) are read from the env; a state is the tile ``row * n_cols + col``. L5's worked
+    examples are set on a small practice lake (:data:`PRACTICE_LAKE`) with the same slipping, so they never
+    reveal the real map.
 
     Args:
         env: the base env (its map and model live on ``env.unwrapped``).
+        map_visible: show the map and the neighbouring tiles (default: hidden, as published).
 
     Example:
         >>> from textgym.wrapper import make_base_env
         >>> translator = FrozenLakeTranslator(make_base_env("frozenlake", map_name="8x8"))
-        >>> translator.render_observation(63).split(".")[0]
-        'You are at row 7, column 7, on the goal'
+        >>> translator.render_observation(63)
+        'You are at row 7, column 7, on the goal.'
     """
 
     name = "frozenlake"
     action_names = tuple(f"move {MOVES[action][0]}" for action in sorted(MOVES))
+    hides_map = True
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, map_visible: bool = False) -> None:
         super().__init__(env)
+        self.options = {"map_visible": map_visible}
+        self.map_visible = map_visible
         lake = self.env
         self.map_rows: list[str] = [bytes(row).decode() for row in lake.desc]
         self.n_rows, self.n_cols = (int(n) for n in lake.desc.shape)
@@ -60,7 +80,9 @@ class FrozenLakeTranslator(Translator):
 
     def template_context(self) -> dict[str, Any]:
         sideways = (1 - self.intended_move_probability) / 2
-        return {**super().template_context(), "map_rows": self.map_rows, "n_rows": self.n_rows,
+        # The map reaches the templates only when it is visible, so no hidden template can print it.
+        layout = {"map_rows": self.map_rows} if self.map_visible else {}
+        return {**super().template_context(), **layout, "map_visible": self.map_visible, "n_rows": self.n_rows,
                 "n_cols": self.n_cols, "tile_names": TILE_NAMES,
                 "rewards": {tile: f"{reward:g}" for tile, reward in self.rewards.items()},
                 "intended_move_probability": self.intended_move_probability,
@@ -68,17 +90,28 @@ class FrozenLakeTranslator(Translator):
 
     def describe(self, obs: Any) -> dict[str, Any]:
         row, col = divmod(int(obs), self.n_cols)
-        neighbours = []
-        for action in sorted(MOVES):
-            direction, (d_row, d_col) = MOVES[action]
-            next_row, next_col = row + d_row, col + d_col
-            if 0 <= next_row < self.n_rows and 0 <= next_col < self.n_cols:
-                tile = TILE_NAMES[self.map_rows[next_row][next_col]]
-            else:
-                tile = None  # the edge of the lake: the move leaves you in place
-            neighbours.append({"direction": direction, "tile": tile})
-        return {"row": row, "col": col, "standing_on": STANDING_ON[self.map_rows[row][col]],
-                "neighbours": neighbours}
+        values: dict[str, Any] = {"row": row, "col": col, "standing_on": STANDING_ON[self.map_rows[row][col]],
+                                  "neighbours": None}
+        if self.map_visible:
+            values["neighbours"] = []
+            for action in sorted(MOVES):
+                direction, (d_row, d_col) = MOVES[action]
+                next_row, next_col = row + d_row, col + d_col
+                if 0 <= next_row < self.n_rows and 0 <= next_col < self.n_cols:
+                    tile = TILE_NAMES[self.map_rows[next_row][next_col]]
+                else:
+                    tile = None  # the edge of the lake: the move leaves you in place
+                values["neighbours"].append({"direction": direction, "tile": tile})
+        return values
+
+    def teaching_env(self) -> gym.Env:
+        """The practice lake, slippery exactly as this one."""
+        slippery = self.intended_move_probability < 1
+        return gym.make("FrozenLake-v1", desc=list(PRACTICE_LAKE), is_slippery=slippery,
+                        **({"success_rate": self.intended_move_probability} if slippery else {})).unwrapped
+
+    def teaching_context(self) -> dict[str, Any]:
+        return {"practice": _layout(PRACTICE_LAKE)}
 
     def read_observation(self, text: str) -> np.ndarray:
         match = re.search(r"You are at row (\d+), column (\d+)", text)
@@ -112,3 +145,12 @@ def _tile_rewards(lake: Any, map_rows: list[str]) -> dict[str, float]:
                     rewards[kind] = float(reward)
                     found.add(kind)
     return rewards
+
+
+def _layout(map_rows: tuple[str, ...]) -> dict[str, Any]:
+    """A map's size and where its start, holes and goal are, as (row, column) pairs, for the templates."""
+    cells = [(row, col, letter) for row, line in enumerate(map_rows) for col, letter in enumerate(line)]
+    return {"n_rows": len(map_rows), "n_cols": len(map_rows[0]),
+            "start": next((row, col) for row, col, letter in cells if letter == "S"),
+            "holes": [(row, col) for row, col, letter in cells if letter == "H"],
+            "goal": next((row, col) for row, col, letter in cells if letter == "G")}
