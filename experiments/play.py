@@ -1,0 +1,134 @@
+"""textgym-play: play a text env yourself in the terminal, scored like any agent.
+
+    textgym-play env=frozenlake level=5
+    textgym-play env=frozenlake level=5 env.kwargs.is_slippery=false seed=3 episodes=2
+    textgym-play env=cartpole level=1 max_steps=50 results_dir=runs
+
+You are the agent ``human`` (agents/human.py): you read the same reset information, descriptions, level
+knowledge and observation texts a language agent reads, see the valid actions, and type an action the way a
+model replies (``2``, ``move down``, ``Action: 2`` or ``{"action": "move down"}``; the same parser reads it).
+Episodes are played by ``experiments.episodes.run_episode`` and written by ``experiments.results.ResultsWriter``
+into ``<results_dir>/eval/<env>-L<level>-human``, the layout and row schema of ``textgym-eval``, so
+``textgym-report results=[runs/eval]`` puts your score beside the models' and ``textgym-replay`` replays it.
+
+``quit``, Ctrl-D or Ctrl-C stops at once; an unfinished episode is not written (finished ones are kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import textgym
+from agents.human import HumanQuit
+from experiments.config import agent_name, register_resolvers, validate_eval
+from experiments.episodes import episode_seed, run_episode
+from experiments.replay import RunSetup, make_run_env
+from experiments.results import EpisodeKey, ResultsWriter
+from experiments.run_agent import agent_episode_row, run_identity
+
+__all__ = ["PlayError", "play", "first_open_seed", "main"]
+
+register_resolvers()
+
+
+class PlayError(ValueError):
+    """Nothing can be played as asked (one line for the person)."""
+
+
+def first_open_seed(writer: ResultsWriter, keys_of: Any) -> int:
+    """The smallest seed whose stream still has an episode to play in ``writer``'s run dir."""
+    seed = 0
+    while all(writer.is_done(key) for key in keys_of(seed)):
+        seed += 1
+    return seed
+
+
+async def _play_stream(cfg: DictConfig, writer: ResultsWriter, seed: int, todo: list[EpisodeKey],
+                       keys: list[EpisodeKey]) -> None:
+    env_id = textgym.env_entry(cfg.env.name).text_id
+    name = agent_name(cfg.agent._target_)
+    env = make_run_env(RunSetup(cfg.env.name, OmegaConf.to_container(cfg.env.kwargs, resolve=True),  # type: ignore[arg-type]
+                                cfg.level, cfg.max_steps))
+    agent = instantiate(cfg.agent)(llm=None, seed=seed)
+    if todo[0].episode > 0:  # continue the stream with what the earlier episodes left (L3 summaries)
+        state = writer.load_state(keys[todo[0].episode - 1])
+        if state is not None:
+            agent.load_state(state)
+    try:
+        for key in todo:
+            record = await run_episode(env, agent, seed, key.episode, cfg.episodes)
+            writer.write_episode(agent_episode_row(cfg, env_id, name, None, record), record.step_records,
+                                 agent.state())
+            print(f"Saved episode {key.episode} of seed {seed} (return {record.episode_return:g}, "
+                  f"{record.steps} steps) to {writer.episodes_path}", flush=True)
+    finally:
+        env.close()
+
+
+def play(cfg: DictConfig, run_dir: str | Path) -> Path:
+    """Let a person play the episodes ``cfg`` asks for into ``run_dir``; returns the episodes file.
+
+    Raises:
+        PlayError: the chosen seed's episodes are all played already.
+        HumanQuit: the person stopped (finished episodes are saved).
+    """
+    seed = cfg.seed
+    validate_eval(OmegaConf.create({"level": cfg.level, "seeds": [0 if seed is None else seed],
+                                    "episodes": cfg.episodes, "concurrency": 1, "max_steps": cfg.max_steps}))
+    textgym.env_entry(cfg.env.name)  # an unknown env -> the list of known ones
+    writer = ResultsWriter(run_dir, identity=run_identity(cfg))
+    name = agent_name(cfg.agent._target_)
+
+    def keys_of(stream_seed: int) -> list[EpisodeKey]:
+        return [EpisodeKey(cfg.env.name, cfg.level, name, stream_seed, k) for k in range(cfg.episodes)]
+
+    if seed is None:
+        seed = first_open_seed(writer, keys_of)
+    keys = keys_of(seed)
+    todo = [key for key in keys if not writer.is_done(key)]
+    if not todo:
+        raise PlayError(f"every episode of seed {seed} is already played in {writer.run_dir}: pass another seed=, "
+                        f"or leave seed unset to take the next free one")
+    first = todo[0].episode
+    print(f"You play {cfg.env.name} at level {cfg.level} as agent '{name}': seed {seed}, episodes {first}-"
+          f"{cfg.episodes - 1} (reset seed {episode_seed(seed, first)} first). Results: {writer.run_dir}", flush=True)
+    asyncio.run(_play_stream(cfg, writer, seed, todo, keys))
+    return writer.episodes_path
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="play")
+def _hydra_main(cfg: DictConfig) -> None:
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        play(cfg, run_dir)
+    except HumanQuit:
+        print(f"\nStopped. The unfinished episode was not saved; finished ones are in {run_dir}.", flush=True)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. The unfinished episode was not saved; finished ones are in {run_dir}.", flush=True)
+        sys.exit(130)
+    except ValueError as error:  # bad values and already-played seeds: one line, no traceback
+        lines = str(error).strip().splitlines()
+        print(f"textgym-play: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+@functools.wraps(_hydra_main)
+def main() -> None:
+    try:
+        import readline  # noqa: F401  (line editing and history for input(); absent on some platforms)
+    except ImportError:
+        pass
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
