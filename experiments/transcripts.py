@@ -1,0 +1,302 @@
+"""Transcripts: every LLM call of a run, in the run dir, written and read in one place.
+
+Two files sit beside ``episodes.jsonl``:
+
+- ``calls.jsonl``: one line per call record (one HTTP request, or one response-cache hit) with the episode
+  identity (env, level, agent, seed, episode, train_seed, llm_model), ``call`` (its index in the episode),
+  ``phase`` (``"reset"``: before the first step, ``"step"``, ``"end"``: after the last step), ``step`` (the index
+  of the step it decided, or null), ``purpose`` (``action``, ``suggestion``, ``summary``, ``insight``,
+  ``reflection``, ...), ``request`` (model, sampling parameters, ``messages: [{"role", "sha256"}]`` and
+  ``response_format_sha256``), every returned text, ``usage`` (prompt, completion and cached prompt tokens),
+  ``latency_s`` and ``from_cache``.
+- ``texts.jsonl``: each message text (and each response format, as canonical JSON) once per run dir, addressed by
+  the sha256 of its UTF-8 bytes, so a long system prompt repeated on every step is stored once. A text is a line
+  ``{"sha256", "text"}``; a long multi-line text (at least ``LINE_SPLIT_MIN_CHARS``) is instead
+  ``{"sha256", "lines": [ref, ...]}``, its lines joined with ``"\n"``, each line a text of its own and ``ref`` the
+  first ``LINE_REF_CHARS`` hex digits of that line's sha256. A user prompt that shows the last ten transitions
+  then costs its one new transition, not all ten again (on 200-step MountainCar episodes about 1.4 KB a step in
+  all, against 2.7 KB with whole texts; see the README). Line texts come before the texts made of them.
+
+A shard of a run (see :class:`~experiments.results.Shard`) writes its own ``calls.shard<i>of<n>.jsonl`` and
+``texts.shard<i>of<n>.jsonl``, so shards running at once never append to one file; readers take them all.
+
+Crash safety follows the other result files: a finished episode's new texts are appended and fsynced first,
+then its call lines, all before its ``episodes.jsonl`` line. On resume a torn last line is cut and the call lines
+of episodes that never finished are dropped with them. Texts only they referenced may stay in ``texts.jsonl``:
+nothing reads a text without a call pointing at it, and the rerun episode mostly reuses them.
+
+Read with :func:`load_calls` (one episode) or :class:`Transcript` (many, sharing one text table); both return
+calls with the message texts and response format resolved, so no caller needs to know this layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+# The one fsync'd JSONL append and torn-line repair of the result files (private there, shared on purpose).
+from experiments.results import EpisodeKey, iter_jsonl
+from experiments.results import _append as append_jsonl
+from experiments.results import _cut_torn_line as cut_torn_line
+
+__all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "TranscriptWriter", "Transcript", "load_calls", "tag_calls",
+           "text_sha256", "run_files"]
+
+CALLS_FILE = "calls.jsonl"
+TEXTS_FILE = "texts.jsonl"
+TRANSCRIPT_SCHEMA_VERSION = 1
+PHASES = ("reset", "step", "end")
+LINE_SPLIT_MIN_CHARS = 256  # shorter texts are stored whole: their line references would cost as much
+LINE_REF_CHARS = 16  # 64 bits of a line's sha256: a clash is detected on write (the text is then stored whole)
+IDENTITY_FIELDS = ("env", "level", "agent", "seed", "episode", "train_seed", "llm_model")
+# Request fields that could carry credentials in a hand-made or third-party record: never written.
+SECRET_FIELDS = frozenset({"api_key", "authorization", "headers", "extra_headers", "default_headers"})
+
+
+def run_files(run_dir: str | Path, name: str) -> list[Path]:
+    """``run_dir/name`` and its shards' copies (``calls.jsonl``, ``calls.shard2of8.jsonl``, ...) that exist."""
+    stem, _, extension = name.partition(".")
+    pattern = re.compile(rf"{re.escape(stem)}(\.shard\d+of\d+)?\.{re.escape(extension)}")
+    return sorted(path for path in Path(run_dir).glob(f"{stem}*.{extension}") if pattern.fullmatch(path.name))
+
+
+def text_sha256(text: str) -> str:
+    """The content address of ``text`` (hex sha256 of its UTF-8 bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def tag_calls(records: Iterable[dict[str, Any]], phase: str, step: int | None = None) -> list[dict[str, Any]]:
+    """Call records (as ``Agent.take_calls()`` returns them) marked with the episode ``phase`` and ``step``.
+
+    Raises:
+        ValueError: an unknown phase, or a step index outside the ``"step"`` phase.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, actually {phase!r}")
+    if (step is None) != (phase != "step"):
+        raise ValueError(f"a step index belongs to phase 'step' only, actually phase={phase!r}, step={step!r}")
+    return [{**record, "phase": phase, "step": step} for record in records]
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    messages = record.get("request", {}).get("messages") if isinstance(record.get("request"), dict) else None
+    if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages):
+        raise ValueError("a call record needs request.messages as a list of {'role': str, 'content': str}, "
+                         f"actually {str(record.get('request'))[:200]}")
+    if record.get("phase") not in PHASES:
+        raise ValueError(f"a call record needs a phase in {PHASES} (see tag_calls), actually {record.get('phase')!r}")
+
+
+class TranscriptWriter:
+    """Appends finished episodes' calls to one run dir (or shard); drops the calls of unfinished ones on start.
+
+    :class:`~experiments.results.ResultsWriter` owns one and calls it from ``write_episode``.
+
+    Args:
+        calls_path: this writer's ``calls.jsonl`` (or its shard's copy).
+        texts_path: this writer's ``texts.jsonl`` (or its shard's copy); only texts found here are reused,
+            since another shard's file may still be growing or be repaired by its own writer.
+        finished: the episodes whose ``episodes.jsonl`` line exists; call lines of any other episode are
+            left over from a killed run and are dropped, as their step lines are.
+    """
+
+    def __init__(self, calls_path: str | Path, texts_path: str | Path, finished: Collection[EpisodeKey]) -> None:
+        self.calls_path = Path(calls_path)
+        self.texts_path = Path(texts_path)
+        cut_torn_line(self.texts_path)
+        cut_torn_line(self.calls_path)
+        self._known: set[str] = set()
+        # Reference -> sha256 of the first whole text in this file that has it, as a reader resolves them.
+        self._line_refs: dict[str, str] = {}
+        for entry in iter_jsonl(self.texts_path):
+            self._known.add(entry["sha256"])
+            if "text" in entry:
+                self._line_refs.setdefault(entry["sha256"][:LINE_REF_CHARS], entry["sha256"])
+        self._drop_unfinished(finished)
+
+    def _drop_unfinished(self, finished: Collection[EpisodeKey]) -> None:
+        if not self.calls_path.exists():
+            return
+        rows = list(iter_jsonl(self.calls_path))
+        kept = [row for row in rows if EpisodeKey.of(row) in finished]
+        if len(kept) != len(rows):
+            tmp = self.calls_path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+            tmp.replace(self.calls_path)
+
+    def write_episode(self, key: EpisodeKey, calls: Iterable[dict[str, Any]]) -> None:
+        """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`).
+
+        Raises:
+            ValueError: a record without messages or phase; nothing is written then.
+        """
+        calls = list(calls)
+        for record in calls:
+            _check_record(record)
+        new_texts: dict[str, dict[str, Any]] = {}
+        lines = [self._line(key, index, record, new_texts) for index, record in enumerate(calls)]
+        if not lines:
+            return
+        # Texts first: a call line never points at a text that is not on disk.
+        if new_texts:
+            append_jsonl(self.texts_path, ({"sha256": sha, **entry} for sha, entry in new_texts.items()))
+            self._known.update(new_texts)
+        append_jsonl(self.calls_path, lines)
+
+    def _address(self, text: str, new_texts: dict[str, dict[str, Any]]) -> str:
+        """The sha256 of ``text``, adding it (and, for a long text, its lines) to ``new_texts`` if not stored yet."""
+        sha = text_sha256(text)
+        if sha in self._known or sha in new_texts:
+            return sha
+        lines = text.split("\n")
+        refs = []
+        if len(text) >= LINE_SPLIT_MIN_CHARS and len(lines) > 1:
+            for line in lines:
+                line_sha = self._whole(line, new_texts)
+                if self._line_refs[line_sha[:LINE_REF_CHARS]] != line_sha:
+                    break  # two texts share this reference: keep the text whole
+                refs.append(line_sha[:LINE_REF_CHARS])
+        if len(refs) == len(lines):
+            new_texts[sha] = {"lines": refs}
+        else:
+            self._whole(text, new_texts)
+        return sha
+
+    def _whole(self, text: str, new_texts: dict[str, dict[str, Any]]) -> str:
+        sha = text_sha256(text)
+        if sha not in self._known and sha not in new_texts:
+            new_texts[sha] = {"text": text}
+            self._line_refs.setdefault(sha[:LINE_REF_CHARS], sha)  # registered in file order, as readers do
+        return sha
+
+    def _line(self, key: EpisodeKey, index: int, record: dict[str, Any],
+              new_texts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        request = {name: value for name, value in record["request"].items() if name.lower() not in SECRET_FIELDS}
+        messages = [{"role": m["role"], "sha256": self._address(m["content"], new_texts)}
+                    for m in request.pop("messages")]
+        response_format = request.pop("response_format", None)
+        request["messages"] = messages
+        request["response_format_sha256"] = (None if response_format is None
+                                             else self._address(_canonical_json(response_format), new_texts))
+        return {
+            "schema_version": TRANSCRIPT_SCHEMA_VERSION, **key.identity, "call": index, "phase": record["phase"],
+            "step": record.get("step"), "purpose": record.get("purpose"), "request": request,
+            "texts": list(record.get("texts", [])), "usage": dict(record.get("usage", {})),
+            "latency_s": record.get("latency_s"), "from_cache": bool(record.get("from_cache", False)),
+        }
+
+
+class Transcript:
+    """Reader of one run dir's transcripts; loads the text table once and resolves calls against it.
+
+    Args:
+        run_dir: a run dir holding ``calls.jsonl`` and ``texts.jsonl`` (a run dir without them has no calls).
+
+    Example:
+        >>> import tempfile
+        >>> Transcript(tempfile.mkdtemp()).episodes()
+        []
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.texts: dict[str, str] = {}
+        """Whole texts by sha256 (short texts, and the lines of long ones)."""
+        self.line_texts: dict[str, list[str]] = {}
+        """Long texts by sha256, as the sha256s of their lines (join their texts with ``"\\n"``)."""
+        for path in run_files(self.run_dir, TEXTS_FILE):
+            refs: dict[str, str] = {}  # a file's references name texts of that file (shards are apart)
+            for entry in iter_jsonl(path):
+                sha = entry["sha256"]
+                if "text" in entry:
+                    self.texts.setdefault(sha, entry["text"])
+                    refs.setdefault(sha[:LINE_REF_CHARS], sha)
+                else:
+                    self.line_texts.setdefault(sha, [refs.get(ref, f"missing line {ref}") for ref in entry["lines"]])
+
+    def text(self, sha: str) -> str:
+        """The text stored under ``sha`` (a long one put back together from its lines).
+
+        Raises:
+            KeyError: no such text in the run dir's texts files.
+        """
+        if sha in self.texts:
+            return self.texts[sha]
+        return "\n".join(self.texts[line] for line in self.line_texts[sha])
+
+    def raw_calls(self) -> Iterator[dict[str, Any]]:
+        """Call lines as stored (messages as ``{"role", "sha256"}``), file by file (shards in name order)."""
+        for path in run_files(self.run_dir, CALLS_FILE):
+            yield from iter_jsonl(path)
+
+    def resolve(self, line: dict[str, Any]) -> dict[str, Any]:
+        """A stored call line with its message texts and response format put back in place.
+
+        Raises:
+            KeyError: the line names a text that ``texts.jsonl`` lacks (a damaged run dir).
+        """
+        request = dict(line["request"])
+        try:
+            request["messages"] = [{"role": m["role"], "content": self.text(m["sha256"])} for m in request["messages"]]
+            sha = request.pop("response_format_sha256", None)
+            request["response_format"] = None if sha is None else json.loads(self.text(sha))
+        except KeyError as missing:
+            raise KeyError(f"{self.run_dir}'s texts files lack text {missing} named by a call of "
+                           f"{EpisodeKey.of(line)}") from None
+        return {**line, "request": request}
+
+    def episodes(self) -> list[EpisodeKey]:
+        """The episodes that have calls, in file order."""
+        return list(dict.fromkeys(EpisodeKey.of(line) for line in self.raw_calls()))
+
+    def calls_by_episode(self) -> dict[EpisodeKey, list[dict[str, Any]]]:
+        """Every episode's resolved calls in order (one pass over the file)."""
+        grouped: dict[EpisodeKey, list[dict[str, Any]]] = {}
+        for line in self.raw_calls():
+            grouped.setdefault(EpisodeKey.of(line), []).append(self.resolve(line))
+        for calls in grouped.values():
+            calls.sort(key=lambda call: call["call"])
+        return grouped
+
+    def calls(self, seed: int, episode: int, **key: Any) -> list[dict[str, Any]]:
+        """The resolved calls of one episode, in order. See :func:`load_calls`."""
+        unknown = set(key) - set(IDENTITY_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown episode fields {sorted(unknown)}: expected some of {list(IDENTITY_FIELDS)}")
+        wanted = {"seed": seed, "episode": episode, **key}
+        lines = [line for line in self.raw_calls() if all(line.get(k) == v for k, v in wanted.items())]
+        matching = list(dict.fromkeys(EpisodeKey.of(line) for line in lines))
+        if len(matching) > 1:
+            raise ValueError(f"{len(matching)} episodes in {self.run_dir} match {wanted}; narrow it down with "
+                             f"env=, level=, agent=, train_seed= or llm_model=: {matching}")
+        return [self.resolve(line) for line in sorted(lines, key=lambda line: line["call"])]
+
+
+def load_calls(run_dir: str | Path, seed: int, episode: int, **key: Any) -> list[dict[str, Any]]:
+    """The LLM calls of episode ``episode`` of stream ``seed`` in ``run_dir``, in the order they were made.
+
+    Each call is a dict with the episode identity, ``call``, ``phase``, ``step``, ``purpose``, ``request``
+    (``messages`` as ``[{"role", "content"}]``, ``response_format`` as sent), ``texts``, ``usage``,
+    ``latency_s`` and ``from_cache``. An episode without calls (or not in the run dir) gives ``[]``.
+
+    Args:
+        run_dir: the run dir.
+        seed: the stream's seed.
+        episode: the episode index in the stream.
+        **key: more of the episode identity (``env``, ``level``, ``agent``, ``train_seed``, ``llm_model``),
+            needed only when several episodes of the run dir share ``seed`` and ``episode``.
+
+    Raises:
+        ValueError: an unknown identity field, or several episodes match.
+    """
+    return Transcript(run_dir).calls(seed, episode, **key)
