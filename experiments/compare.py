@@ -7,6 +7,10 @@ Steps: (1) ``textgym-ppo`` per env (trained on the base task, evaluated on the a
 agent per env; (3) every env x level x agent through ``textgym-eval``'s code, all in one event loop against one
 LLM client so the model server stays busy; (4) ``textgym-report`` over everything. Each step resumes from the
 result files, so rerunning the command after an interruption finishes the job without redoing work.
+
+A part that fails (a PPO training, a group that cannot start, episodes whose LLM calls fail for good) does
+not stop the others: the report is still written, with a failures table, the failures are printed, and the
+command exits 1 (2 for a config it cannot compose; 130/143 when interrupted). Rerunning retries them.
 """
 
 from __future__ import annotations
@@ -15,18 +19,32 @@ import asyncio
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import run_ppo
 from experiments.config import loggable_config, quiet_libraries, register_resolvers, start_wandb
 from experiments.llm_session import llm_session
-from experiments.report import markdown_table, write_report
-from experiments.run_agent import evaluate, evaluate_async
+from experiments.report import failures_table, markdown_table, write_report
+from experiments.results import error_text, load_episodes
+from experiments.run_agent import (
+    CONFIG_ERRORS,
+    EvalOutcome,
+    Interrupted,
+    evaluate,
+    evaluate_async,
+    exit_on_config_error,
+    exit_on_interrupt,
+    format_summary,
+    run_async,
+    stop_on_signals,
+)
 
-__all__ = ["compare", "main"]
+__all__ = ["compare", "main", "CompareOutcome"]
 
 logger = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -47,12 +65,41 @@ def _null(value: object) -> str:
     return "null" if value is None else str(value)
 
 
-def compare(cfg: DictConfig) -> Path:
-    """Run the whole comparison under ``cfg.results_dir``; returns the report dir."""
+@dataclass
+class CompareOutcome:
+    """How a comparison ended: the report, the runs, and what failed as a whole (part, reason)."""
+
+    report_dir: Path
+    runs: list[EvalOutcome] = field(default_factory=list)
+    failed_parts: list[tuple[str, str]] = field(default_factory=list)
+    retries: dict[str, int] = field(default_factory=dict)  # the shared LLM client's, by kind
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_parts and all(run.ok for run in self.runs)
+
+    def summary(self) -> str:
+        errors = [error for run in self.runs for error in run.failed.values()]
+        text = format_summary(sum(run.done for run in self.runs), errors, sum(run.not_run for run in self.runs),
+                              self.retries)
+        if self.failed_parts:
+            text += f"\n{len(self.failed_parts)} parts failed as a whole: " + "; ".join(
+                f"{what}: {reason}" for what, reason in self.failed_parts)
+        return text
+
+
+def compare(cfg: DictConfig) -> CompareOutcome:
+    """Run the whole comparison under ``cfg.results_dir``; a failing part is recorded and the rest goes on."""
     quiet_libraries()
     root = Path(cfg.results_dir)
     started = time.perf_counter()
     seeds = f"[{','.join(map(str, cfg.seeds))}]"
+    outcome = CompareOutcome(root / "report")
+
+    def failed(what: str, error: Exception) -> None:
+        outcome.failed_parts.append((what, error_text(error)))
+        logger.error("%s failed: %s (the comparison goes on without it)", what, error_text(error))
+
     # Sub-runs log nothing to wandb themselves: several run at once in this process. One run covers the job.
     wandb_run = start_wandb(cfg, root, "compare", "compare")
 
@@ -62,33 +109,58 @@ def compare(cfg: DictConfig) -> Path:
                                             f"progress={cfg.progress}", *cfg.ppo_overrides])
         if cfg.max_steps is not None:
             ppo_cfg.env.kwargs = {**ppo_cfg.env.kwargs, "max_episode_steps": cfg.max_steps}
-        run_ppo.run(ppo_cfg, root / "ppo" / f"{env}-s{cfg.ppo_seed}")
+        try:
+            run_ppo.run(ppo_cfg, root / "ppo" / f"{env}-s{cfg.ppo_seed}")
+        except Exception as error:  # noqa: BLE001 - one env's PPO must not cost the comparison
+            failed(f"ppo {env}-s{cfg.ppo_seed}", error)
     logger.info("PPO done after %.0fs", time.perf_counter() - started)
 
     for env in cfg.envs:  # 2. the random anchor (the level changes nothing for it)
-        evaluate(_eval_config(cfg, env, 1, "random"), root / "eval" / f"{env}-random")
+        try:
+            outcome.runs.append(evaluate(_eval_config(cfg, env, 1, "random"), root / "eval" / f"{env}-random"))
+        except CONFIG_ERRORS as error:
+            failed(f"eval {env}-random", error)
 
-    with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:  # 3. the language agents
+    try:
+        with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:  # 3. the language agents
 
-        async def run_all() -> None:
+            async def run_all() -> None:
+                try:
+                    # One (env, level) at a time, all its agents and seeds at once: they share the system prompt,
+                    # so the server's per-slot prompt cache keeps hitting instead of re-reading long prompts.
+                    for env in cfg.envs:
+                        for level in cfg.levels:
+                            names = [f"{env}-L{level}-{agent}" for agent in cfg.agents]
+                            results = await asyncio.gather(
+                                *(evaluate_async(_eval_config(cfg, env, level, agent), root / "eval" / name, client)
+                                  for agent, name in zip(cfg.agents, names, strict=True)),
+                                return_exceptions=True)
+                            for name, result in zip(names, results, strict=True):
+                                if isinstance(result, EvalOutcome):
+                                    outcome.runs.append(result)
+                                elif isinstance(result, Exception):
+                                    failed(f"eval {name}", result)
+                                else:
+                                    raise result
+                finally:
+                    await client.aclose()
+
             try:
-                # One (env, level) at a time, all its agents and seeds at once: they share the system prompt,
-                # so the server's per-slot prompt cache keeps hitting instead of re-reading long prompts.
-                for env in cfg.envs:
-                    for level in cfg.levels:
-                        await asyncio.gather(*(evaluate_async(_eval_config(cfg, env, level, agent),
-                                                              root / "eval" / f"{env}-L{level}-{agent}", client)
-                                               for agent in cfg.agents))
+                run_async(run_all())
             finally:
-                await client.aclose()
-
-        asyncio.run(run_all())
+                outcome.retries = dict(getattr(client, "retries", None) or {})
+    except CONFIG_ERRORS as error:  # e.g. no server at llm.base_url: every language agent is out
+        failed("language agents", error)
     logger.info("language agents done after %.0fs", time.perf_counter() - started)
 
-    report_dir = root / "report"  # 4. the report, from the files only
-    report = write_report([root / "ppo", root / "eval"], report_dir)
+    report_dir = outcome.report_dir  # 4. the report, from the files only
+    report = write_report([root / "ppo", root / "eval"], report_dir, failed_parts=outcome.failed_parts)
     elapsed = time.perf_counter() - started
     print(markdown_table(report))
+    failures = failures_table(load_episodes([p for p in (root / "ppo", root / "eval") if p.exists()],
+                                            include_failed=True), outcome.failed_parts)
+    if failures:
+        print(f"\nFailures (rerun the same command to retry them):\n{failures}")
     print(f"\nreport: {report_dir / 'report.md'}\nplots: {report_dir / 'scores.png'}, "
           f"{report_dir / 'learning_curves.png'}\nwall time: {elapsed / 60:.1f} min")
     if wandb_run is not None:
@@ -98,17 +170,35 @@ def compare(cfg: DictConfig) -> Path:
                        "report/learning_curves": wandb.Image(str(report_dir / "learning_curves.png"))})
         wandb_run.summary["wall_time_s"] = elapsed
         wandb_run.finish()
-    return report_dir
+    return outcome
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Compose ``conf/compare.yaml`` with command-line overrides (Hydra syntax) and run :func:`compare`."""
+    """Compose ``conf/compare.yaml`` with command-line overrides (Hydra syntax) and run :func:`compare`.
+
+    Exits 1 if anything failed (after writing the report), 2 for a config error, 130/143 when interrupted.
+    """
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     register_resolvers()
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(o.strip() in ("verbose=true", "verbose=True") for o in overrides)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("compare", overrides=list(sys.argv[1:] if argv is None else argv))
-        logger.info("comparison config:\n%s", OmegaConf.to_yaml(loggable_config(cfg)))
-        compare(cfg)
+        try:
+            cfg = compose("compare", overrides=overrides)
+            verbose = verbose or bool(cfg.verbose)
+            logger.info("comparison config:\n%s", OmegaConf.to_yaml(loggable_config(cfg)))
+        except (HydraException, *CONFIG_ERRORS) as error:
+            exit_on_config_error("textgym-compare", error, verbose)
+        try:
+            with stop_on_signals():
+                outcome = compare(cfg)
+        except Interrupted as stop:
+            exit_on_interrupt("textgym-compare", stop, cfg.results_dir)
+        except CONFIG_ERRORS as error:  # nothing at all to report
+            exit_on_config_error("textgym-compare", error, verbose)
+    print(outcome.summary())
+    if not outcome.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

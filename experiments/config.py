@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.episodes import EPISODES_PER_SEED
+from experiments.results import Shard
 from textgym.levels import LEVELS
 
 __all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config",
@@ -66,6 +67,7 @@ def validate_eval(cfg: DictConfig) -> None:
              f"concurrency must be >= 1, got {cfg.concurrency!r}")
     _require(cfg.max_steps is None or (isinstance(cfg.max_steps, int) and cfg.max_steps >= 1),
              f"max_steps must be null or >= 1, got {cfg.max_steps!r}")
+    Shard.parse(cfg.get("shard"))  # i/n with 1 <= i <= n, or null
 
 
 def _scrub(value: Any) -> Any:

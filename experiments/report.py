@@ -2,11 +2,14 @@
 
     textgym-report results=[runs/eval,runs/ppo] out_dir=runs/report
 
-Reads only ``episodes.jsonl`` files (and PPO's ``learning_curve.csv``) under the given paths. Per
-env x level x agent: mean return +- 95% CI over seeds (each seed's episodes are averaged first), the
-normalized score (random = 0, PPO = 1, on the same env), the invalid-action rate, and tokens and
-dollars per episode. Plots: ``scores.png`` (bars per env x level x agent with PPO/random lines) and
-``learning_curves.png`` (language agents' return over episodes beside PPO's return over env steps).
+Reads only the episodes files (``episodes.jsonl`` and per-shard ``episodes.shard<i>of<n>.jsonl``, and PPO's
+``learning_curve.csv``) under the given paths. Per env x level x agent: mean return +- 95% CI over seeds
+(each seed's episodes are averaged first), the return of the streams' last episode (for streams of several
+episodes: what an agent that learns across episodes ends with), the normalized score (random = 0, PPO = 1,
+on the same env), the invalid-action rate, tokens and dollars per episode, and how many episodes failed.
+Failed episodes never count as returns; ``report.md`` lists their reasons. Plots: ``scores.png`` (bars per
+env x level x agent with PPO/random lines) and ``learning_curves.png`` (language agents' return over
+episodes beside PPO's return over env steps).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import csv
 import functools
 import logging
 import math
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +30,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from scipy import stats
 
-from experiments.results import load_episodes
+from experiments.results import DONE, load_episodes
 
-__all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE"]
+__all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE", "failures_table"]
 
 logger = logging.getLogger(__name__)
 LEARNING_CURVE_FILE = "learning_curve.csv"
@@ -46,10 +50,16 @@ class ReportRow:
     episodes: int
     mean_return: float
     ci95: float
+    last_episode: int
+    """Index of the streams' last episode (0: one episode per stream, so ``last_return`` is the mean)."""
+    last_return: float
+    """Mean over seeds of each stream's return in episode ``last_episode``."""
     normalized_score: float
     invalid_action_rate: float
     tokens_per_episode: float
     cost_per_episode_usd: float
+    failed: int
+    """Episodes recorded as failed (and not finished since): not counted in any number above."""
 
 
 def mean_ci95(values: list[float]) -> tuple[float, float]:
@@ -69,32 +79,57 @@ def _seed_means(rows: list[dict[str, Any]]) -> list[float]:
     return [float(np.mean(v)) for _, v in sorted(per_seed.items())]
 
 
+def _last_episode(rows: list[dict[str, Any]]) -> tuple[int, float]:
+    """The streams' last episode index, and the mean over streams of their return in it."""
+    if not rows:
+        return 0, math.nan
+    last = max(int(row["episode"]) for row in rows)
+    returns = [float(row["return"]) for row in rows if int(row["episode"]) == last]
+    return last, float(np.mean(returns))
+
+
 def _anchor(rows: list[dict[str, Any]], env: str, agent: str) -> float:
     """Mean return of the ``agent`` anchor (random or ppo) on ``env``, over all its seeds; NaN if absent."""
     matching = [r for r in rows if r["env"] == env and r["agent"] == agent]
     return float(np.mean(_seed_means(matching))) if matching else math.nan
 
 
+def _is_done(row: dict[str, Any]) -> bool:
+    return row.get("status", DONE) == DONE
+
+
+def _group_key(row: dict[str, Any]) -> tuple[str, int | None, str, str]:
+    return row["env"], row["level"], row["agent"], row.get("llm_model") or ""
+
+
+def _group_order(key: tuple[str, int | None, str, str]) -> tuple[str, int, str, str]:
+    return key[0], key[1] or 0, key[2], key[3]
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[ReportRow]:
-    """Group episode rows and compute the report's numbers."""
+    """Group episode rows and compute the report's numbers; failed rows are only counted, never averaged."""
     groups: dict[tuple[str, int | None, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:  # one model's agent is not another's: they are reported apart
-        groups[(row["env"], row["level"], row["agent"], row.get("llm_model") or "")].append(row)
+        groups[_group_key(row)].append(row)
+    finished = [row for row in rows if _is_done(row)]
     report = []
-    for (env, level, agent, _), members in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0,
-                                                                                      item[0][2], item[0][3])):
+    for (env, level, agent, model), group in sorted(groups.items(), key=lambda item: _group_order(item[0])):
+        members = [row for row in group if _is_done(row)]
         mean, ci = mean_ci95(_seed_means(members))
-        random_mean, ppo_mean = _anchor(rows, env, "random"), _anchor(rows, env, "ppo")
+        last_episode, last_return = _last_episode(members)
+        random_mean, ppo_mean = _anchor(finished, env, "random"), _anchor(finished, env, "ppo")
         span = ppo_mean - random_mean
         normalized = (mean - random_mean) / span if span and not math.isnan(span) else math.nan
         steps = sum(int(r["steps"]) for r in members)
-        models = sorted({str(r.get("llm_model")) for r in members if r.get("llm_model")})
         report.append(ReportRow(
-            env=env, level=level, agent=agent, llm_model=",".join(models) or "-", seeds=len(_seed_means(members)),
-            episodes=len(members), mean_return=mean, ci95=ci, normalized_score=normalized,
+            env=env, level=level, agent=agent, llm_model=model or "-", seeds=len(_seed_means(members)),
+            episodes=len(members), mean_return=mean, ci95=ci, last_episode=last_episode, last_return=last_return,
+            normalized_score=normalized,
             invalid_action_rate=sum(int(r["invalid_actions"]) for r in members) / steps if steps else 0.0,
-            tokens_per_episode=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in members])),
-            cost_per_episode_usd=float(np.mean([r["cost_usd"] for r in members])),
+            tokens_per_episode=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in members]))
+            if members else math.nan,
+            cost_per_episode_usd=float(np.mean([r["cost_usd"] for r in members])) if members else math.nan,
+            failed=len(group) - len(members),
         ))
     return report
 
@@ -104,16 +139,40 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 
 def markdown_table(report: list[ReportRow]) -> str:
-    header = ("| env | level | agent | model | seeds | episodes | return (mean ± 95% CI) | normalized | invalid % "
-              "| tokens/ep | $/ep |")
+    header = ("| env | level | agent | model | seeds | episodes | return (mean ± 95% CI) | last episode "
+              "| normalized | invalid % | tokens/ep | $/ep | failed |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in report:
         ci = "" if math.isnan(r.ci95) else f" ± {_fmt(r.ci95)}"
+        last = f"{_fmt(r.last_return)} (ep {r.last_episode + 1})" if r.last_episode else "-"
         lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {r.agent} | {r.llm_model} | {r.seeds} "
-                     f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {_fmt(r.normalized_score)} "
-                     f"| {100 * r.invalid_action_rate:.1f} | {r.tokens_per_episode:.0f} "
-                     f"| {r.cost_per_episode_usd:.4f} |")
+                     f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {last} | {_fmt(r.normalized_score)} "
+                     f"| {100 * r.invalid_action_rate:.1f} | {_fmt(r.tokens_per_episode, 0)} "
+                     f"| {_fmt(r.cost_per_episode_usd, 4)} | {r.failed} |")
     return "\n".join(lines)
+
+
+def failures_table(rows: list[dict[str, Any]], extra: Iterable[tuple[str, str]] = ()) -> str:
+    """Failed episodes grouped by env x level x agent x model and reason, plus ``extra`` (what, reason) lines
+    for parts that failed as a whole (``textgym-compare``: a PPO training, a group that could not start).
+    Empty when nothing failed."""
+    counts = Counter((_group_key(row), str(row.get("error"))) for row in rows if not _is_done(row))
+    extra = list(extra)
+    if not counts and not extra:
+        return ""
+    lines = ["| env | level | agent | model | failed | reason |", "|---|---|---|---|---|---|"]
+    for ((env, level, agent, model), reason), count in sorted(counts.items(),
+                                                             key=lambda item: (_group_order(item[0][0]), item[0][1])):
+        lines.append(f"| {env} | {level if level is not None else '-'} | {agent} | {model or '-'} | {count} "
+                     f"| {_cell(reason)} |")
+    for what, reason in extra:
+        lines.append(f"| {what} | | | | all | {_cell(reason)} |")
+    return "\n".join(lines)
+
+
+def _cell(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _learning_curves(paths: list[Path]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -205,27 +264,57 @@ def plot_learning_curves(rows: list[dict[str, Any]], curves: dict[str, list[tupl
     plt.close(fig)
 
 
-def write_report(result_paths: list[str | Path], out_dir: str | Path) -> list[ReportRow]:
-    """Write ``report.md``, ``report.csv``, ``scores.png`` and ``learning_curves.png`` into ``out_dir``."""
+def write_report(result_paths: list[str | Path], out_dir: str | Path,
+                 failed_parts: Iterable[tuple[str, str]] = ()) -> list[ReportRow]:
+    """Write ``report.md``, ``report.csv``, ``scores.png`` and ``learning_curves.png`` into ``out_dir``.
+
+    ``report.md`` ends with a failures table (failed episodes by group and reason, and ``failed_parts``:
+    (what, reason) for parts of a job that failed as a whole) when anything failed.
+
+    Raises:
+        ValueError: no episode (finished or failed) under ``result_paths`` and no failed part to report.
+    """
     paths = [Path(p) for p in result_paths]
-    rows = load_episodes(paths)
-    if not rows:
+    rows = load_episodes([p for p in paths if p.exists()] if failed_parts else paths, include_failed=True)
+    failed_parts = list(failed_parts)
+    if not rows and not failed_parts:
         raise ValueError(f"no episodes found under {', '.join(map(str, paths))}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = summarize(rows)
     with (out / "report.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(report[0])))
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(ReportRow)])
         writer.writeheader()
         writer.writerows(asdict(r) for r in report)
-    table = markdown_table(report)
+    failures = failures_table(rows, failed_parts)
     (out / "report.md").write_text(
         "# TextGym report\n\nNormalized score: (return - random) / (PPO - random) on the same env; "
-        "n/a where an anchor is missing. CI: 95% t-interval over seeds.\n\n" + table + "\n"
+        "n/a where an anchor is missing. CI: 95% t-interval over seeds. Last episode: mean over seeds of the "
+        "return in each stream's last episode. Failed episodes count in no number but `failed`.\n\n"
+        + markdown_table(report) + "\n"
+        + (f"\n## Failures\n\nRerun the same command to retry them.\n\n{failures}\n" if failures else "")
     )
-    plot_scores(report, out / "scores.png")
-    plot_learning_curves(rows, _learning_curves(paths), out / "learning_curves.png")
+    finished = [row for row in rows if _is_done(row)]
+    if finished:
+        plot_scores([r for r in report if r.episodes], out / "scores.png")
+        plot_learning_curves(finished, _learning_curves(paths), out / "learning_curves.png")
+    else:  # nothing finished: no numbers to draw, but the files the command names exist
+        for name in ("scores.png", "learning_curves.png"):
+            _empty_plot(out / name, "no finished episodes: see the failures in report.md")
     return report
+
+
+def _empty_plot(path: Path, message: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

@@ -7,45 +7,76 @@ restart the same run dir is read back: a torn last line is cut off, finished epi
 lines of unfinished ones are dropped, and each stream continues from the state saved after its last
 finished episode. ``run_identity.json`` records the settings that change results; a run dir refuses to
 resume under different ones, so old episodes are never mixed with new settings.
+
+An episode that could not be finished (its LLM calls failed for good, the agent raised) is one
+``episodes.jsonl`` row with ``status: "failed"``, ``error: "<type>: <message>"`` and ``return: null``
+(plus the steps, tokens and dollars it got through); it has no step lines and no saved state. A failed
+episode is never *done*: the next run retries it, and its later ``done`` row supersedes the failure (rows
+are only appended; readers prefer the done row of a key). Rows of schema v2 read as ``status: "done"``.
+
+A sharded run (``shard=2/8``, see :class:`Shard`) writes ``episodes.shard2of8.jsonl`` and
+``steps.shard2of8.jsonl`` into the same run dir, so shards running at once never append to one file;
+readers take every ``episodes*.jsonl`` of a run dir.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
-           "EPISODE_FIELDS", "episode_row"]
+           "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "Shard", "DONE", "FAILED"]
 
-SCHEMA_VERSION = 2  # 2: train_seed (PPO's training seed; null for language agents)
+# 2: train_seed (PPO's training seed; null for language agents).
+# 3: status ("done" | "failed") and error; notes (what the agent produced around the episode);
+#    cached_prompt_tokens (prompt tokens the server served from its prefix cache).
+SCHEMA_VERSION = 3
+DONE, FAILED = "done", "failed"
 EPISODES_FILE = "episodes.jsonl"
 STEPS_FILE = "steps.jsonl"
 STATE_DIR = "agent_state"
 IDENTITY_FILE = "run_identity.json"
 EPISODE_FIELDS = (
-    "schema_version", "kind", "env", "env_id", "level", "agent", "llm_model", "seed", "episode", "return", "steps",
-    "terminated", "invalid_actions", "invalid_replies", "llm_calls", "cached_calls", "prompt_tokens",
-    "completion_tokens", "cost_usd", "llm_latency_s", "wall_time_s", "env_steps_trained", "train_seed",
+    "schema_version", "kind", "env", "env_id", "level", "agent", "llm_model", "seed", "episode", "status", "return",
+    "steps", "terminated", "invalid_actions", "invalid_replies", "llm_calls", "cached_calls", "prompt_tokens",
+    "completion_tokens", "cached_prompt_tokens", "cost_usd", "llm_latency_s", "wall_time_s", "env_steps_trained",
+    "train_seed", "error", "notes",
 )
 # What a contender without an LLM (random, PPO) or without training (language agents) leaves at rest.
 EPISODE_DEFAULTS: dict[str, Any] = {
-    "level": None, "llm_model": None, "invalid_actions": 0, "invalid_replies": 0, "llm_calls": 0, "cached_calls": 0,
-    "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "llm_latency_s": 0.0, "env_steps_trained": None,
-    "train_seed": None,
+    "level": None, "llm_model": None, "status": DONE, "invalid_actions": 0, "invalid_replies": 0, "llm_calls": 0,
+    "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_prompt_tokens": 0, "cost_usd": 0.0,
+    "llm_latency_s": 0.0, "env_steps_trained": None, "train_seed": None, "error": None, "notes": {},
 }
+ERROR_CHARS = 2_000  # a server may answer with a whole HTML page
 
 
-def episode_row(episode_return: float, **fields: Any) -> dict[str, Any]:
+def error_text(error: BaseException) -> str:
+    """``"<type>: <message>"`` of an exception, on one line, as failed rows record it."""
+    message = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 3] + "..."
+
+
+def episode_row(episode_return: float | None, **fields: Any) -> dict[str, Any]:
     """One ``episodes.jsonl`` row in schema order; every field not given takes its default.
 
+    A failed episode has ``status="failed"``, an ``error`` and ``episode_return=None``.
+
     Raises:
-        ValueError: a field outside the schema, or a required one missing.
+        ValueError: a field outside the schema, a required one missing, or a status that contradicts the row.
     """
-    row = {**EPISODE_DEFAULTS, **fields, "return": episode_return}
+    row = {**EPISODE_DEFAULTS, "notes": {}, **fields, "return": episode_return}
+    if row["status"] not in (DONE, FAILED):
+        raise ValueError(f"episode status must be {DONE!r} or {FAILED!r}, actually {row['status']!r}")
+    if (row["status"] == FAILED) != (row["error"] is not None) or (row["status"] == DONE) == (episode_return is None):
+        raise ValueError(f"a {row['status']} episode row needs {'an error and no' if row['status'] == FAILED else 'a'}"
+                         f" return: got error={row['error']!r}, return={episode_return!r}")
     expected = set(EPISODE_FIELDS) - {"schema_version"}
     if set(row) != expected:
         raise ValueError(f"episode row fields: unknown {sorted(set(row) - expected)}, "
@@ -82,6 +113,67 @@ class EpisodeKey:
                 "episode": self.episode, "train_seed": self.train_seed, "llm_model": self.llm_model}
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` of one evaluation (1-based): ``shard=2/8`` on the command line.
+
+    Shard ``i/n`` runs the seeds at positions ``i-1, i-1+n, i-1+2n, ...`` of the ``seeds`` list, i.e.
+    ``seeds[i-1::n]``: balanced whatever the seed values, and stable when seeds are appended to the list.
+    Each shard writes its own ``episodes.shard<i>of<n>.jsonl`` and ``steps.shard<i>of<n>.jsonl``.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.index, int) and isinstance(self.count, int) and 1 <= self.index <= self.count):
+            raise ValueError(f"shard must be i/n with 1 <= i <= n (e.g. shard=2/8), got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: object) -> Shard | None:
+        """``None``/``"null"`` -> no sharding; ``"2/8"`` -> ``Shard(2, 8)``.
+
+        Raises:
+            ValueError: anything else, naming the expected form.
+        """
+        if text is None or str(text).strip().lower() in ("", "null", "none"):
+            return None
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        if match is None:
+            raise ValueError(f"shard must be i/n with 1 <= i <= n (e.g. shard=2/8) or null, got {text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+    def select(self, seeds: Sequence[int]) -> list[int]:
+        """This shard's seeds, in list order."""
+        return list(seeds[self.index - 1 :: self.count])
+
+    @property
+    def suffix(self) -> str:
+        return f".shard{self.index}of{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+_EPISODE_FILE_NAME = re.compile(r"episodes(\.shard\d+of\d+)?\.jsonl")
+
+
+def episode_files(path: Path, recursive: bool = True) -> list[Path]:
+    """The ``episodes.jsonl`` and per-shard ``episodes.shard<i>of<n>.jsonl`` files in (or under) ``path``."""
+    if path.is_file():
+        return [path]
+    found = path.rglob("episodes*.jsonl") if recursive else path.glob("episodes*.jsonl")
+    return sorted(p for p in found if _EPISODE_FILE_NAME.fullmatch(p.name))
+
+
+def _upgrade(row: dict[str, Any]) -> dict[str, Any]:
+    """Rows written before schema v3 have no status: they were all finished episodes."""
+    for name in ("status", "error", "cached_prompt_tokens"):
+        row.setdefault(name, EPISODE_DEFAULTS[name])
+    row.setdefault("notes", {})
+    return row
+
+
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a JSONL file; a torn last line (killed mid-write) is skipped."""
     if not path.exists():
@@ -97,17 +189,27 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
-def load_episodes(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every episode row under ``paths`` (run dirs, sweep dirs or ``episodes.jsonl`` files), deduplicated."""
-    rows: dict[EpisodeKey, dict[str, Any]] = {}
+def load_episodes(paths: Iterable[str | Path], include_failed: bool = False) -> list[dict[str, Any]]:
+    """Episode rows under ``paths`` (run dirs, sweep dirs or episodes files, shards included), one per key.
+
+    A key's first ``done`` row wins. With ``include_failed``, keys that never finished also give their
+    latest ``failed`` row (the reason it last failed); without it, only finished episodes are returned.
+    """
+    done: dict[EpisodeKey, dict[str, Any]] = {}
+    failed: dict[EpisodeKey, dict[str, Any]] = {}
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"no results at {path}")
-        files = [path] if path.is_file() else sorted(path.rglob(EPISODES_FILE))
-        for file in files:
-            for row in iter_jsonl(file):
-                rows.setdefault(EpisodeKey.of(row), row)
-    return list(rows.values())
+        for file in episode_files(path):
+            for row in map(_upgrade, iter_jsonl(file)):
+                key = EpisodeKey.of(row)
+                if row["status"] == DONE:
+                    done.setdefault(key, row)
+                else:
+                    failed[key] = row
+    if include_failed:
+        done.update({key: row for key, row in failed.items() if key not in done})
+    return list(done.values())
 
 
 def _append(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -133,28 +235,51 @@ class RunIdentityError(ValueError):
 
 
 class ResultsWriter:
-    """Append-only writer for one run dir, with resume.
+    """Append-only writer for one run dir (or one shard of it), with resume.
 
     Args:
         run_dir: the Hydra output dir (created if missing).
         identity: the settings that change results (model, agent, env kwargs, ...). Seeds may grow between
-            runs; anything here may not.
+            runs; anything here may not. Shards of one run share it.
+        shard: write this shard's own files (``episodes.shard<i>of<n>.jsonl``, ...); ``None``: the plain ones.
+
+    Attributes:
+        done: keys of finished episodes, read from every episodes file of the run dir (all shards).
+        failed: keys that failed in an earlier run and never finished since, with their last error.
 
     Raises:
         RunIdentityError: the run dir was made with a different ``identity``.
     """
 
-    def __init__(self, run_dir: str | Path, identity: dict[str, Any] | None = None) -> None:
+    def __init__(self, run_dir: str | Path, identity: dict[str, Any] | None = None,
+                 shard: Shard | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.episodes_path = self.run_dir / EPISODES_FILE
-        self.steps_path = self.run_dir / STEPS_FILE
+        self.shard = shard
+        self.episodes_path = self.shard_file(EPISODES_FILE)
+        self.steps_path = self.shard_file(STEPS_FILE)
         if identity is not None:
             self._check_identity(identity)
+        # Only this writer's own files are repaired: another shard may be appending to its files right now.
         _cut_torn_line(self.episodes_path)
         _cut_torn_line(self.steps_path)
-        self.done: set[EpisodeKey] = {EpisodeKey.of(row) for row in iter_jsonl(self.episodes_path)}
+        self.done: set[EpisodeKey] = set()
+        self.failed: dict[EpisodeKey, str] = {}
+        for file in episode_files(self.run_dir, recursive=False):
+            for row in map(_upgrade, iter_jsonl(file)):
+                if row["status"] == DONE:
+                    self.done.add(EpisodeKey.of(row))
+                else:
+                    self.failed[EpisodeKey.of(row)] = row["error"]
+        self.failed = {key: error for key, error in self.failed.items() if key not in self.done}
         self._drop_orphan_steps()
+
+    def shard_file(self, name: str) -> Path:
+        """``run_dir/name``, or this shard's own copy of it (``steps.jsonl`` -> ``steps.shard2of8.jsonl``)."""
+        if self.shard is None:
+            return self.run_dir / name
+        stem, dot, extension = name.partition(".")
+        return self.run_dir / f"{stem}{self.shard.suffix}{dot}{extension}"
 
     def _check_identity(self, identity: dict[str, Any]) -> None:
         path = self.run_dir / IDENTITY_FILE
@@ -168,8 +293,10 @@ class ResultsWriter:
                     f"{ {k: recorded.get(k) for k in changed} } -> { {k: current.get(k) for k in changed} }). "
                     f"Resume only with the same settings, or pass another results_dir."
                 )
-        else:
-            path.write_text(json.dumps(current, indent=1, sort_keys=True))
+        else:  # shards may start at once: write atomically, so none reads a half-written file
+            tmp = path.with_name(f"{IDENTITY_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(current, indent=1, sort_keys=True))
+            tmp.replace(path)
 
     def _drop_orphan_steps(self) -> None:
         """Steps of episodes that never finished are redone, so their old lines must go."""
@@ -191,12 +318,25 @@ class ResultsWriter:
         key = EpisodeKey.of(row)
         if key in self.done:
             return
+        if row.get("status", DONE) != DONE:
+            raise ValueError(f"write_episode records finished episodes; use write_failure for {key}")
         if steps:
             _append(self.steps_path, ({**key.identity, **step} for step in steps))
         if agent_state is not None:
             self.save_state(key, agent_state)
         _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
         self.done.add(key)
+        self.failed.pop(key, None)
+
+    def write_failure(self, row: dict[str, Any]) -> None:
+        """Record an episode that could not finish (a ``status="failed"`` row): no steps, no state."""
+        key = EpisodeKey.of(row)
+        if row.get("status") != FAILED or not row.get("error"):
+            raise ValueError(f"write_failure needs a row with status={FAILED!r} and an error, got {row!r}")
+        if key in self.done:
+            return
+        _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
+        self.failed[key] = row["error"]
 
     def state_path(self, key: EpisodeKey) -> Path:
         return self.run_dir / STATE_DIR / key.stream / f"ep{key.episode}.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from experiments.results import RunIdentityError, iter_jsonl
+from experiments.results import RunIdentityError, iter_jsonl, load_episodes
 from experiments.run_agent import evaluate
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
 from textgym.registration import ENVS
@@ -132,10 +132,8 @@ def test_transient_server_errors_are_retried(fake_llm, fake_llm_overrides, tmp_p
     assert next(iter_jsonl(tmp_path / "episodes.jsonl"))["steps"] == 3
 
 
-def test_dead_server_fails_but_keeps_finished_episodes(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
-    from agents.llm.client import LLMError
-
-    overrides = ["agent=naive", "seeds=[0]", "episodes=2", "max_steps=3", "llm.cache=off", "llm.max_retries=1",
+def test_dead_server_fails_the_episode_but_keeps_finished_ones(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    overrides = ["agent=naive", "seeds=[0]", "episodes=3", "max_steps=3", "llm.cache=off", "llm.max_retries=1",
                  *fake_llm_overrides]
     original = fake_llm.responder
     calls = {"n": 0}
@@ -147,10 +145,22 @@ def test_dead_server_fails_but_keeps_finished_episodes(fake_llm, fake_llm_overri
         return original(request)
 
     fake_llm.responder = responder
-    with pytest.raises(LLMError, match="gave up after 2 attempts"):
-        evaluate(compose_config("eval", overrides), tmp_path)
+    outcome = evaluate(compose_config("eval", overrides), tmp_path)
+    assert not outcome.ok and outcome.done == 1 and outcome.not_run == 1
     rows = list(iter_jsonl(tmp_path / "episodes.jsonl"))
-    assert [r["episode"] for r in rows] == [0]
+    assert [(r["episode"], r["status"]) for r in rows] == [(0, "done"), (1, "failed")]
+    assert rows[1]["error"].startswith("LLMError: ") and "500" in rows[1]["error"]
+    # It got through one step (one LLM call) before the server broke; what that cost is kept.
+    assert rows[1]["return"] is None and rows[1]["steps"] == 1 and rows[1]["llm_calls"] == 1
+    assert list(outcome.failed.values()) == [rows[1]["error"]]
+    # Healthy again: the rerun plays exactly the failed episode and the one after it.
+    fake_llm.responder, fake_llm.fail_next = original, []
+    before = len(fake_llm.requests)
+    outcome = evaluate(compose_config("eval", overrides), tmp_path)
+    assert outcome.ok and outcome.done == 3 and len(fake_llm.requests) - before == 2 * 3
+    rows = list(iter_jsonl(tmp_path / "episodes.jsonl"))
+    assert [(r["episode"], r["status"]) for r in rows] == [(0, "done"), (1, "failed"), (1, "done"), (2, "done")]
+    assert [r["episode"] for r in load_episodes([tmp_path])] == [0, 1, 2]
 
 
 def test_api_key_is_sent_but_never_written(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:

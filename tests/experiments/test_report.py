@@ -61,7 +61,12 @@ def test_report_numbers(fixture_dirs: list[Path], tmp_path: Path) -> None:
     with (out / "report.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
     table = (out / "report.md").read_text()
-    assert "| cartpole | 1 | naive | m | 2 | 4 | 35.00 ± 190.59 | 0.03 | 15.0 | 220 | 0.0200 |" in table
+    # Last episode: seed 0 scored 30 and seed 1 50 in episode 2.
+    assert naive.last_episode == 1 and naive.last_return == pytest.approx(40.0)
+    assert ("| cartpole | 1 | naive | m | 2 | 4 | 35.00 ± 190.59 | 40.00 (ep 2) | 0.03 | 15.0 | 220 | 0.0200 | 0 |"
+            in table)
+    assert "| cartpole | 1 | random | - | 2 | 2 | 20.00 ± 0.00 | - |" in table  # one episode per stream
+    assert "Failures" not in table
     for plot in ("scores.png", "learning_curves.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -97,3 +102,30 @@ def test_two_models_are_reported_apart(tmp_path: Path) -> None:
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = {r.llm_model: r.mean_return for r in write_report([folder], tmp_path / "out")}
     assert report == {"small": 10.0, "large": 30.0}
+
+
+def test_failed_episodes_are_counted_never_averaged(fixture_dirs: list[Path], tmp_path: Path) -> None:
+    failed = {**_row("naive", 2, 0, 0.0), "schema_version": 3, "status": "failed", "return": None,
+              "error": "LLMError: gave up after 4 attempts: HTTP 500"}
+    retried = {**failed, "seed": 0, "episode": 1}  # failed once, then finished (the fixture's done row)
+    with (fixture_dirs[0] / "episodes.jsonl").open("a") as handle:
+        handle.write(json.dumps(failed) + "\n" + json.dumps(retried) + "\n")
+    report = {(r.agent, r.level): r for r in write_report(fixture_dirs, tmp_path / "out")}
+    naive = report[("naive", 1)]
+    assert naive.mean_return == pytest.approx(35.0) and naive.episodes == 4 and naive.seeds == 2
+    assert naive.failed == 1 and report[("random", 1)].failed == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Failures" in text
+    assert "| cartpole | 1 | naive | m | 1 | LLMError: gave up after 4 attempts: HTTP 500 |" in text
+
+
+def test_report_of_only_failures_still_writes(tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    failed = {**_row("naive", 0, 0, 0.0), "status": "failed", "return": None, "error": "ValueError: boom"}
+    (folder / "episodes.jsonl").write_text(json.dumps(failed) + "\n")
+    [row] = write_report([folder], tmp_path / "out", failed_parts=[("ppo cartpole-s0", "RuntimeError: no GPU")])
+    assert row.failed == 1 and row.episodes == 0 and math.isnan(row.mean_return)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| ppo cartpole-s0 | | | | all | RuntimeError: no GPU |" in text and "ValueError: boom" in text
+    assert (tmp_path / "out" / "scores.png").read_bytes()[:4] == b"\x89PNG"
