@@ -30,8 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 import textgym
 from agents.human import HumanQuit
 from experiments.config import agent_name, register_resolvers, validate_eval
-from experiments.episodes import episode_seed, run_episode
-from experiments.replay import RunSetup, make_run_env
+from experiments.episodes import run_episode
+from experiments.replay import RunSetup, make_run_env, reset_seed
 from experiments.results import EpisodeKey, ResultsWriter
 from experiments.run_agent import agent_episode_row, run_identity
 
@@ -42,6 +42,10 @@ register_resolvers()
 
 class PlayError(ValueError):
     """Nothing can be played as asked (one line for the person)."""
+
+
+def _same_reset_seed(cfg: DictConfig) -> bool:
+    return bool(OmegaConf.select(cfg, "protocol.same_reset_seed", default=False))
 
 
 def first_open_seed(writer: ResultsWriter, keys_of: Any) -> int:
@@ -63,9 +67,11 @@ async def _play_stream(cfg: DictConfig, writer: ResultsWriter, seed: int, todo: 
         state = writer.load_state(keys[todo[0].episode - 1])
         if state is not None:
             agent.load_state(state)
+    # protocol=paper: every episode of the stream resets like episode 0 (passed only when set, see replay.reset_seed).
+    protocol = {"same_reset_seed": True} if _same_reset_seed(cfg) else {}
     try:
         for key in todo:
-            record = await run_episode(env, agent, seed, key.episode, cfg.episodes)
+            record = await run_episode(env, agent, seed, key.episode, cfg.episodes, **protocol)
             writer.write_episode(agent_episode_row(cfg, env_id, name, None, record), record.step_records,
                                  agent.state())
             print(f"Saved episode {key.episode} of seed {seed} (return {record.episode_return:g}, "
@@ -99,8 +105,9 @@ def play(cfg: DictConfig, run_dir: str | Path) -> Path:
         raise PlayError(f"every episode of seed {seed} is already played in {writer.run_dir}: pass another seed=, "
                         f"or leave seed unset to take the next free one")
     first = todo[0].episode
-    print(f"You play {cfg.env.name} at level {cfg.level} as agent '{name}': seed {seed}, episodes {first}-"
-          f"{cfg.episodes - 1} (reset seed {episode_seed(seed, first)} first). Results: {writer.run_dir}", flush=True)
+    episodes = f"episode {first}" if first == cfg.episodes - 1 else f"episodes {first}-{cfg.episodes - 1}"
+    print(f"You play {cfg.env.name} at level {cfg.level} as agent '{name}': seed {seed}, {episodes} (reset seed "
+          f"{reset_seed(seed, first, _same_reset_seed(cfg))} first). Results: {writer.run_dir}", flush=True)
     asyncio.run(_play_stream(cfg, writer, seed, todo, keys))
     return writer.episodes_path
 

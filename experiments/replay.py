@@ -7,11 +7,11 @@
 
 An episode is fully determined by the text env (id, kwargs, level, step limit), its reset seed and the
 action texts played. The first three come from the run dir's ``run_identity.json`` (or ``.hydra/config.yaml``),
-the reset seed from :func:`experiments.episodes.episode_seed`, the action texts from ``steps.jsonl``. Each
-replayed step must give the recorded observation text, parsed action, invalid-action flag, reward and
-terminated/truncated flags, and each episode the recorded length and return; the first difference of an
-episode is named (step, field, recorded vs replayed) and the command exits 1. A changed translator, template,
-action parser or gymnasium version shows up here.
+the reset seed from :func:`experiments.episodes.episode_seed` (under the run's protocol: ``same_reset_seed``),
+the action texts from ``steps.jsonl``. Each replayed step must give the recorded observation text, parsed action,
+invalid-action flag, reward and terminated/truncated flags, and each episode the recorded length and return; the
+first difference of an episode is named (step, field, recorded vs replayed) and the command exits 1. A changed
+translator, template, action parser or gymnasium version shows up here.
 
 Frames are rendered only on replay (``rgb_array``; nothing is stored at run time): ``gif=true`` writes one
 GIF per episode to ``out_dir`` (default ``<run dir>/replay``), ``video=PATH`` (``.gif`` or ``.mp4``) writes
@@ -63,12 +63,18 @@ class RunSetup:
         env_kwargs: extra make kwargs (base-task kwargs, few-shot settings, ``max_episode_steps``).
         level: knowledge level.
         max_steps: the runner's step-limit override (``None``: the env's own).
+        same_reset_seed: every episode of a stream was reset with episode 0's seed (``protocol=paper``).
     """
 
     env: str
     env_kwargs: dict[str, Any]
     level: int | None
     max_steps: int | None = None
+    same_reset_seed: bool = False
+
+    def reset_seed(self, seed: int, episode: int) -> int:
+        """The seed episode ``episode`` of stream ``seed`` was reset with."""
+        return reset_seed(seed, episode, self.same_reset_seed)
 
     def make_kwargs(self) -> dict[str, Any]:
         """``gym.make`` kwargs of the text env, exactly as the runner builds them."""
@@ -89,11 +95,13 @@ def make_run_env(setup: RunSetup, render_mode: str | None = None) -> gym.Env:
 
 def _read_setup(run_dir: Path) -> RunSetup:
     identity_path, hydra_path = run_dir / IDENTITY_FILE, run_dir / ".hydra" / "config.yaml"
+    config: dict[str, Any] = {}
+    if hydra_path.exists():
+        loaded = OmegaConf.to_container(OmegaConf.load(hydra_path), resolve=False)
+        config = loaded if isinstance(loaded, dict) else {}
     if identity_path.exists():
         identity = json.loads(identity_path.read_text())
-    elif hydra_path.exists():
-        config = OmegaConf.to_container(OmegaConf.load(hydra_path), resolve=False)
-        assert isinstance(config, dict)
+    elif config:
         env = config.get("env") or {}
         identity = {"env": env.get("name"), "env_kwargs": env.get("kwargs") or {}, "level": config.get("level"),
                     "max_steps": config.get("max_steps"), **({"ppo": config["ppo"]} if "ppo" in config else {})}
@@ -104,8 +112,12 @@ def _read_setup(run_dir: Path) -> RunSetup:
                           f"texts, so there is nothing to replay (language-agent and random runs can be replayed)")
     if not identity.get("env"):
         raise ReplayError(f"{run_dir}: its run settings name no env")
+    # The reset-seed rule: the run's identity when it records the protocol, else its Hydra config (textgym-eval).
+    protocol = identity.get("protocol") or config.get("protocol") or {}
+    same_reset_seed = identity.get("same_reset_seed", protocol.get("same_reset_seed", False))
     return RunSetup(env=identity["env"], env_kwargs=dict(identity.get("env_kwargs") or {}),
-                    level=identity.get("level"), max_steps=identity.get("max_steps"))
+                    level=identity.get("level"), max_steps=identity.get("max_steps"),
+                    same_reset_seed=bool(same_reset_seed))
 
 
 @dataclass
@@ -227,9 +239,11 @@ class ReplayResult:
         return self.mismatch is None
 
 
-def reset_seed(seed: int, episode: int) -> int:
-    """The reset seed an episode was played with (the runner's rule, in one place)."""
-    return episode_seed(seed, episode)
+def reset_seed(seed: int, episode: int, same_reset_seed: bool = False) -> int:
+    """The reset seed an episode was played with: :func:`experiments.episodes.episode_seed`, the runner's rule.
+    Prefer :meth:`RunSetup.reset_seed`, which knows the run's protocol."""
+    # Only passed when set: the rule without the protocol argument stays callable the same way.
+    return episode_seed(seed, episode, same_reset_seed=True) if same_reset_seed else episode_seed(seed, episode)
 
 
 def replay_episode(run: str | Path | RecordedRun, seed: int, episode: int, frames: bool = False) -> ReplayResult:
@@ -263,7 +277,7 @@ def replay_run(run: str | Path | RecordedRun, seed: int | None = None, episode: 
 def _replay(recorded: RecordedRun, row: dict[str, Any], frames: bool) -> ReplayResult:
     steps = recorded.step_records(row)
     key = EpisodeKey.of(row)
-    result = ReplayResult(key=key, reset_seed=reset_seed(key.seed, key.episode))
+    result = ReplayResult(key=key, reset_seed=recorded.setup.reset_seed(key.seed, key.episode))
     env = make_run_env(recorded.setup, render_mode="rgb_array" if frames else None)
     result.fps = float(env.metadata.get("render_fps") or result.fps)
     try:
