@@ -27,7 +27,13 @@ def _is_loopback(url: str | None) -> bool:
 
 @contextlib.contextmanager
 def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
-    """Yield a ready client; the embedded server (if any) stops when the block ends."""
+    """Yield a ready client; the embedded server (if any) stops when the block ends.
+
+    Raises:
+        ValueError: a config value is wrong (unknown provider or cache mode, an unset API-key variable).
+        LLMUnavailableError: for ``provider: openai_compatible``, nothing answers at ``base_url`` or the
+            server refuses the key (skip the check with ``+llm.preflight=false``).
+    """
     if cfg.provider not in PROVIDERS:
         raise ValueError(f"unknown llm.provider {cfg.provider!r}: expected one of {', '.join(PROVIDERS)}")
     if cfg.cache not in CACHE_MODES:
@@ -54,5 +60,10 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
             max_concurrency=max_concurrency, structured_output=cfg.structured_output, cache=cache,
             cache_sampled=cfg.cache_sampled, price_per_million=prices.get(model),
             max_n_per_request=cfg.get("max_n_per_request"), cache_namespace=namespace,
+            backoff_s=cfg.get("backoff_s", 0.5), max_backoff_s=cfg.get("max_backoff_s", 30.0),
+            max_retry_after_s=cfg.get("max_retry_after_s", 60.0),
         )
+        if cfg.provider == "openai_compatible" and cfg.get("preflight", True):
+            # A missing server or a bad key fails here in a second (LLMUnavailableError), before any episode.
+            client.preflight(timeout_s=cfg.get("preflight_timeout_s", 3.0))
         yield client

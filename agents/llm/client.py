@@ -2,39 +2,105 @@
 
 Works with OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp / xllamacpp). The API key is
 read from the environment variable named in the config and is never stored on the client's public state,
-in configs, logs or results.
+in configs, records, logs, exception messages or results.
+
+What can go wrong, and what happens:
+
+* transient faults (connection errors and resets, timeouts, HTTP 408/409/425/429/5xx, a cut-off or
+  malformed body): retried with exponential backoff and jitter, honouring ``Retry-After``; counted by kind
+  in :attr:`LLMClient.retries`. When retries run out: :class:`LLMError` (counted in ``failures``).
+* a request the server refuses (400/401/403/404/422 and other 4xx): :class:`LLMRejectedError` at once, naming
+  the server, the model and what the server said.
+* no server at all: :meth:`LLMClient.preflight` raises :class:`LLMUnavailableError` in about a second.
+* an empty or unparsable reply text is not an error: it is returned, and the agent counts it invalid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import importlib
+import json
 import logging
+import math
 import os
-import random
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+import pydantic
+import tenacity
 
 from agents.llm.cache import ResponseCache
 
-__all__ = ["LLMClient", "Completion", "Usage", "LLMError"]
+__all__ = ["LLMClient", "Completion", "Usage", "LLMError", "LLMRejectedError", "LLMUnavailableError"]
 
 logger = logging.getLogger(__name__)
 Message = dict[str, str]
-# Errors worth another try: the network, timeouts, rate limits and server-side failures.
-RETRYABLE_ERRORS = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                    openai.InternalServerError)
+
+# Why tenacity and not the SDK's own retries: the SDK retries only the HTTP exchange. Reading the body
+# (a cut-off JSON, a payload without choices) happens after its loop, so those faults escaped every retry
+# and ended the run; it also cannot say which faults it retried. One tenacity policy around request *and*
+# parse covers both, counts every retry by kind, and the SDK's retries stay off so nothing retries twice.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})  # and every 5xx
+# Transport errors that retrying cannot fix (a URL without http://, a redirect loop).
+_HOPELESS_TRANSPORT_NAMES = ("UnsupportedProtocol", "TooManyRedirects")
+
+
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """httpx-family errors that may escape the SDK: the openai SDK moved from httpx to httpx2; take both."""
+    transient: list[type[BaseException]] = [ConnectionError]
+    hopeless: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        transient += [module.TransportError, module.DecodingError]
+        hopeless += [getattr(module, error) for error in _HOPELESS_TRANSPORT_NAMES]
+    return tuple(transient), tuple(hopeless)
+
+
+TRANSPORT_ERRORS, HOPELESS_TRANSPORT_ERRORS = _transport_errors()
 
 
 class LLMError(RuntimeError):
-    """The model could not be reached after all retries, or refused the request."""
+    """The model could not be reached after all retries, or refused the request.
+
+    Attributes:
+        kind: what failed last, as counted in :attr:`LLMClient.retries` (e.g. ``"HTTP 500"``,
+            ``"ReadTimeout"``, ``"JSONDecodeError"``).
+        status: the HTTP status, when the server answered with one.
+    """
+
+    def __init__(self, message: str, kind: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+class LLMRejectedError(LLMError):
+    """The server refused the request (400/401/403/404/422, ...): retrying cannot help."""
+
+
+class LLMUnavailableError(LLMError):
+    """Preflight: no OpenAI-compatible server answers at ``base_url``, or it refuses the key."""
+
+
+class MalformedReply(ValueError):
+    """A 200 answer that is JSON but not a chat completion (no choices, a choice without a message)."""
 
 
 @dataclass
 class Usage:
-    """Token, call, latency and dollar counts; add them up with ``+``."""
+    """Token, call, latency and dollar counts; add them up with ``+``.
+
+    ``cached_prompt_tokens`` are the prompt tokens the server said it served from its prefix cache
+    (0 where it does not say); ``prompt_tokens - cached_prompt_tokens`` is what it had to read anew.
+    """
 
     calls: int = 0
     cached_calls: int = 0
@@ -42,6 +108,7 @@ class Usage:
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    cached_prompt_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
@@ -49,21 +116,37 @@ class Usage:
     def __sub__(self, other: Usage) -> Usage:
         return Usage(*(a - b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
 
-    def astuple(self) -> tuple[int, int, int, int, float, float]:
+    def astuple(self) -> tuple[int, int, int, int, float, float, int]:
         return (self.calls, self.cached_calls, self.prompt_tokens, self.completion_tokens, self.latency_s,
-                self.cost_usd)
+                self.cost_usd, self.cached_prompt_tokens)
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One chat completion request's answer: ``n`` texts and what they cost."""
+    """One chat completion's answer: ``n`` texts, what they cost, and one record per request made.
+
+    ``records`` holds one dict per HTTP request (or one per cache hit): ``purpose``, ``request`` (model,
+    messages, n, temperature, max_tokens, seed, response_format or None), ``texts``, ``usage``
+    (prompt_tokens, completion_tokens, cached_prompt_tokens or None when the server does not say),
+    ``latency_s`` and ``from_cache``. No API key is ever in them.
+    """
 
     texts: list[str]
     usage: Usage = field(default_factory=Usage)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return self.texts[0] if self.texts else ""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int | None
+    latency_s: float
 
 
 class LLMClient:
@@ -77,17 +160,25 @@ class LLMClient:
         max_tokens: default completion budget per request.
         seed: sampling seed sent with every request (reproducible on servers that honour it).
         timeout_s: seconds per request attempt.
-        max_retries: further attempts after a retryable failure, with exponential backoff.
+        max_retries: further attempts after a transient failure, with exponential backoff.
         max_concurrency: requests in flight at once against this endpoint.
         structured_output: the server honours ``response_format={"type": "json_schema"}``.
         cache: response cache; requests at temperature > 0 skip it unless ``cache_sampled`` is set.
             In ``read`` mode a miss still asks the model but stores nothing.
         cache_sampled: cache sampled (temperature > 0) requests too (the seed is in the key).
-        cache_namespace: what identifies the server in cache keys (default: ``base_url``). The embedded
-            server gets a new port every start, so it is keyed by its model file instead.
         price_per_million: dollars per million ``prompt`` and ``completion`` tokens.
         max_n_per_request: the most samples one request may ask for (llama.cpp allows no more than its
             parallel slots); larger ``n`` is split into several requests with distinct seeds.
+        cache_namespace: what identifies the server in cache keys (default: ``base_url``). The embedded
+            server gets a new port every start, so it is keyed by its model file instead.
+        backoff_s: the first retry's base delay; it doubles each retry, plus up to ``backoff_s`` of jitter.
+        max_backoff_s: the longest backoff delay.
+        max_retry_after_s: the longest wait a server's ``Retry-After`` may ask for.
+
+    Attributes:
+        usage: everything this client spent, added up.
+        retries: retries made, by fault kind (``"HTTP 429"``, ``"ReadTimeout"``, ``"JSONDecodeError"``, ...).
+        failures: requests that failed for good (retries exhausted, or rejected).
 
     Example:
         >>> client = LLMClient(model="gpt-4o-mini", api_key_env="OPENAI_API_KEY")
@@ -112,9 +203,16 @@ class LLMClient:
         price_per_million: dict[str, float] | None = None,
         max_n_per_request: int | None = None,
         cache_namespace: str | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        max_retry_after_s: float = 60.0,
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, actually {max_concurrency}")
+        if max_concurrency < 1 or max_retries < 0:
+            raise ValueError(f"expected max_concurrency >= 1 and max_retries >= 0, actually {max_concurrency} "
+                             f"and {max_retries}")
+        if min(backoff_s, max_backoff_s, max_retry_after_s) < 0:
+            raise ValueError(f"expected backoff_s, max_backoff_s and max_retry_after_s >= 0, actually "
+                             f"{backoff_s}, {max_backoff_s} and {max_retry_after_s}")
         self.model = model
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -130,7 +228,14 @@ class LLMClient:
         self.prices = {"prompt": 0.0, "completion": 0.0, **(price_per_million or {})}
         self.max_n_per_request = max_n_per_request
         self.cache_namespace = cache_namespace or base_url
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_retry_after_s = max_retry_after_s
         self.usage = Usage()
+        self.retries: Counter[str] = Counter()
+        self.failures = 0
+        self._backoff = (tenacity.wait_exponential(multiplier=backoff_s, max=max_backoff_s)
+                         + tenacity.wait_random(0, backoff_s))
         # Built lazily per event loop: httpx and asyncio primitives belong to the loop that made them.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: openai.AsyncOpenAI | None = None
@@ -139,18 +244,31 @@ class LLMClient:
     def __repr__(self) -> str:  # never shows the key
         return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"
 
+    @property
+    def server(self) -> str:
+        """The server's address as messages name it."""
+        return self.base_url or "https://api.openai.com/v1"
+
     def _api_key(self) -> str:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         # Local servers accept any key; the SDK insists on a non-empty one.
         return key or "not-needed"
 
+    def _redact(self, text: str) -> str:
+        """``text`` without the API key, however a server came to repeat it."""
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return text.replace(key, "***") if key else text
+
     def _bind(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._client is None or self._semaphore is None:
             self._loop = loop
-            # max_retries=0: retries happen once, here, not again inside the SDK.
+            # max_retries=0: retries happen once, here, not again inside the SDK. Our own httpx client: the
+            # SDK's default one schedules its aclose() on whatever loop runs when it is garbage-collected,
+            # which fails loudly for keep-alive connections of a loop that has ended.
             self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key(),
-                                              timeout=self.timeout_s, max_retries=0)
+                                              timeout=self.timeout_s, max_retries=0,
+                                              http_client=openai.DefaultAsyncHttpxClient(timeout=self.timeout_s))
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
         return self._client, self._semaphore
 
@@ -162,11 +280,23 @@ class LLMClient:
         json_schema: dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        purpose: str = "action",
     ) -> Completion:
         """Ask for ``n`` completions of ``messages``; ``json_schema`` constrains them where supported.
 
+        Args:
+            messages: the chat messages.
+            n: how many samples.
+            json_schema: the schema replies must follow (sent as ``response_format`` when the server
+                supports structured output).
+            temperature: overrides the client's default.
+            max_tokens: overrides the client's default.
+            purpose: what the call is for (``"action"``, ``"summary"``, ...), kept in the records only:
+                never sent to the server, not part of the cache key.
+
         Raises:
-            LLMError: when the server keeps failing after ``max_retries`` retries or rejects the request.
+            LLMRejectedError: the server refused the request.
+            LLMError: the server kept failing after ``max_retries`` retries.
         """
         temperature = self.temperature if temperature is None else temperature
         request: dict[str, Any] = {
@@ -181,65 +311,323 @@ class LLMClient:
         if use_cache:
             hit = self.cache.get(cache_key)  # type: ignore[union-attr]
             if hit is not None:
-                completion = Completion(hit["texts"], Usage(calls=1, cached_calls=1,
-                                                            prompt_tokens=hit["prompt_tokens"],
-                                                            completion_tokens=hit["completion_tokens"]))
+                completion = self._from_cache(request, hit, purpose)
                 self.usage += completion.usage
                 return completion
             if self.cache.mode == "read":  # type: ignore[union-attr]
                 logger.debug("cache miss in read-only mode; asking the model")
-        completion = await self._request_n(request)
+        completion = await self._request_n(request, purpose)
         self.usage += completion.usage
         if use_cache and completion.texts:  # an empty answer is not worth replaying
-            self.cache.put(cache_key, {"texts": completion.texts,  # type: ignore[union-attr]
-                                       "prompt_tokens": completion.usage.prompt_tokens,
-                                       "completion_tokens": completion.usage.completion_tokens})
+            self.cache.put(cache_key, {  # type: ignore[union-attr]
+                "texts": completion.texts, "prompt_tokens": completion.usage.prompt_tokens,
+                "completion_tokens": completion.usage.completion_tokens,
+                "cached_prompt_tokens": completion.usage.cached_prompt_tokens})
         return completion
 
-    async def _request_n(self, request: dict[str, Any]) -> Completion:
+    def _from_cache(self, request: dict[str, Any], hit: dict[str, Any], purpose: str) -> Completion:
+        cached_prompt_tokens = hit.get("cached_prompt_tokens")  # absent in entries older than the field
+        usage = Usage(calls=1, cached_calls=1, prompt_tokens=hit["prompt_tokens"],
+                      completion_tokens=hit["completion_tokens"], cached_prompt_tokens=cached_prompt_tokens or 0)
+        reply = _Reply(hit["texts"], hit["prompt_tokens"], hit["completion_tokens"], cached_prompt_tokens, 0.0)
+        return Completion(hit["texts"], usage, [_record(purpose, request, reply, from_cache=True)])
+
+    async def _request_n(self, request: dict[str, Any], purpose: str) -> Completion:
         """All ``n`` samples, over several requests when the server caps ``n`` or ignores it."""
-        wanted, texts, usage = request["n"], [], Usage()
+        wanted, texts, usage, records = request["n"], [], Usage(), []
         for attempt in range(wanted):  # each round yields at least one sample, so this bounds the rounds
             batch = min(wanted - len(texts), self.max_n_per_request or wanted)
             seed = request["seed"] if attempt == 0 or request["seed"] is None else request["seed"] + 7919 * attempt
-            completion = await self._request({**request, "n": batch, "seed": seed})
-            texts += completion.texts
-            usage += completion.usage
-            if len(texts) >= wanted or not completion.texts:
+            sent = {**request, "n": batch, "seed": seed}
+            reply = await self._request(sent)
+            texts += reply.texts
+            usage += self._usage(reply)
+            records.append(_record(purpose, sent, reply, from_cache=False))
+            if len(texts) >= wanted or not reply.texts:
                 break
-            if len(completion.texts) < batch:
-                logger.debug("server returned %d of %d samples; asking again", len(completion.texts), batch)
-        return Completion(texts[:wanted], usage)
+            if len(reply.texts) < batch:
+                logger.debug("server returned %d of %d samples; asking again", len(reply.texts), batch)
+        return Completion(texts[:wanted], usage, records)
 
-    async def _request(self, request: dict[str, Any]) -> Completion:
+    def _usage(self, reply: _Reply) -> Usage:
+        cost = (reply.prompt_tokens * self.prices["prompt"] + reply.completion_tokens * self.prices["completion"]) / 1e6
+        return Usage(calls=1, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                     latency_s=reply.latency_s, cost_usd=cost, cached_prompt_tokens=reply.cached_prompt_tokens or 0)
+
+    # One request, retried ----------------------------------------------------------------------------
+    async def _request(self, request: dict[str, Any]) -> _Reply:
         client, semaphore = self._bind()
-        attempt = 0
-        while True:
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=self._wait,
+            retry=tenacity.retry_if_exception(lambda error: fault_kind(error) is not None),
+            before_sleep=self._before_sleep, reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(client, semaphore, request)
+        except (openai.APIError, *TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError,
+                MalformedReply) as error:
+            self.failures += 1
+            raise self._final_error(error, retrying.statistics.get("attempt_number", 1),
+                                    "response_format" in request) from _safe_cause(error)
+        raise AssertionError("tenacity ended without an outcome")  # unreachable: reraise=True
+
+    async def _attempt(self, client: openai.AsyncOpenAI, semaphore: asyncio.Semaphore,
+                       request: dict[str, Any]) -> _Reply:
+        async with semaphore:
+            started = time.perf_counter()  # latency of the request itself, not of the queue before it
+            # The raw response: the body is parsed here, inside the retry policy (see the note at the top).
+            raw = await client.chat.completions.with_raw_response.create(**request)
+            latency = time.perf_counter() - started
+        return _parse_reply(json.loads(raw.http_response.content), latency)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """The server's ``Retry-After`` (capped) when it sent one, else exponential backoff with jitter."""
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = _retry_after_s(error)
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after_s)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        kind = fault_kind(error) or type(error).__name__
+        first = kind not in self.retries
+        self.retries[kind] += 1
+        # The first retry of each kind is worth a warning; the rest are counted in ``retries`` (thousands of
+        # warnings would bury everything else in a long run against a flaky server).
+        logger.log(logging.WARNING if first else logging.DEBUG, "LLM request to %s failed (%s); retry %d/%d in %.2fs%s",
+                   self.server, kind, state.attempt_number, self.max_retries,
+                   state.next_action.sleep if state.next_action else 0.0,
+                   f" (further {kind} retries are counted in LLMClient.retries, not logged)" if first else "")
+
+    def _final_error(self, error: BaseException, attempts: int, structured: bool) -> LLMError:
+        kind = fault_kind(error)
+        if kind is None and isinstance(error, openai.APIStatusError):
+            return self._rejection(error, structured)
+        status = error.status_code if isinstance(error, openai.APIStatusError) else None
+        if isinstance(error, openai.APIStatusError):
+            detail = _server_says(error)
+        elif isinstance(error, openai.APIConnectionError):
+            detail = _connection_reason(error)
+        else:
+            detail = str(error)
+        return LLMError(self._redact(f"{self.model} at {self.server}: gave up after {attempts} "
+                                     f"attempt{'s' if attempts != 1 else ''}: {kind or type(error).__name__}: "
+                                     f"{_one_line(detail)}"), kind=kind or type(error).__name__, status=status)
+
+    def _rejection(self, error: openai.APIStatusError, structured: bool) -> LLMRejectedError:
+        status, said = error.status_code, _server_says(error)
+        hint = ""
+        if status == 401:
+            hint = (f"; check the key in ${self.api_key_env}" if self.api_key_env else
+                    "; the server wants a key: set llm.api_key_env to the name of the variable holding it")
+        elif status == 403:
+            hint = f"; the key in ${self.api_key_env} may have no access to this model" if self.api_key_env else ""
+        elif status == 404:
+            hint = "; check llm.model and llm.base_url (the server's GET /models lists what it serves)"
+        if structured and status in (400, 422) and re.search(r"schema|response_format|json|grammar|guided", said,
+                                                             re.IGNORECASE):
+            hint += "; llm.structured_output=false may help"
+        return LLMRejectedError(self._redact(f"{self.server} rejected the request for model {self.model!r} "
+                                             f"(HTTP {status}): {said}{hint}"), kind=f"HTTP {status}", status=status)
+
+    # Preflight ---------------------------------------------------------------------------------------
+    def preflight(self, timeout_s: float = 3.0) -> None:
+        """Check that the server answers ``GET {base_url}/models`` before any episode runs.
+
+        A server without a model list (404) counts as answering. A model the list does not name only
+        gets a warning (servers such as Ollama accept other spellings). Synchronous, on its own
+        short-lived client, so it binds nothing to an event loop.
+
+        Raises:
+            LLMUnavailableError: nothing answers (e.g. ``no OpenAI-compatible server at
+                http://127.0.0.1:9/v1 (connection refused); start one or use llm=local``), or the server
+                refuses the key.
+        """
+        with openai.OpenAI(base_url=self.base_url, api_key=self._api_key(), timeout=timeout_s,
+                           max_retries=0) as client:
             try:
-                async with semaphore:
-                    started = time.perf_counter()  # latency of the request itself, not of the queue before it
-                    response = await client.chat.completions.create(**request)
-                break
-            except RETRYABLE_ERRORS as error:
-                if attempt >= self.max_retries:
-                    raise LLMError(f"{self.model} at {self.base_url}: gave up after {attempt + 1} attempts: "
-                                   f"{type(error).__name__}: {error}") from error
-                delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
-                logger.warning("LLM request failed (%s); retry %d/%d in %.1fs", type(error).__name__,
-                               attempt + 1, self.max_retries, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
+                raw = client.models.with_raw_response.list()
+                listing = json.loads(raw.http_response.content)
+            except openai.APITimeoutError:
+                raise self._unavailable(f"no answer within {timeout_s:g} s") from None
+            except openai.APIConnectionError as error:
+                raise self._unavailable(_connection_reason(error)) from None
+            except openai.NotFoundError:
+                return  # it answers; it just has no model list
             except openai.APIStatusError as error:
-                raise LLMError(f"{self.model} at {self.base_url} rejected the request: {error}") from error
-        latency = time.perf_counter() - started
-        texts = [choice.message.content or "" for choice in response.choices]
-        prompt_tokens = response.usage.prompt_tokens if response.usage else 0
-        completion_tokens = response.usage.completion_tokens if response.usage else 0
-        cost = (prompt_tokens * self.prices["prompt"] + completion_tokens * self.prices["completion"]) / 1e6
-        return Completion(texts, Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                       latency_s=latency, cost_usd=cost))
+                said = _one_line(_server_says(error))
+                if error.status_code in (401, 403):
+                    raise LLMUnavailableError(self._redact(
+                        f"{self.server} refused the API key (HTTP {error.status_code}: {said}); "
+                        + (f"check the key in ${self.api_key_env}" if self.api_key_env else
+                           "set llm.api_key_env to the name of the variable holding the server's key")),
+                        kind=f"HTTP {error.status_code}", status=error.status_code) from None
+                # It answers; 5xx/429 may pass, and requests retry them anyway.
+                logger.warning("%s answered GET /models with HTTP %d (%s); going on", self.server,
+                               error.status_code, self._redact(said))
+                return
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise LLMUnavailableError(f"{self.server} answered GET /models with something that is not JSON: "
+                                          f"is llm.base_url the server's OpenAI-compatible /v1 address?",
+                                          kind="JSONDecodeError") from None
+        served = [entry.get("id") for entry in listing.get("data", []) if isinstance(entry, dict)] \
+            if isinstance(listing, dict) and isinstance(listing.get("data"), list) else []
+        if served and self.model not in served:
+            logger.warning("%s does not list model %r (it lists %s); requests may be refused", self.server,
+                           self.model, ", ".join(map(str, served[:8])) + (", ..." if len(served) > 8 else ""))
+
+    def _unavailable(self, reason: str) -> LLMUnavailableError:
+        return LLMUnavailableError(self._redact(f"no OpenAI-compatible server at {self.server} ({reason}); "
+                                                f"start one or use llm=local"), kind="unavailable")
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+# Reading replies and faults ------------------------------------------------------------------------------
+def _record(purpose: str, request: dict[str, Any], reply: _Reply, from_cache: bool) -> dict[str, Any]:
+    """Shared interface 1: what one request (or cache hit) asked and got."""
+    return {
+        "purpose": purpose,
+        "request": {"model": request["model"], "messages": request["messages"], "n": request["n"],
+                    "temperature": request["temperature"], "max_tokens": request["max_tokens"],
+                    "seed": request["seed"], "response_format": request.get("response_format")},
+        "texts": list(reply.texts),
+        "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                  "cached_prompt_tokens": reply.cached_prompt_tokens},
+        "latency_s": reply.latency_s,
+        "from_cache": from_cache,
+    }
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _parse_reply(payload: Any, latency_s: float) -> _Reply:
+    """Texts and token counts of a chat completion body; :class:`MalformedReply` when it is none.
+
+    An empty or ``null`` content is an empty text, not an error. Cached prompt tokens come from
+    ``usage.prompt_tokens_details.cached_tokens`` (OpenAI, vLLM, newer llama.cpp) or else llama.cpp's own
+    ``timings.cache_n``; ``None`` when the server says neither.
+    """
+    if not isinstance(payload, dict):
+        raise MalformedReply(f"the answer is JSON but not an object: {type(payload).__name__}")
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices:
+        error = payload.get("error")
+        said = error.get("message") if isinstance(error, dict) else error
+        raise MalformedReply(f"the answer has no choices{f' (it says: {said})' if said else ''}")
+    texts = []
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise MalformedReply("a choice of the answer has no message")
+        content = message.get("content")
+        if isinstance(content, list):  # content parts, as some servers send
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        texts.append(content if isinstance(content, str) else "")
+    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = _int_or_none(details.get("cached_tokens")) if isinstance(details, dict) else None
+    timings = payload.get("timings")
+    if cached is None and isinstance(timings, dict):
+        cached = _int_or_none(timings.get("cache_n"))
+    return _Reply(texts, _int_or_none(usage.get("prompt_tokens")) or 0,
+                  _int_or_none(usage.get("completion_tokens")) or 0, cached, latency_s)
+
+
+def fault_kind(error: BaseException | None) -> str | None:
+    """The retry counter's name for a transient fault (``"HTTP 503"``, ``"ReadTimeout"``, ...), else None.
+
+    Example:
+        >>> import json
+        >>> fault_kind(json.JSONDecodeError("Unterminated string", "{", 1))
+        'JSONDecodeError'
+        >>> fault_kind(ValueError("a bug")) is None
+        True
+    """
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        return f"HTTP {status}" if status in RETRYABLE_STATUSES or status >= 500 else None
+    if isinstance(error, openai.APIConnectionError):  # timeouts too; the cause says which
+        cause = error.__cause__
+        if isinstance(cause, HOPELESS_TRANSPORT_ERRORS):
+            return None
+        return type(cause).__name__ if cause is not None else type(error).__name__
+    if isinstance(error, HOPELESS_TRANSPORT_ERRORS):
+        return None
+    if isinstance(error, (*TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError, MalformedReply,
+                          openai.APIResponseValidationError)):
+        return type(error).__name__
+    return None
+
+
+def _retry_after_s(error: BaseException | None) -> float | None:
+    """Seconds the server asked to wait (``retry-after-ms``, ``Retry-After`` seconds or HTTP date), if any."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError, OverflowError):
+                continue
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+        return None
+    return None
+
+
+def _server_says(error: openai.APIStatusError) -> str:
+    """The message in an error body: OpenAI's ``{"error": {"message"}}`` or FastAPI's ``{"detail": [...]}``."""
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return _one_line(inner["message"])
+        if isinstance(inner, str):
+            return _one_line(inner)
+        detail = body.get("detail")
+        if isinstance(detail, list):
+            return _one_line("; ".join(
+                f"{'.'.join(map(str, item.get('loc', [])))}: {item.get('msg', '')}" if isinstance(item, dict)
+                else str(item) for item in detail))
+        if isinstance(detail, str):
+            return _one_line(detail)
+    text = error.response.text if error.response is not None else ""
+    return _one_line(text or error.message)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _connection_reason(error: openai.APIConnectionError) -> str:
+    """``connection refused``, ``name or service not known``, ...: the innermost OS-level reason."""
+    cause: BaseException | None = error
+    reason = "connection failed"
+    while cause is not None:
+        text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(cause)).strip()
+        if text and text not in ("Connection error.", "Request timed out."):
+            reason = text
+        cause = cause.__cause__ or cause.__context__
+    reason = reason.rstrip(".")
+    return reason[:1].lower() + reason[1:]
+
+
+def _safe_cause(error: BaseException) -> BaseException | None:
+    """Chain transport errors for debugging; not what repeats the server's words (which may quote the key)."""
+    return None if isinstance(error, (openai.APIStatusError, MalformedReply)) else error

@@ -1,4 +1,5 @@
-"""LLMClient against the scripted server: n splitting, servers that ignore n, cache modes, errors."""
+"""LLMClient against the scripted server: n splitting, servers that ignore n, cache modes, call records, cached
+prompt tokens, errors. Fault injection and retries: test_llm_faults.py; preflight: test_llm_preflight.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.llm.cache import ResponseCache
-from agents.llm.client import LLMClient, LLMError
+from agents.llm.client import LLMClient, LLMError, Usage
 from tests.fake_llm_server import FakeLLMServer
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -26,6 +27,10 @@ def test_large_n_is_split_with_distinct_seeds(fake_llm: FakeLLMServer) -> None:
     assert [r["n"] for r in fake_llm.requests] == [2, 2, 1]
     assert len({r["seed"] for r in fake_llm.requests}) == 3 and fake_llm.requests[0]["seed"] == 3
     assert completion.usage.calls == 3
+    # One record per HTTP request, each with what that request asked and got.
+    assert [r["request"]["n"] for r in completion.records] == [2, 2, 1]
+    assert [r["request"]["seed"] for r in completion.records] == [r["seed"] for r in fake_llm.requests]
+    assert [t for r in completion.records for t in r["texts"]] == completion.texts
 
 
 def test_server_that_ignores_n_is_asked_again(fake_llm: FakeLLMServer) -> None:
@@ -87,3 +92,80 @@ def test_cache_namespace_survives_a_new_server_address(tmp_path: Path) -> None:
                                cache_namespace="embedded:model.gguf:123")
             _complete(client)
         assert len(first.requests) == 1 and len(second.requests) == 0
+
+
+def test_records_describe_each_request_and_purpose_is_never_sent(fake_llm: FakeLLMServer) -> None:
+    fake_llm.responder = lambda request: '{"action": "push left"}'
+    schema = {"type": "object", "properties": {"action": {"enum": ["push left"]}}}
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, seed=5, max_tokens=33)
+    completion = _complete(client, json_schema=schema, purpose="suggestion")
+    (record,) = completion.records
+    sent = fake_llm.requests[0]
+    assert "purpose" not in sent and record["purpose"] == "suggestion"
+    assert record["request"] == {"model": "m", "messages": MESSAGES, "n": 1, "temperature": 0.0, "max_tokens": 33,
+                                 "seed": 5, "response_format": sent["response_format"]}
+    assert record["request"]["response_format"]["json_schema"]["schema"] == schema
+    assert record["texts"] == ['{"action": "push left"}'] and record["from_cache"] is False
+    assert record["usage"]["prompt_tokens"] == completion.usage.prompt_tokens == len("hello") // 4
+    assert record["latency_s"] > 0
+    plain = _complete(client).records[0]
+    assert plain["purpose"] == "action" and plain["request"]["response_format"] is None
+
+
+def _shared_prefix_messages(step: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You balance a pole. " * 40},
+            {"role": "user", "content": f"step {step}: the pole leans {'left ' * 10}"}]
+
+
+@pytest.mark.parametrize("report", ["openai", "llama.cpp", "timings"])
+def test_cached_prompt_tokens_are_read_and_added_up(fake_llm: FakeLLMServer, report: str) -> None:
+    """OpenAI/vLLM say ``usage.prompt_tokens_details.cached_tokens``; llama.cpp also (or only) ``timings.cache_n``."""
+    fake_llm.cache_report = report
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+
+    async def two_steps():
+        return [await client.complete(_shared_prefix_messages(step)) for step in (1, 2)]
+
+    first, second = asyncio.run(two_steps())
+    assert first.records[0]["usage"]["cached_prompt_tokens"] == 0  # nothing seen before
+    # The fake server's prefix cache: characters // 4 of the prefix shared with the previous prompt.
+    shared = len("You balance a pole. " * 40 + "step ")
+    assert second.records[0]["usage"]["cached_prompt_tokens"] == second.usage.cached_prompt_tokens == shared // 4
+    assert 0 < second.usage.cached_prompt_tokens < second.usage.prompt_tokens
+    assert client.usage.cached_prompt_tokens == shared // 4
+
+
+def test_servers_that_do_not_report_cached_tokens_give_none(fake_llm: FakeLLMServer) -> None:
+    fake_llm.cache_report = None
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+    completion = _complete(client)
+    assert completion.records[0]["usage"]["cached_prompt_tokens"] is None
+    assert completion.usage.cached_prompt_tokens == 0 and completion.usage.prompt_tokens == len("hello") // 4
+    assert (Usage(cached_prompt_tokens=2) + Usage(cached_prompt_tokens=3)).cached_prompt_tokens == 5
+
+
+def test_cache_hits_are_recorded_and_purpose_is_not_in_the_key(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, cache=ResponseCache(tmp_path / "c"))
+    asyncio.run(client.complete(_shared_prefix_messages(1)))
+    asked = asyncio.run(client.complete(_shared_prefix_messages(2), purpose="action"))
+    hit = asyncio.run(client.complete(_shared_prefix_messages(2), purpose="summary"))
+    assert len(fake_llm.requests) == 2  # the third call replayed the second
+    (record,) = hit.records
+    assert record["from_cache"] is True and record["purpose"] == "summary"
+    assert record["texts"] == asked.texts and record["request"] == asked.records[0]["request"]
+    assert record["usage"] == asked.records[0]["usage"]  # the replayed counts, cached prompt tokens too
+    assert hit.usage.cached_prompt_tokens == asked.usage.cached_prompt_tokens > 0
+    assert hit.usage.cached_calls == 1 and hit.usage.latency_s == 0
+
+
+def test_cache_entries_written_before_call_records_still_hit(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
+    """The cache key is unchanged; entries without ``cached_prompt_tokens`` replay with it unknown."""
+    cache = ResponseCache(tmp_path / "c")
+    old_key = {"model": "m", "messages": MESSAGES, "n": 1, "temperature": 0.0, "max_tokens": 256, "seed": 0,
+               "base_url": fake_llm.base_url}
+    cache.put(old_key, {"texts": ["from an old run"], "prompt_tokens": 7, "completion_tokens": 3})
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, cache=cache)
+    completion = _complete(client)
+    assert completion.texts == ["from an old run"] and fake_llm.requests == []
+    assert completion.records[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 3,
+                                              "cached_prompt_tokens": None}
