@@ -191,3 +191,23 @@ def test_bad_input_is_one_line(naive_run: Path, tmp_path: Path, capsys: pytest.C
 def test_replay_errors_in_the_api(naive_run: Path) -> None:
     with pytest.raises(ReplayError, match=r"seed 3 is not in .*: its seeds are \[0\]"):
         replay_episode(naive_run, 3, 0)
+
+
+def test_failed_episodes_are_not_replayed(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    original, calls = fake_llm.responder, {"n": 0}
+
+    def responder(request):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the server breaks during the second episode of seed 0
+            fake_llm.fail_next.extend([500] * 5)
+        return original(request)
+
+    fake_llm.responder = responder
+    run_dir = tmp_path / "run"
+    evaluate(compose_config("eval", ["env=cartpole", "agent=naive", "seeds=[0]", "episodes=2", "max_steps=3",
+                                     "llm.cache=off", "llm.max_retries=1", *fake_llm_overrides]), run_dir)
+    rows = list(iter_jsonl(run_dir / "episodes.jsonl"))
+    assert [(r["episode"], r.get("status")) for r in rows] == [(0, "done"), (1, "failed")]
+    assert [(r.key.episode, r.ok, r.steps) for r in replay_run(run_dir)] == [(0, True, 3)]
+    with pytest.raises(ReplayError, match=r"episode 1 of seed 0 is not in .*: its episodes are \[0\]"):
+        replay_episode(run_dir, 0, 1)
