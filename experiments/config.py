@@ -38,8 +38,11 @@ def agent_class(target: str) -> type:
                          f"conf/agent/ or agent._target_=your.module.YourAgent") from error
 
 
-def agent_name(target: str) -> str:
-    """The agent's short name (its class's ``name``), used in run dirs and results."""
+def agent_name(target: str, name: str | None = None) -> str:
+    """The agent's short name, used in run dirs and results: the config's ``agent.name`` when it sets one
+    (presets that vary one class, e.g. ``exe_no_insight``), else its class's ``name``."""
+    if name is not None:
+        return str(name)
     cls = agent_class(target)
     name = getattr(cls, "name", None)
     return name if isinstance(name, str) and name not in ("agent", "language") else cls.__name__

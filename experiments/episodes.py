@@ -23,12 +23,13 @@ __all__ = ["EpisodeRecord", "run_episode", "jsonable", "episode_seed"]
 EPISODES_PER_SEED = 1_000
 
 
-def episode_seed(seed: int, episode_index: int) -> int:
+def episode_seed(seed: int, episode_index: int, same_reset_seed: bool = False) -> int:
     """Reset seed of episode ``episode_index`` of stream ``seed``: distinct across streams and episodes
-    (up to 1000 episodes per stream), and the same for language agents and PPO's evaluation."""
+    (up to 1000 episodes per stream), and the same for language agents and PPO's evaluation. With
+    ``same_reset_seed`` (``protocol=paper``: the original's trials) every episode of a stream gets episode 0's."""
     if not 0 <= episode_index < EPISODES_PER_SEED:
         raise ValueError(f"episode index must be in [0, {EPISODES_PER_SEED}), actually {episode_index}")
-    return seed * EPISODES_PER_SEED + episode_index
+    return seed * EPISODES_PER_SEED + (0 if same_reset_seed else episode_index)
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -64,15 +65,17 @@ class EpisodeRecord:
 
 async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int, episodes_total: int,
                       on_step: StepCallback | None = None,
-                      before_step: Callable[[], Awaitable[None]] | None = None) -> EpisodeRecord:
-    """Play one episode of ``agent`` on the text ``env`` reset with ``episode_seed(seed, episode_index)``.
+                      before_step: Callable[[], Awaitable[None]] | None = None,
+                      same_reset_seed: bool = False) -> EpisodeRecord:
+    """Play one episode of ``agent`` on the text ``env`` reset with ``episode_seed(seed, episode_index,
+    same_reset_seed)``.
 
     ``on_step`` receives each step's record (observation, action text, parsed action, reward, tokens,
     latency) as soon as it happens.
     """
     started = time.perf_counter()
     usage_before, invalid_replies_before = agent.usage, agent.invalid_replies
-    obs, info = env.reset(seed=episode_seed(seed, episode_index))
+    obs, info = env.reset(seed=episode_seed(seed, episode_index, same_reset_seed))
     await agent.reset(EpisodeContext.from_reset_info(info, episode_index, episodes_total))
     total, steps, invalid_actions, done, terminated = 0.0, 0, 0, False, False
     transitions: list[Transition] = []

@@ -260,8 +260,9 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                        seeds: list[int]) -> dict[EpisodeKey, str]:
     """Play every unfinished episode of ``seeds``' streams; returns the episodes that failed, with their error."""
     entry = textgym.env_entry(cfg.env.name)
-    name = agent_name(cfg.agent._target_)
+    name = agent_name(cfg.agent._target_, cfg.agent.get("name"))
     make_agent = instantiate(cfg.agent)
+    same_reset_seed = bool(OmegaConf.select(cfg, "protocol.same_reset_seed", default=False))  # protocol=paper
     model = client.model if client else None
     env_kwargs = {"level": cfg.level, **cfg.env.kwargs}
     if cfg.max_steps is not None:
@@ -302,7 +303,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                         logger.warning("no saved state for %s before episode %d: the agent starts fresh",
                                        episode_key.stream, episode_key.episode)
                 record = await run_episode(env, agent, seed, episode_key.episode, cfg.episodes,
-                                           on_step=attempt.on_step)
+                                           on_step=attempt.on_step, same_reset_seed=same_reset_seed)
                 row = agent_episode_row(cfg, entry.text_id, name, model, record, _episode_notes(agent))
             except Exception as error:  # noqa: BLE001 - whatever the client or agent raised ends this stream only
                 failure = attempt.failed_row(cfg, entry.text_id, episode_key, error)
@@ -384,7 +385,7 @@ async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient
     shard = Shard.parse(cfg.get("shard"))
     writer = ResultsWriter(run_dir, identity=run_identity(cfg), shard=shard)
     seeds = shard.select(list(cfg.seeds)) if shard else list(cfg.seeds)
-    name = agent_name(cfg.agent._target_)
+    name = agent_name(cfg.agent._target_, cfg.agent.get("name"))
     if shard is not None:
         logger.info("shard %s: seeds %s -> %s", shard, seeds, writer.episodes_path.name)
     started = time.perf_counter()
