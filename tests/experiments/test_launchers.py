@@ -177,3 +177,27 @@ def test_slurm_preset_composes_to_its_submitit_settings(tmp_path: Path) -> None:
     # submitit's own Slurm settings come along, with its job files kept inside the sweep dir.
     assert {"submitit_folder", "gpus_per_node", "constraint", "qos", "setup", "additional_parameters"} <= set(launcher)
     assert launcher["submitit_folder"] == "${hydra.sweep.dir}/.submitit/%j"
+
+
+def test_sharded_sweep_over_jobs_equals_one_unsharded_run(tmp_path: Path) -> None:
+    """README's ``-m shard=1/n,...,n/n hydra/launcher=slurm``, on submitit_local: one run dir, one report table."""
+    seeds = f"seeds=[{','.join(map(str, range(16)))}]"
+    common = ["env=frozenlake", "level=1", "agent=random", seeds, "episodes=2", "logger=none", "progress=false"]
+    run_cli(["experiments.run_agent", "-m", *common, "shard=1/4,2/4,3/4,4/4", "hydra/launcher=submitit_local",
+             f"results_dir={tmp_path / 'sharded'}"], cwd=tmp_path, timeout=600)
+    run_cli(["experiments.run_agent", *common, f"results_dir={tmp_path / 'whole'}"], cwd=tmp_path)
+    sharded_dir = tmp_path / "sharded" / "sweep" / "frozenlake-L1-random"
+    whole_dir = tmp_path / "whole" / "eval" / "frozenlake-L1-random"
+    assert sorted(p.name for p in sharded_dir.glob("episodes*.jsonl")) == [
+        f"episodes.shard{i}of4.jsonl" for i in range(1, 5)]
+    for kind in ("episodes", "steps"):
+        sharded = sorted((_strip_schedule(r) for f in sharded_dir.glob(f"{kind}.shard*.jsonl") for r in iter_jsonl(f)),
+                         key=_row_order)
+        whole = sorted((_strip_schedule(r) for r in iter_jsonl(whole_dir / f"{kind}.jsonl")), key=_row_order)
+        assert sharded == whole and len(whole) >= 32, kind
+    tables = {}
+    for name, results in (("sharded", tmp_path / "sharded" / "sweep"), ("whole", tmp_path / "whole" / "eval")):
+        run_cli(["experiments.report", f"results=[{results}]", f"out_dir={tmp_path / f'report_{name}'}"],
+                cwd=tmp_path, env={"MPLBACKEND": "Agg"})
+        tables[name] = (tmp_path / f"report_{name}" / "report.csv").read_text()
+    assert tables["sharded"] == tables["whole"] and "frozenlake" in tables["whole"]
