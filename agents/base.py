@@ -14,27 +14,52 @@ streams run at once in one event loop, sharing one :class:`~agents.llm.client.LL
             ...
         await agent.end_episode(EpisodeResult(episode, total_return, steps, transitions))
 
-Public methods do the bookkeeping (steps, invalid replies, token usage); subclasses override the
-``_reset`` / ``_act`` / ``_end_episode`` hooks.
+Public methods do the bookkeeping (steps, invalid replies, token usage, the call log); subclasses
+override the ``_reset`` / ``_act`` / ``_end_episode`` hooks.
+
+**Levels gate learning, here and nowhere else.** Only a level whose knowledge grants ``self_experience``
+(L3) lets an agent learn from its own earlier episodes. At every other level each episode of a stream is an
+independent trial, for every agent, users' own included:
+
+* :meth:`Agent.reset` puts every attribute named in :attr:`Agent.state_attributes` back to the value it had
+  right after the agent was built (a snapshot taken once construction finishes, whatever ``__init__`` does),
+  so whatever ``_end_episode`` learned is gone before the next episode starts;
+* :class:`EpisodeContext` shows the agent one trial of one (``trial_index`` 0, ``trials_total`` 1,
+  ``episodes_left`` 0), so nothing in a prompt says "episode 2 of 5", and the library's agents make no
+  learning calls (summaries, reflections, insights) when ``episodes_left`` is 0.
+
+So keep everything an agent carries from one episode to the next in ``state_attributes`` (resuming an
+interrupted stream restores exactly those, too); an attribute created after construction is reported once
+with a warning, since it would escape both. Offline knowledge (the level's trajectories and teaching in
+``context.knowledge``) is not self-experience: it arrives with every episode's context.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
-from abc import ABC, abstractmethod
+import logging
+import re
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
 
+from agents.budget import keep_head_and_tail
 from agents.llm.client import LLMClient, Usage
 from agents.parsing import action_json_schema, parse_reply
 from textgym.templating import fixed
 
-__all__ = ["Agent", "LanguageAgent", "EpisodeContext", "Transition", "EpisodeResult"]
+__all__ = ["Agent", "LanguageAgent", "EpisodeContext", "Transition", "EpisodeResult", "render_trajectory",
+           "render_lines_within", "TEACHING_KEYS"]
 
+logger = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+TEACHING_KEYS = ("guidance", "teaching_examples")
+"""Knowledge keys that carry a level's own hand-written teaching (L5): method demonstrations step aside."""
 
 
 @dataclass
@@ -55,9 +80,25 @@ class EpisodeContext:
                    info["action_spec"], info["knowledge"], episode_index, episodes_total)
 
     @property
+    def self_experience(self) -> bool:
+        """Whether the level lets the agent learn from its own earlier episodes (L3)."""
+        return bool(self.knowledge.get("self_experience"))
+
+    @property
+    def trial_index(self) -> int:
+        """This episode's place among the trials that share what they learn: 0 at levels without
+        self-experience, where every episode is an independent first trial."""
+        return self.episode_index if self.self_experience else 0
+
+    @property
+    def trials_total(self) -> int:
+        """Trials that share what they learn: the stream's episodes at L3, else 1."""
+        return self.episodes_total if self.self_experience else 1
+
+    @property
     def episodes_left(self) -> int:
-        """Episodes after this one in the stream."""
-        return max(0, self.episodes_total - self.episode_index - 1)
+        """Later episodes that may use what this one teaches (0 at levels without self-experience)."""
+        return max(0, self.trials_total - self.trial_index - 1)
 
 
 @dataclass
@@ -83,22 +124,40 @@ class EpisodeResult:
     transitions: list[Transition] = field(default_factory=list)
 
 
-class Agent(ABC):
+class _SnapshotAfterInit(ABCMeta):
+    """Takes :meth:`Agent._snapshot_initial_state` once the outermost ``__init__`` has returned, so the
+    snapshot holds what a subclass sets up too, and no subclass has to remember to call anything."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        agent = super().__call__(*args, **kwargs)
+        agent._snapshot_initial_state()
+        return agent
+
+
+class Agent(metaclass=_SnapshotAfterInit):
     """Base of every agent, with or without an LLM.
 
     Args:
         llm: the shared client (``None`` for agents that need no model).
         seed: seed for the agent's own randomness.
+        name: the agent's name in run dirs and results (default: the class's :attr:`name`); configs that
+            vary one class (``conf/agent/exe_no_insight.yaml``) set it so their results stay apart.
     """
 
-    name: ClassVar[str] = "agent"
+    name: str = "agent"
     uses_llm: ClassVar[bool] = True
     """Whether the runner must provide an LLM client (it starts no model server for agents that don't)."""
     state_attributes: ClassVar[tuple[str, ...]] = ()
     """Attributes that carry what the agent learned across episodes (JSON-serialisable). A resumed run
-    restores them with :meth:`load_state` so an interrupted stream continues where it stopped."""
+    restores them with :meth:`load_state` so an interrupted stream continues where it stopped; at levels
+    without self-experience :meth:`reset` puts them back to their values after construction."""
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0) -> None:
+    def __init__(self, llm: LLMClient | None = None, seed: int = 0, name: str | None = None) -> None:
+        if name is not None:
+            if not isinstance(name, str) or not AGENT_NAME.fullmatch(name):
+                raise ValueError(f"agent name must be letters, digits, '_', '-' or '.' (starting with a letter or "
+                                 f"digit), actually {name!r}")
+            self.name = name
         self.llm = llm
         self.seed = seed
         self.context: EpisodeContext | None = None
@@ -107,11 +166,28 @@ class Agent(ABC):
         self.invalid_replies = 0
         self.steps = 0
         self.last_replies: list[str] = []  # raw model texts of the latest action request, for the step records
+        self.calls: list[dict[str, Any]] = []  # LLM call records since the runner last took them (take_calls)
+        self._notes: dict[str, Any] = {}  # what this episode produced, for episode_notes()
+        self._initial_state: dict[str, Any] = {}
+        self._initial_attributes: frozenset[str] = frozenset()
+        self._warned_new_attributes = False
+
+    def _snapshot_initial_state(self) -> None:
+        self._initial_state = copy.deepcopy(self.state())
+        self._initial_attributes = frozenset(vars(self))
 
     async def reset(self, context: EpisodeContext) -> None:
-        """Start an episode; ``context`` carries descriptions and the level's knowledge."""
+        """Start an episode; ``context`` carries descriptions and the level's knowledge.
+
+        At a level without self-experience this first forgets everything learned (see the module docs).
+        """
+        self._check_new_attributes()
         self.context = context
         self.transitions = []
+        self._notes = {}
+        if not context.self_experience:
+            for attribute, value in self._initial_state.items():
+                setattr(self, attribute, copy.deepcopy(value))
         await self._reset(context)
 
     async def act(self, observation: str, info: dict[str, Any]) -> str:
@@ -128,7 +204,8 @@ class Agent(ABC):
         self._observe(transition)
 
     async def end_episode(self, result: EpisodeResult) -> None:
-        """The episode is over: where learning across episodes happens."""
+        """The episode is over: where learning across episodes happens (it is undone before the next
+        episode at levels without self-experience)."""
         await self._end_episode(result)
 
     def state(self) -> dict[str, Any]:
@@ -144,6 +221,25 @@ class Agent(ABC):
         for name, value in state.items():
             setattr(self, name, value)
 
+    def take_calls(self) -> list[dict[str, Any]]:
+        """The LLM call records (shared interface 1) made since the last take, in order; clears them."""
+        calls, self.calls = self.calls, []
+        return calls
+
+    def episode_notes(self) -> dict[str, Any]:
+        """What the agent produced or learned around the current episode, JSON-able, for the results
+        (EXE: ``suggestion``, ``summary``, ``insight``; Reflexion: ``reflection``; most agents: ``{}``).
+        Read after :meth:`end_episode`; :meth:`reset` starts them afresh."""
+        return copy.deepcopy(self._notes)
+
+    def _check_new_attributes(self) -> None:
+        new = sorted(set(vars(self)) - self._initial_attributes)
+        if new and self._initial_attributes and not self._warned_new_attributes:
+            self._warned_new_attributes = True
+            logger.warning("%s set attributes %s after construction; if they carry anything across episodes, "
+                           "create them in __init__ and list them in state_attributes, or they are neither "
+                           "reset between independent trials nor restored on resume", type(self).__name__, new)
+
     # Hooks -------------------------------------------------------------------------------------
     async def _reset(self, context: EpisodeContext) -> None:
         """Per-episode setup (optional)."""
@@ -156,7 +252,8 @@ class Agent(ABC):
         """React to a step (optional)."""
 
     async def _end_episode(self, result: EpisodeResult) -> None:
-        """Learn from the finished episode (optional)."""
+        """Learn from the finished episode (optional); ``self.context.episodes_left`` says whether any
+        later episode may use it."""
 
 
 @functools.cache
@@ -167,37 +264,76 @@ def _prompt_environment() -> jinja2.Environment:
     return env
 
 
-class LanguageAgent(Agent):
-    """Base of the LLM agents: prompt rendering, constrained action requests, L3 self-experience memory.
+def _step_line(number: int, step: Transition) -> str:
+    invalid = " (invalid, fallback played)" if step.invalid_action else ""
+    return f"{number}. {step.observation} Action: {step.action}{invalid} -> reward {fixed(step.reward, 2)}."
 
-    Prompts are Jinja2 templates in ``agents/prompts/<name>/`` (shared parts in ``prompts/common/``).
-    The system prompt holds the descriptions and whatever the level allows: few-shot trajectories
-    (L2/L4/L5), guidance (L5) and, at L3, summaries of the agent's own earlier episodes.
+
+def render_trajectory(result: EpisodeResult, budget_tokens: int) -> str:
+    """A finished episode as text, every step if they fit ``budget_tokens`` (see :mod:`agents.budget`),
+    else its first and last steps with the number left out in between: the one rendering of a whole
+    trajectory, shared by EXE's summary, Reflexion's reflection and the L3 trial summary."""
+    steps = result.transitions
+    lines = keep_head_and_tail([_step_line(i, step) for i, step in enumerate(steps, 1)], budget_tokens)
+    return _prompt_environment().get_template("common/trajectory.j2").render(
+        result=result, lines=lines, final_state=steps[-1].next_observation if steps else None,
+        ended=("it terminated" if steps[-1].terminated else "it stopped at the step limit") if steps else "",
+    ).strip()
+
+
+class LanguageAgent(Agent):
+    """Base of the LLM agents: prompt rendering, constrained action requests, the L3 trial memory.
+
+    Prompts are Jinja2 templates in ``agents/prompts/<name>/`` (shared parts in ``prompts/common/``), laid
+    out so that consecutive requests share a long prefix (servers re-read only what changed): the system
+    prompt holds what is fixed for an episode - the method's demonstrations (L1-L4), the descriptions, the
+    level's offline knowledge (trajectories at L2/L4, teaching at L5) and the memory of earlier trials (L3:
+    an LLM summary of each, ``purpose="experience_summary"``) - and the user prompt what changes each step:
+    the last ``history_window`` transitions, the state and the reply format.
+
+    Every request names its ``purpose`` and its records land in :attr:`Agent.calls`.
 
     Args:
         llm: the shared client.
         seed: agent seed.
-        history_window: recent transitions shown in each action prompt.
-        memory_size: earlier episodes kept in memory (L3 and agents that learn across episodes).
-        action_max_tokens: completion budget of an action reply.
+        history_window: recent transitions shown in each action prompt (0: none).
+        memory_size: earlier trials remembered at L3 (and reflections, for Reflexion).
+        action_max_tokens: completion budget of an action reply (a thought field adds its own).
+        demonstrations: show the method's worked examples on unrelated tasks (L1-L4; a level with its own
+            teaching, L5, gets none); ``False`` drops them.
+        trajectory_budget_tokens: the most tokens of a finished trajectory shown when summarising or
+            reflecting on it (estimated as in :mod:`agents.budget`; head and tail kept, the middle counted).
+        experience_max_tokens: completion budget of an L3 trial summary.
+        name: see :class:`Agent`.
     """
 
     name = "language"
-    state_attributes = ("experience",)
+    state_attributes: ClassVar[tuple[str, ...]] = ("experience",)
+    demonstrations_template: ClassVar[str | None] = None
+    """``prompts/<method>/demonstrations.j2``: worked examples of the method, in its own reply format."""
+    shows_fewshot_examples: ClassVar[bool] = True
+    """Whether the level's offline trajectories go into the system prompt as text (EXE summarises them)."""
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 4, memory_size: int = 3,
-                 action_max_tokens: int = 48) -> None:
+    def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 10,
+                 memory_size: int = 5, action_max_tokens: int = 48, demonstrations: bool = True,
+                 trajectory_budget_tokens: int = 2000, experience_max_tokens: int = 192,
+                 name: str | None = None) -> None:
         if llm is None:
             raise ValueError(f"{type(self).__name__} needs an llm client")
-        if memory_size < 1 or history_window < 0:
-            raise ValueError(f"memory_size must be >= 1 and history_window >= 0, "
-                             f"actually memory_size={memory_size}, history_window={history_window}")
-        super().__init__(llm, seed)
+        if memory_size < 1 or history_window < 0 or trajectory_budget_tokens < 1:
+            raise ValueError(f"memory_size must be >= 1, history_window >= 0 and trajectory_budget_tokens >= 1, "
+                             f"actually memory_size={memory_size}, history_window={history_window}, "
+                             f"trajectory_budget_tokens={trajectory_budget_tokens}")
+        super().__init__(llm, seed, name)
         self.llm: LLMClient = llm
         self.history_window = history_window
         self.memory_size = memory_size
         self.action_max_tokens = action_max_tokens
-        self.experience: list[str] = []  # L3: what earlier episodes of this stream taught
+        self.demonstrations = demonstrations
+        self.trajectory_budget_tokens = trajectory_budget_tokens
+        self.experience_max_tokens = experience_max_tokens
+        # L3: {"episode", "return", "steps", "text"} per earlier trial, oldest first.
+        self.experience: list[dict[str, Any]] = []
 
     # Prompts -----------------------------------------------------------------------------------
     def render(self, template: str, **values: Any) -> str:
@@ -205,46 +341,73 @@ class LanguageAgent(Agent):
         assert self.context is not None
         context = self.context
         return _prompt_environment().get_template(template).render(
-            ctx=context, knowledge=context.knowledge,
-            experience=self.experience if context.knowledge.get("self_experience") else [],
-            recent=self.transitions[-self.history_window:] if self.history_window else [],
-            **values,
+            ctx=context, knowledge=context.knowledge, recent=self.recent_transitions(), **values,
         ).strip()
 
-    def system_prompt(self) -> str:
-        return self.render("common/system.j2")
+    def recent_transitions(self) -> list[Transition]:
+        """The transitions the action prompt shows: the last ``history_window`` of this episode."""
+        return self.transitions[-self.history_window:] if self.history_window else []
 
-    def messages(self, user_prompt: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system_prompt()}, {"role": "user", "content": user_prompt}]
+    def demonstrations_text(self) -> str:
+        """The method's demonstrations, when this agent and level show them (else ``""``)."""
+        assert self.context is not None
+        if (not self.demonstrations or self.demonstrations_template is None
+                or any(self.context.knowledge.get(key) for key in TEACHING_KEYS)):
+            return ""
+        return self.render(self.demonstrations_template)
+
+    def memory_prompt(self) -> str:
+        """Agent-specific memory for the end of the system prompt (fixed within an episode); ``""`` here."""
+        return ""
+
+    def system_prompt(self, memory: bool = True) -> str:
+        """Demonstrations, descriptions, level knowledge and (with ``memory``) what earlier trials taught."""
+        return self.render("common/system.j2", demonstrations=self.demonstrations_text(),
+                           show_fewshot=self.shows_fewshot_examples,
+                           experience=self.experience if memory else [],
+                           memory=self.memory_prompt() if memory else "")
+
+    def messages(self, user_prompt: str, memory: bool = True) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system_prompt(memory)}, {"role": "user", "content": user_prompt}]
+
+    def trajectory_text(self, result: EpisodeResult) -> str:
+        """``result`` within :attr:`trajectory_budget_tokens` (see :func:`render_trajectory`)."""
+        return render_trajectory(result, self.trajectory_budget_tokens)
 
     # LLM calls ---------------------------------------------------------------------------------
-    async def ask(self, messages: list[dict[str, str]], **kwargs: Any) -> list[str]:
-        """Raw completion texts; usage is added to :attr:`usage`."""
-        completion = await self.llm.complete(messages, **kwargs)
+    async def ask(self, messages: list[dict[str, str]], *, purpose: str = "action", **kwargs: Any) -> list[str]:
+        """Raw completion texts; usage is added to :attr:`usage`, the call records to :attr:`calls`."""
+        completion = await self.llm.complete(messages, purpose=purpose, **kwargs)
         self.usage += completion.usage
+        self.calls.extend(completion.records)
         return completion.texts
 
-    async def ask_text(self, user_prompt: str, max_tokens: int = 160) -> str:
-        """A free-text answer (reflections, suggestions, summaries)."""
-        texts = await self.ask(self.messages(user_prompt), max_tokens=max_tokens)
+    async def ask_text(self, user_prompt: str, max_tokens: int = 160, *, purpose: str = "text",
+                       memory: bool = True, temperature: float | None = None) -> str:
+        """A free-text answer (reflections, suggestions, summaries); ``memory=False`` leaves the memory of
+        earlier trials out of the system prompt."""
+        texts = await self.ask(self.messages(user_prompt, memory), purpose=purpose, max_tokens=max_tokens,
+                               temperature=temperature)
         return texts[0].strip() if texts else ""
 
     async def ask_action(self, user_prompt: str, thought_chars: int = 0, n: int = 1,
-                         temperature: float | None = None) -> list[str | None]:
+                         temperature: float | None = None, *, purpose: str = "action") -> list[str | None]:
         """``n`` replies constrained to valid actions, parsed; ``None`` marks an unparsable reply (counted)."""
         assert self.context is not None
         schema = action_json_schema(self.context.action_spec, thought_chars)
         budget = self.action_max_tokens + thought_chars // 3
-        texts = await self.ask(self.messages(user_prompt), json_schema=schema, n=n, max_tokens=budget,
-                               temperature=temperature)
+        texts = await self.ask(self.messages(user_prompt), purpose=purpose, json_schema=schema, n=n,
+                               max_tokens=budget, temperature=temperature)
         self.last_replies = texts
-        actions: list[str | None] = []
-        for text in texts:
-            parsed = parse_reply(text, self.context.action_spec)
-            if not parsed.valid:
-                self.invalid_replies += 1
-            actions.append(parsed.action)
-        return actions
+        return [self.parse_action(text) for text in texts]
+
+    def parse_action(self, text: str) -> str | None:
+        """The action a reply names, or ``None`` (counted in :attr:`invalid_replies`)."""
+        assert self.context is not None
+        parsed = parse_reply(text, self.context.action_spec)
+        if not parsed.valid:
+            self.invalid_replies += 1
+        return parsed.action
 
     async def ask_one_action(self, user_prompt: str, thought_chars: int = 0) -> str:
         """One constrained action request; the fallback text when the reply is unusable."""
@@ -257,6 +420,17 @@ class LanguageAgent(Agent):
 
     # Learning across episodes ----------------------------------------------------------------------
     async def _end_episode(self, result: EpisodeResult) -> None:
-        if self.context is not None and self.context.knowledge.get("self_experience"):
-            self.experience.append(self.render("common/experience.j2", result=result))
-            self.experience = self.experience[-self.memory_size:]
+        """L3: an LLM summary of the trial joins the memory the next trials' system prompts show."""
+        assert self.context is not None
+        if not self.context.episodes_left:
+            return
+        summary = await self.ask_text(self.render("common/summarize_trial.j2", trajectory=self.trajectory_text(result)),
+                                      self.experience_max_tokens, purpose="experience_summary", memory=False)
+        note = {"episode": result.episode_index, "return": result.episode_return, "steps": result.length,
+                "text": summary}
+        self.experience = [*self.experience, note][-self.memory_size:]
+
+
+def render_lines_within(text: str, budget_tokens: int) -> str:
+    """``text`` with the middle of its lines left out (and counted) if it is over ``budget_tokens``."""
+    return "\n".join(keep_head_and_tail(text.splitlines(), budget_tokens, unit="lines"))

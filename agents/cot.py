@@ -17,15 +17,20 @@ class CoTAgent(LanguageAgent):
     before it commits, the reasoning cannot eat the whole budget, and constrained decoding still
     forces a valid action at the end (a 135M model otherwise often forgets to answer).
 
+    At L1-L4 the system prompt starts with two worked examples of the method on unrelated tasks
+    (``prompts/cot/demonstrations.j2``, in this reply format; ``demonstrations=False`` drops them).
+
     Subclasses that only change *what* the model writes in the thought (self-consistency votes over
-    several of them, SPP fills it with a persona discussion) override :attr:`template`.
+    several of them, SPP fills it with a persona discussion) override :attr:`template` (and
+    :attr:`demonstrations_template`).
 
     Args:
         llm: the shared client.
         seed: agent seed.
-        thought_chars: the most characters of reasoning per step (about a third as many tokens).
+        thought_chars: the most characters of reasoning per step (about a third as many tokens). The
+            default suits capable models; small local models answer faster with ~200.
         **kwargs: :class:`~agents.base.LanguageAgent` options (``history_window``, ``memory_size``,
-            ``action_max_tokens``).
+            ``action_max_tokens``, ``demonstrations``, ...).
 
     Example:
         >>> CoTAgent(llm=LLMClient(model="m", api_key_env=None), thought_chars=120).thought_chars
@@ -34,8 +39,9 @@ class CoTAgent(LanguageAgent):
 
     name = "cot"
     template = "cot/act.j2"
+    demonstrations_template = "cot/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, thought_chars: int = 200,
+    def __init__(self, llm: LLMClient | None = None, seed: int = 0, thought_chars: int = 600,
                  **kwargs: Any) -> None:
         if thought_chars < 1:
             raise ValueError(f"thought_chars must be >= 1, actually {thought_chars}")

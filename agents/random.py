@@ -16,8 +16,8 @@ class RandomAgent(Agent):
     name = "random"
     uses_llm = False
 
-    def __init__(self, llm: object | None = None, seed: int = 0) -> None:
-        super().__init__(None, seed)
+    def __init__(self, llm: object | None = None, seed: int = 0, name: str | None = None) -> None:
+        super().__init__(None, seed, name)
         self._rng = _random.Random(seed)
 
     async def _reset(self, context: EpisodeContext) -> None:

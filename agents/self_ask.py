@@ -17,7 +17,8 @@ class SelfAskAgent(LanguageAgent):
     about the current state, in free text capped at ``questions_max_tokens``; the second shows them
     in the action prompt and asks for the action alone. Splitting the two keeps the questions in the
     model's natural format (newlines, labels) instead of inside a JSON string, while the action
-    request stays short and constrained to valid actions.
+    request stays short and constrained to valid actions. At L1-L4 two worked examples of the format on
+    unrelated tasks come first (``prompts/self_ask/demonstrations.j2``).
 
     Args:
         llm: the shared client.
@@ -32,9 +33,10 @@ class SelfAskAgent(LanguageAgent):
     """
 
     name = "self_ask"
+    demonstrations_template = "self_ask/demonstrations.j2"
 
     def __init__(self, llm: LLMClient | None = None, seed: int = 0, max_questions: int = 2,
-                 questions_max_tokens: int = 96, **kwargs: Any) -> None:
+                 questions_max_tokens: int = 160, **kwargs: Any) -> None:
         if max_questions < 1 or questions_max_tokens < 1:
             raise ValueError(f"expected max_questions >= 1 and questions_max_tokens >= 1, "
                              f"actually {max_questions} and {questions_max_tokens}")
@@ -45,6 +47,6 @@ class SelfAskAgent(LanguageAgent):
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         questions = await self.ask_text(
             self.render("self_ask/questions.j2", observation=observation, max_questions=self.max_questions),
-            max_tokens=self.questions_max_tokens)
+            self.questions_max_tokens, purpose="questions")
         prompt = self.render("self_ask/act.j2", observation=observation, questions=questions)
         return await self.ask_one_action(prompt)

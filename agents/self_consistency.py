@@ -38,8 +38,8 @@ def vote(actions: Sequence[str], action_spec: dict[str, Any]) -> str:
 class SelfConsistencyAgent(CoTAgent):
     """Self-consistency: ``n`` sampled chain-of-thought replies in one request, then a vote.
 
-    The prompt is chain-of-thought's own (:attr:`CoTAgent.template`), so the two differ only by
-    sampling and voting. Unparsable samples are counted by ``ask_action`` and left out of the vote;
+    The prompt and demonstrations are chain-of-thought's own (:attr:`CoTAgent.template`), so the two
+    differ only by sampling and voting. Unparsable samples are counted by ``ask_action`` and left out of the vote;
     if none is usable the agent sends :meth:`fallback_action`. Servers that ignore ``n`` return fewer
     samples: the vote then runs over what came back (a warning says so once). llama.cpp servers
     (the embedded model included) answer all ``n`` samples but reject an ``n`` above their parallel
@@ -62,7 +62,7 @@ class SelfConsistencyAgent(CoTAgent):
     name = "self_consistency"
 
     def __init__(self, llm: LLMClient | None = None, seed: int = 0, n: int = 5, temperature: float = 0.7,
-                 thought_chars: int = 200, **kwargs: Any) -> None:
+                 thought_chars: int = 600, **kwargs: Any) -> None:
         if n < 1 or temperature < 0:
             raise ValueError(f"expected n >= 1 and temperature >= 0, actually {n} and {temperature}")
         super().__init__(llm, seed, thought_chars=thought_chars, **kwargs)

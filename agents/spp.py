@@ -23,23 +23,25 @@ class SPPAgent(CoTAgent):
       model cannot ramble past its budget or end without answering;
     * the action is decoded right after the discussion, in the same reply, so it still reads it.
 
-    SmolLM2-135M often reasons in one voice instead of three; the reply stays legal either way.
+    SmolLM2-135M often reasons in one voice instead of three; the reply stays legal either way. At L1-L4
+    two worked examples on unrelated tasks come first (``prompts/spp/demonstrations.j2``).
 
     Args:
         llm: the shared client.
         seed: agent seed.
-        thought_chars: the most characters of persona discussion per step (three voices: longer
-            than chain-of-thought's default).
+        thought_chars: the most characters of persona discussion per step (three voices: twice
+            chain-of-thought's default; small local models answer faster with ~300).
         **kwargs: :class:`~agents.base.LanguageAgent` options.
 
     Example:
         >>> SPPAgent(llm=LLMClient(model="m", api_key_env=None)).thought_chars
-        300
+        1200
     """
 
     name = "spp"
     template = "spp/act.j2"
+    demonstrations_template = "spp/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, thought_chars: int = 300,
+    def __init__(self, llm: LLMClient | None = None, seed: int = 0, thought_chars: int = 1200,
                  **kwargs: Any) -> None:
         super().__init__(llm, seed, thought_chars=thought_chars, **kwargs)

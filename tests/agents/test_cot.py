@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from agents.cot import CoTAgent
-from tests.agents.helpers import client_for, play
+from tests.agents.helpers import action_prompts, client_for, play
 
 ENV_IDS = ["TextGym-CartPole-v0", "TextGym-Pendulum-v0"]
 
@@ -38,7 +38,7 @@ def test_cot_thinks_then_acts_with_level_knowledge(fake_llm, env_id: str) -> Non
     assert record.steps > 0 and record.invalid_replies == record.invalid_actions == 0
     assert len(fake_llm.requests) == record.usage.calls == record.steps
     prompt = fake_llm.prompts()[0]
-    assert "Example episode 1 (expert policy)" in prompt and "Expert guidance" in prompt
+    assert "Expert guidance" in prompt and "Example episode" not in prompt
     assert "Think step by step" in prompt and "at most 150 characters" in prompt
     schema = fake_llm.requests[0]["response_format"]["json_schema"]["schema"]
     assert list(schema["properties"]) == ["thought", "action"]  # reasoning is decoded first
@@ -51,7 +51,7 @@ def test_cot_thinks_then_acts_with_level_knowledge(fake_llm, env_id: str) -> Non
 
 def test_cot_level3_remembers_its_own_episodes(fake_llm) -> None:
     records = play(CoTAgent(llm=client_for(fake_llm)), "TextGym-CartPole-v0", level=3, episodes=2)
-    prompts = fake_llm.prompts()
+    prompts = action_prompts(fake_llm)
     assert "What your earlier episodes showed" in prompts[records[0].steps]
     assert all("earlier episodes" not in p for p in prompts[:records[0].steps])
     assert all("Example episode" not in p and "Expert guidance" not in p for p in prompts)

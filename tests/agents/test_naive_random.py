@@ -4,7 +4,7 @@ import pytest
 
 from agents.naive import NaiveAgent
 from agents.random import RandomAgent
-from tests.agents.helpers import client_for, play
+from tests.agents.helpers import action_prompts, client_for, play
 
 
 @pytest.mark.parametrize("env_id", ["TextGym-CartPole-v0", "TextGym-Pendulum-v0"])
@@ -13,7 +13,7 @@ def test_naive_acts_with_level_knowledge(fake_llm, env_id: str) -> None:
     records = play(agent, env_id, level=5, episodes=1)
     assert records[0].steps > 0 and records[0].invalid_actions == 0
     prompt = fake_llm.prompts()[0]
-    assert "Example episode 1 (expert policy)" in prompt and "Expert guidance" in prompt
+    assert "Expert guidance" in prompt and "Example episode" not in prompt
     assert fake_llm.requests[0]["response_format"]["type"] == "json_schema"
     assert len(fake_llm.requests) == records[0].steps
     assert records[0].usage.prompt_tokens == sum(
@@ -25,8 +25,8 @@ def test_naive_acts_with_level_knowledge(fake_llm, env_id: str) -> None:
 def test_naive_l3_remembers_earlier_episodes(fake_llm) -> None:
     agent = NaiveAgent(llm=client_for(fake_llm))
     records = play(agent, "TextGym-CartPole-v0", level=3, episodes=2)
-    first_prompt_ep2 = fake_llm.prompts()[records[0].steps]
-    assert "What your earlier episodes showed" in first_prompt_ep2
+    first_prompt_ep2 = action_prompts(fake_llm)[records[0].steps]
+    assert "What your earlier episodes showed" in first_prompt_ep2 and "Trial 1 (return" in first_prompt_ep2
     assert "What your earlier episodes showed" not in fake_llm.prompts()[0]
 
 
@@ -34,6 +34,7 @@ def test_naive_l1_has_no_memory(fake_llm) -> None:
     agent = NaiveAgent(llm=client_for(fake_llm))
     records = play(agent, "TextGym-CartPole-v0", level=1, episodes=2)
     assert "earlier episodes" not in fake_llm.prompts()[records[0].steps]
+    assert len(fake_llm.requests) == records[0].steps + records[1].steps  # no trial summary at L1
 
 
 def test_unparsable_reply_is_counted_not_raised(fake_llm) -> None:

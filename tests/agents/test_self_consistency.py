@@ -48,7 +48,7 @@ def test_self_consistency_plays_the_consensus(fake_llm, env_id: str, votes: list
     assert request["n"] == 5 and request["temperature"] == 0.7
     assert "thought" in request["response_format"]["json_schema"]["schema"]["properties"]
     prompt = fake_llm.prompts()[0]
-    assert "Example episode 1 (expert policy)" in prompt and "Expert guidance" in prompt
+    assert "Expert guidance" in prompt and "Example episode" not in prompt
     assert "Think step by step" in prompt
     assert (record.usage.prompt_tokens, record.usage.completion_tokens) == reported_usage(fake_llm)
 
