@@ -17,6 +17,7 @@ import numpy as np
 
 from agents.base import Agent, EpisodeContext, EpisodeResult, Transition
 from agents.llm.client import Usage
+from experiments.transcripts import tag_calls
 
 __all__ = ["EpisodeRecord", "run_episode", "jsonable", "episode_seed"]
 
@@ -61,6 +62,14 @@ class EpisodeRecord:
     usage: Usage
     wall_time_s: float
     step_records: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    """The agent's LLM call records, in order, each tagged with its ``phase`` and ``step`` (for ``calls.jsonl``)."""
+
+
+def _take_calls(agent: Agent, phase: str, step: int | None = None) -> list[dict[str, Any]]:
+    """The calls ``agent`` made since the last take, tagged; agents without a call log give none."""
+    take = getattr(agent, "take_calls", None)
+    return tag_calls(take(), phase, step) if take is not None else []
 
 
 async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int, episodes_total: int,
@@ -71,12 +80,14 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
     same_reset_seed)``.
 
     ``on_step`` receives each step's record (observation, action text, parsed action, reward, tokens,
-    latency) as soon as it happens.
+    latency) as soon as it happens. The agent's LLM calls are collected per phase: those of ``reset`` (e.g.
+    EXE's suggestion), those of each step, and those of ``end_episode`` (summaries, insights, reflections).
     """
     started = time.perf_counter()
     usage_before, invalid_replies_before = agent.usage, agent.invalid_replies
     obs, info = env.reset(seed=episode_seed(seed, episode_index, same_reset_seed))
     await agent.reset(EpisodeContext.from_reset_info(info, episode_index, episodes_total))
+    calls = _take_calls(agent, "reset")
     total, steps, invalid_actions, done, terminated = 0.0, 0, 0, False, False
     transitions: list[Transition] = []
     records: list[dict[str, Any]] = []
@@ -86,6 +97,7 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
         step_usage_before = agent.usage
         action_text = await agent.act(obs, info)
         step_usage = agent.usage - step_usage_before
+        calls += _take_calls(agent, "step", steps)
         next_obs, reward, terminated, truncated, info = env.step(action_text)
         done = terminated or truncated
         transition = Transition(obs, action_text, float(reward), next_obs, terminated, truncated,
@@ -109,8 +121,10 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
         steps += 1
         obs = next_obs
     await agent.end_episode(EpisodeResult(episode_index, total, steps, transitions))
+    calls += _take_calls(agent, "end")
     return EpisodeRecord(
         episode_index=episode_index, seed=seed, episode_return=total, steps=steps, terminated=bool(terminated),
         invalid_actions=invalid_actions, invalid_replies=agent.invalid_replies - invalid_replies_before,
         usage=agent.usage - usage_before, wall_time_s=time.perf_counter() - started, step_records=records,
+        calls=calls,
     )

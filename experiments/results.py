@@ -273,6 +273,9 @@ class ResultsWriter:
                     self.failed[EpisodeKey.of(row)] = row["error"]
         self.failed = {key: error for key, error in self.failed.items() if key not in self.done}
         self._drop_orphan_steps()
+        from experiments.transcripts import CALLS_FILE, TEXTS_FILE, TranscriptWriter  # it builds on this module
+
+        self.transcripts = TranscriptWriter(self.shard_file(CALLS_FILE), self.shard_file(TEXTS_FILE), self.done)
 
     def shard_file(self, name: str) -> Path:
         """``run_dir/name``, or this shard's own copy of it (``steps.jsonl`` -> ``steps.shard2of8.jsonl``)."""
@@ -313,8 +316,9 @@ class ResultsWriter:
         return key in self.done
 
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                      agent_state: dict[str, Any] | None = None) -> None:
-        """Record a finished episode: its steps, the agent's state after it, then its summary line."""
+                      agent_state: dict[str, Any] | None = None, calls: Iterable[dict[str, Any]] = ()) -> None:
+        """Record a finished episode: its steps, its LLM calls (``experiments/transcripts.py``), the agent's
+        state after it, then its summary line."""
         key = EpisodeKey.of(row)
         if key in self.done:
             return
@@ -322,6 +326,7 @@ class ResultsWriter:
             raise ValueError(f"write_episode records finished episodes; use write_failure for {key}")
         if steps:
             _append(self.steps_path, ({**key.identity, **step} for step in steps))
+        self.transcripts.write_episode(key, calls)
         if agent_state is not None:
             self.save_state(key, agent_state)
         _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
