@@ -297,6 +297,9 @@ class LanguageAgent(Agent):
         llm: the shared client.
         seed: agent seed.
         history_window: recent transitions shown in each action prompt (0: none).
+        history_trim: ``"sliding"`` shows exactly the last ``history_window`` transitions; ``"block"`` shows
+            at least that many (up to twice as many) and moves the start only every ``history_window`` steps,
+            so consecutive prompts share their history as a prefix that a server's prompt cache can reuse.
         memory_size: earlier trials remembered at L3 (and reflections, for Reflexion).
         action_max_tokens: completion budget of an action reply (a thought field adds its own).
         demonstrations: show the method's worked examples on unrelated tasks (L1-L4; a level with its own
@@ -317,16 +320,19 @@ class LanguageAgent(Agent):
     def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 10,
                  memory_size: int = 5, action_max_tokens: int = 48, demonstrations: bool = True,
                  trajectory_budget_tokens: int = 2000, experience_max_tokens: int = 192,
-                 name: str | None = None) -> None:
+                 history_trim: str = "sliding", name: str | None = None) -> None:
         if llm is None:
             raise ValueError(f"{type(self).__name__} needs an llm client")
         if memory_size < 1 or history_window < 0 or trajectory_budget_tokens < 1:
             raise ValueError(f"memory_size must be >= 1, history_window >= 0 and trajectory_budget_tokens >= 1, "
                              f"actually memory_size={memory_size}, history_window={history_window}, "
                              f"trajectory_budget_tokens={trajectory_budget_tokens}")
+        if history_trim not in ("sliding", "block"):
+            raise ValueError(f"history_trim must be 'sliding' or 'block', actually {history_trim!r}")
         super().__init__(llm, seed, name)
         self.llm: LLMClient = llm
         self.history_window = history_window
+        self.history_trim = history_trim
         self.memory_size = memory_size
         self.action_max_tokens = action_max_tokens
         self.demonstrations = demonstrations
@@ -345,8 +351,14 @@ class LanguageAgent(Agent):
         ).strip()
 
     def recent_transitions(self) -> list[Transition]:
-        """The transitions the action prompt shows: the last ``history_window`` of this episode."""
-        return self.transitions[-self.history_window:] if self.history_window else []
+        """The transitions the action prompt shows: the last ``history_window`` of this episode (``"block"``
+        trimming: from the latest multiple of ``history_window`` that leaves at least that many)."""
+        window, seen = self.history_window, len(self.transitions)
+        if not window:
+            return []
+        if self.history_trim == "sliding":
+            return self.transitions[-window:]
+        return self.transitions[max(0, seen - window) // window * window:]
 
     def demonstrations_text(self) -> str:
         """The method's demonstrations, when this agent and level show them (else ``""``)."""

@@ -51,3 +51,24 @@ def test_random_agent_plays_valid_seeded_actions(env_id: str) -> None:
     second = play(RandomAgent(seed=1), env_id, episodes=1, max_episode_steps=20)
     assert first[0].invalid_actions == 0
     assert [r["action_text"] for r in first[0].step_records] == [r["action_text"] for r in second[0].step_records]
+
+
+@pytest.mark.parametrize("trim", ["sliding", "block"])
+def test_history_shows_at_least_the_window(fake_llm, trim: str) -> None:
+    agent = NaiveAgent(llm=client_for(fake_llm), history_window=3, history_trim=trim)
+    fake_llm.responder = lambda request: '{"action": "push right"}' if len(fake_llm.requests) % 2 else \
+        '{"action": "push left"}'  # alternate, so the pole stays up for a while
+    record = play(agent, "TextGym-CartPole-v0", level=1, episodes=1, max_episode_steps=9)[0]
+    shown = [p.count("\n- ") for p in fake_llm.prompts()]
+    expected = {"sliding": [min(k, 3) for k in range(record.steps)],
+                "block": [k if k < 3 else k - (k - 3) // 3 * 3 for k in range(record.steps)]}[trim]
+    assert record.steps == 9 and shown == expected
+    if trim == "block":  # the history block starts at the same step for three steps running
+        firsts = [p.split("Recent steps:\n- ")[1].split(" You chose")[0] if "Recent steps" in p else None
+                  for p in fake_llm.prompts()]
+        assert firsts[3] == firsts[4] == firsts[5] and firsts[6] == firsts[7] == firsts[8] != firsts[3]
+
+
+def test_history_trim_is_checked(fake_llm) -> None:
+    with pytest.raises(ValueError, match="history_trim must be 'sliding' or 'block'"):
+        NaiveAgent(llm=client_for(fake_llm), history_trim="chunky")
