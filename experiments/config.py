@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.episodes import EPISODES_PER_SEED
@@ -16,7 +17,7 @@ from experiments.results import Shard
 from textgym.levels import LEVELS
 
 __all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config",
-           "start_wandb"]
+           "start_wandb", "ConfigComposed"]
 
 logger = logging.getLogger(__name__)
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
@@ -71,6 +72,20 @@ def validate_eval(cfg: DictConfig) -> None:
     _require(cfg.max_steps is None or (isinstance(cfg.max_steps, int) and cfg.max_steps >= 1),
              f"max_steps must be null or >= 1, got {cfg.max_steps!r}")
     Shard.parse(cfg.get("shard"))  # i/n with 1 <= i <= n, or null
+
+
+class ConfigComposed(Callback):
+    """Hydra callback (``hydra.callbacks`` in conf/eval.yaml): the config composed, so a later exit 1 is not
+    a config error. It lives here, not in the runner: ``python -m experiments.run_agent`` runs that module
+    as ``__main__``, and the flag must be read from the module Hydra imported."""
+
+    composed = False
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ConfigComposed.composed = True
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ConfigComposed.composed = True
 
 
 def _scrub(value: Any) -> Any:

@@ -38,7 +38,6 @@ import gymnasium as gym
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException, HydraException
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -49,6 +48,7 @@ import textgym
 from agents.base import Agent
 from agents.llm.client import LLMClient, LLMError, Usage
 from experiments.config import (
+    ConfigComposed,
     agent_class,
     agent_name,
     quiet_libraries,
@@ -216,11 +216,6 @@ def _usage_fields(usage: Usage) -> dict[str, Any]:
             "cost_usd": round(usage.cost_usd, 6), "llm_latency_s": round(usage.latency_s, 3)}
 
 
-def _episode_notes(agent: Agent) -> dict[str, Any]:
-    notes = getattr(agent, "episode_notes", None)
-    return dict(notes()) if callable(notes) else {}
-
-
 def agent_episode_row(cfg: DictConfig, env_id: str, name: str, model: str | None, record: EpisodeRecord,
                       notes: dict[str, Any] | None = None) -> dict[str, Any]:
     return episode_row(
@@ -304,7 +299,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                                        episode_key.stream, episode_key.episode)
                 record = await run_episode(env, agent, seed, episode_key.episode, cfg.episodes,
                                            on_step=attempt.on_step, same_reset_seed=same_reset_seed)
-                row = agent_episode_row(cfg, entry.text_id, name, model, record, _episode_notes(agent))
+                row = agent_episode_row(cfg, entry.text_id, name, model, record, agent.episode_notes())
             except Exception as error:  # noqa: BLE001 - whatever the client or agent raised ends this stream only
                 failure = attempt.failed_row(cfg, entry.text_id, episode_key, error)
                 writer.write_failure(failure)
@@ -313,7 +308,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                 logger.warning("seed %d episode %d failed: %s%s", seed, episode_key.episode, failure["error"],
                                f" ({later} later episodes of this stream not run)" if later else "")
                 return
-            writer.write_episode(row, record.step_records, agent.state())
+            writer.write_episode(row, record.step_records, agent.state(), calls=record.calls)
             played_previous = True
             bar.update(1)
             if wandb_run is not None:
@@ -488,18 +483,6 @@ def run_job(command: str, cfg: DictConfig, job: Callable[[], EvalOutcome], run_d
         sys.exit(1)
 
 
-class ConfigComposed(Callback):
-    """Hydra callback (conf/eval.yaml): the config composed, so a later exit 1 is not a config error."""
-
-    composed = False
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ConfigComposed.composed = True
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ConfigComposed.composed = True
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
@@ -523,7 +506,7 @@ def exit_2_if_not_composed(hydra_main: Callable[[], None], composed: Callable[[]
 
 @functools.wraps(_hydra_main)
 def main() -> None:
-    exit_2_if_not_composed(_hydra_main, lambda: ConfigComposed.composed)
+    exit_2_if_not_composed(_hydra_main, lambda: ConfigComposed.composed)  # set by conf/eval.yaml's callback
 
 
 if __name__ == "__main__":
