@@ -228,7 +228,8 @@ class Agent(metaclass=_SnapshotAfterInit):
 
     def episode_notes(self) -> dict[str, Any]:
         """What the agent produced or learned around the current episode, JSON-able, for the results
-        (EXE: ``suggestion``, ``summary``, ``insight``; Reflexion: ``reflection``; most agents: ``{}``).
+        (EXE: ``suggestion``, ``summary``, ``insight``; Reflexion: ``reflection``; the other language agents:
+        ``experience_summary`` after an L3 trial that later ones read, else ``{}``).
         Read after :meth:`end_episode`; :meth:`reset` starts them afresh."""
         return copy.deepcopy(self._notes)
 
@@ -441,6 +442,7 @@ class LanguageAgent(Agent):
         note = {"episode": result.episode_index, "return": result.episode_return, "steps": result.length,
                 "text": summary}
         self.experience = [*self.experience, note][-self.memory_size:]
+        self._notes["experience_summary"] = summary
 
 
 def render_lines_within(text: str, budget_tokens: int) -> str:

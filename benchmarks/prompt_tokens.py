@@ -35,6 +35,9 @@ Measured (this script, 2 cores; deterministic, so any machine gives the same), `
 about 235 more prompt tokens per decision (naive L1 1000, EXE L1 1164) but a prefix cache re-reads about
 3.5x fewer (new c/4: naive 130-138, EXE 179-192). Naive L4 is large because the naive agent reads the five
 offline trajectories as text (the env's default budget of ~400 c/4 tokens each); EXE reads LLM summaries.
+The embedded model's own tokenizer (SmolLM2, via llama.cpp's ``/tokenize``, on the last action prompt of a
+30-step episode) counts more, as it splits every digit: naive L1 978 (estimate 780), naive L4 4,029 (3,109;
+close to the 4,096-token slot of ``llm=local``), EXE L1 1,142 (943), EXE L5 1,576 (1,312).
 """
 
 from __future__ import annotations

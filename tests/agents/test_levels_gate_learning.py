@@ -67,6 +67,7 @@ def test_level3_memory_of_baselines_is_an_llm_summary_of_each_trial(fake_llm, pr
     fake_llm.responder = marking_responder
     episodes = play_episodes(build_agent(preset, fake_llm), fake_llm, level=3, episodes=3)
     assert [e.purposes.count("experience_summary") for e in episodes] == [1, 1, 0]  # none after the last
+    assert [bool(e.notes.get("experience_summary")) for e in episodes] == [True, True, False]
     summaries = [call for e in episodes for call in e.record.calls if call["purpose"] == "experience_summary"]
     # The summary request shows the whole trial: every step and the final state.
     request = joined(summaries[0]["request"]["messages"])
