@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["EnvEntry", "ENVS", "env_entry", "latest_base_id", "text_env_id", "register_envs"]
+__all__ = ["EnvEntry", "ENVS", "EXTRAS", "MissingExtraError", "env_entry", "latest_base_id", "text_env_id",
+           "register_envs"]
+
+EXTRAS: dict[str, tuple[str, str]] = {
+    "mujoco": ("mujoco", "MuJoCo"),
+    "atari": ("ale_py", "the Arcade Learning Environment (ale-py, which ships the ROMs)"),
+}
+"""Optional extra -> (the module it installs, what it is): ``pip install "textgym[<extra>]"``."""
+
+
+class MissingExtraError(gym.error.DependencyNotInstalled):
+    """A text env was asked for whose optional extra (``textgym[mujoco]``, ``textgym[atari]``) is not installed."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,9 @@ class EnvEntry:
         translator: ``"module:Class"`` of the :class:`~textgym.translator.Translator`.
         max_episode_steps: step limit where the base task has none (``None``: keep the base one).
         base_kwargs: extra kwargs for the base task.
+        base_family: gymnasium's id of the base task without its version, where it is not ``task``
+            (``"ALE/Pong"``).
+        extra: the optional extra the base task needs (a key of :data:`EXTRAS`), or ``None``.
     """
 
     name: str
@@ -34,10 +49,32 @@ class EnvEntry:
     translator: str
     max_episode_steps: int | None = None
     base_kwargs: dict[str, Any] = field(default_factory=dict)
+    base_family: str | None = None
+    extra: str | None = None
 
     @property
     def text_id(self) -> str:
         return text_env_id(self.task)
+
+    @property
+    def family(self) -> str:
+        """The base task's gymnasium id without its version: ``"CartPole"``, ``"ALE/Pong"``."""
+        return self.base_family or self.task
+
+    def missing_extra(self) -> str | None:
+        """The extra this env needs and lacks (``"mujoco"``, ``"atari"``), or ``None`` when it can be made."""
+        if self.extra is None or importlib.util.find_spec(EXTRAS[self.extra][0]) is not None:
+            return None
+        return self.extra
+
+    def require_extra(self) -> None:
+        """Raise :class:`MissingExtraError`, naming the extra to install, if the base task cannot be made."""
+        extra = self.missing_extra()
+        if extra is not None:
+            module, what = EXTRAS[extra]
+            raise MissingExtraError(
+                f"{self.text_id} needs {what}, which is not installed: pip install \"textgym[{extra}]\" "
+                f"(bash scripts/setup.sh installs every extra); the Python module {module!r} was not found")
 
     def translator_class(self) -> type:
         module, _, attribute = self.translator.partition(":")
@@ -46,6 +83,21 @@ class EnvEntry:
 
 def _entry(name: str, task: str, **kwargs: Any) -> EnvEntry:
     return EnvEntry(name, task, f"textgym.envs.{name}:{task}Translator", **kwargs)
+
+
+# ALE's own cap (max_num_frames_per_episode=108000 in its v5 specs) in agent steps at its default frameskip of 4;
+# the v5 specs set no step limit of their own.
+ATARI_MAX_EPISODE_STEPS = 27_000
+
+
+def _atari(name: str, game: str) -> EnvEntry:
+    # The text is read from the console's RAM, so the base task observes the RAM (128 bytes).
+    return _entry(name, game, base_family=f"ALE/{game}", extra="atari", max_episode_steps=ATARI_MAX_EPISODE_STEPS,
+                  base_kwargs={"obs_type": "ram"})
+
+
+def _mujoco(name: str, task: str) -> EnvEntry:
+    return _entry(name, task, extra="mujoco")
 
 
 ENVS: dict[str, EnvEntry] = {
@@ -63,6 +115,9 @@ ENVS: dict[str, EnvEntry] = {
         # CliffWalking has no step limit: a policy that never reaches the goal would never end.
         _entry("cliffwalking", "CliffWalking", max_episode_steps=200),
         _entry("frozenlake", "FrozenLake"),
+        _atari("pong", "Pong"),
+        _atari("breakout", "Breakout"),
+        _atari("freeway", "Freeway"),
     )
 }
 
@@ -73,12 +128,33 @@ def text_env_id(task: str) -> str:
 
 
 def latest_base_id(task: str) -> str:
-    """The newest version of ``task`` that the installed gymnasium registers, e.g. ``"Taxi-v4"``."""
-    pattern = re.compile(rf"{re.escape(task)}-v(\d+)")
+    """The newest version of ``task`` that the installed gymnasium registers, e.g. ``"Taxi-v4"``, ``"ALE/Pong-v5"``.
+
+    For a text env's task this is its base task (``"Pong"`` -> ``"ALE/Pong-v5"``), and an optional extra it needs
+    but lacks raises :class:`MissingExtraError` naming the extra.
+    """
+    entry = next((e for e in ENVS.values() if e.task == task), None)
+    if entry is not None:
+        entry.require_extra()
+    return _newest_version(entry.family if entry is not None else task)
+
+
+def _newest_version(family: str) -> str:
+    if family.startswith("ALE/"):
+        _register_ale()
+    pattern = re.compile(rf"{re.escape(family)}-v(\d+)")
     versions = [int(m.group(1)) for env_id in gym.registry if (m := pattern.fullmatch(env_id))]
     if not versions:
-        raise gym.error.Error(f"gymnasium {gym.__version__} registers no version of {task}")
-    return f"{task}-v{max(versions)}"
+        raise gym.error.Error(f"gymnasium {gym.__version__} registers no version of {family}")
+    return f"{family}-v{max(versions)}"
+
+
+def _register_ale() -> None:
+    """ALE registers its games only when asked; imported on first use (0.3 s), not by ``import textgym``."""
+    import ale_py
+
+    if "ALE/Pong-v5" not in gym.registry:
+        gym.register_envs(ale_py)
 
 
 def env_entry(name: str) -> EnvEntry:
@@ -102,11 +178,13 @@ def register_envs() -> None:
     for entry in ENVS.values():
         if entry.text_id in gym.registry:
             continue
-        base_spec = gym.spec(latest_base_id(entry.task))
+        # ALE's specs set neither a step limit (the entry does) nor a reward threshold, so its games register
+        # without importing ale-py, installed or not; making one without its extra raises MissingExtraError.
+        base_spec = None if entry.extra == "atari" else gym.spec(_newest_version(entry.family))
         gym.register(
             id=entry.text_id,
             entry_point="textgym.wrapper:make_text_env",
             kwargs={"env_name": entry.name},
-            max_episode_steps=entry.max_episode_steps or base_spec.max_episode_steps,
-            reward_threshold=base_spec.reward_threshold,
+            max_episode_steps=entry.max_episode_steps or (base_spec and base_spec.max_episode_steps),
+            reward_threshold=base_spec and base_spec.reward_threshold,
         )

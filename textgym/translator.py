@@ -120,6 +120,14 @@ class Translator(ABC):
         Used by the faithfulness tests: a translator that drops a sign or a value fails them.
         """
 
+    def observation_values(self, obs: Any) -> np.ndarray:
+        """The raw values the text carries, in :meth:`read_observation`'s order: here the whole observation.
+
+        A translator whose text carries named parts of a larger observation (an Atari game's RAM quantities)
+        returns those; the faithfulness tests compare :meth:`read_observation` with this.
+        """
+        return np.asarray(obs, dtype=float).reshape(-1)
+
     @property
     def observation_precision(self) -> float:
         """Largest error :meth:`read_observation` may make (half a unit in the last printed digit)."""

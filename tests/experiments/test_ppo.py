@@ -171,10 +171,12 @@ def test_run_writes_results_and_resumes(tmp_path: Path, monkeypatch: pytest.Monk
 def test_every_env_trains_and_resumes(env_name: str, tmp_path: Path) -> None:
     """A two-rollout budget through every env's own settings (VecNormalize, gSDE, Box actions, flattening)."""
     run_dir = tmp_path / "run"
-    run(tiny(env_name, tmp_path, "eval_seeds=[0]", "eval_episodes=1"), run_dir)
+    # A whole Atari game can last 27,000 steps (Breakout waits for FIRE until ALE's cap): evaluate 500 steps of it.
+    cap = ["+env.kwargs.max_episode_steps=500"] if ENVS[env_name].extra == "atari" else []
+    run(tiny(env_name, tmp_path, "eval_seeds=[0]", "eval_episodes=1", *cap), run_dir)
     if compose_ppo([f"env={env_name}"]).ppo.normalize:
         assert (run_dir / "vecnormalize.pkl").exists()
-    run(tiny(env_name, tmp_path, "eval_seeds=[0]", "eval_episodes=2"), run_dir)  # loads the model (and stats)
+    run(tiny(env_name, tmp_path, "eval_seeds=[0]", "eval_episodes=2", *cap), run_dir)  # loads the model (and stats)
     rows = rows_of(run_dir)
     assert [r["episode"] for r in rows] == [0, 1]
     assert all(r["env_steps_trained"] == 128 and np.isfinite(r["return"]) for r in rows)

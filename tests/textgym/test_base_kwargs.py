@@ -101,6 +101,8 @@ KWARG_CASES = [
      "The ground is slippery: a move goes in the chosen direction only with probability 0.33"),
     ("TextGym-FrozenLake-v0", {"reward_schedule": (10, -5, -0.1)}, "goal_description",
      "a reward of 10 when you step onto the goal, -5 when you fall into a hole"),
+    ("TextGym-Breakout-v0", {"repeat_action_probability": 0.0}, "action_description",
+     "Each action is held for 4 frames (one step). Answer"),
 ]
 
 

@@ -14,12 +14,14 @@ from textgym.registration import ENVS, latest_base_id
 
 ENV_IDS = [entry.text_id for entry in ENVS.values()]
 LEVEL_NUMBERS = list(textgym.LEVELS)
+# A whole Atari game runs thousands of emulated steps: one few-shot episode keeps the L2/L4 checks short.
+CHECK_KWARGS = {entry.text_id: {"fewshot_episodes": 1} for entry in ENVS.values() if entry.extra == "atari"}
 
 
 @pytest.mark.parametrize("level", LEVEL_NUMBERS, ids=lambda n: f"L{n}")
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_check_env(env_id: str, level: int) -> None:
-    env = gym.make(env_id, level=level)
+    env = gym.make(env_id, level=level, **CHECK_KWARGS.get(env_id, {}))
     with warnings.catch_warnings():
         # The checker prefers env.unwrapped, but the text wrapper is exactly what is under test.
         warnings.filterwarnings("ignore", message=".*different from the unwrapped.*")

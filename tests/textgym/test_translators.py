@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ TEXT_MODES = [(name, None) for name in ENVS] + [(name, True) for name in ENVS
 MODE_IDS = [f"{name}{'-map_visible' if visible else ''}" for name, visible in TEXT_MODES]
 
 
+@functools.cache  # one base env per text: making a MuJoCo or Atari task costs milliseconds
 def _translator(name: str, map_visible: bool | None = None):
     base = make_base_env(name)
     return base, make_translator(name, base, map_visible=map_visible)
@@ -31,7 +34,7 @@ def test_observation_read_back(name: str, map_visible: bool | None, seed: int) -
     obs = base.observation_space.sample()
     text = translator.render_observation(obs)
     recovered = translator.read_observation(text)
-    expected = np.asarray(obs, dtype=float).reshape(-1)
+    expected = translator.observation_values(obs)
     np.testing.assert_allclose(np.asarray(recovered, dtype=float).reshape(-1), expected,
                                rtol=0, atol=translator.observation_precision + 1e-9, err_msg=text)
 
@@ -45,7 +48,7 @@ def test_observations_from_real_episodes_read_back(name: str, map_visible: bool 
     for _ in range(200):
         # The text after a step, as the text env shows it (with any note on what the step touched).
         np.testing.assert_allclose(np.asarray(translator.read_observation(text), dtype=float).reshape(-1),
-                                   np.asarray(obs, dtype=float).reshape(-1),
+                                   translator.observation_values(obs),
                                    atol=translator.observation_precision + 1e-9, err_msg=text)
         action = base.action_space.sample()
         next_obs, reward, terminated, truncated, _ = base.step(action)
