@@ -1,9 +1,55 @@
 """Read an action back from free text: a number, a name, ``Action: 2``, ``{"action": ...}``, chatter.
 
-Nothing here evaluates model text; it only matches patterns. Both functions return ``None``
-for text they cannot understand, and the caller decides the fallback.
+Nothing here evaluates model text; it only matches patterns. Both parsers take any string (any length, any
+code point, lone surrogates included) or other object, never raise, and return ``None`` for text that
+does not name or number a real action; the caller plays its fallback. Every pattern runs in linear time
+(possessive quantifiers, no nested repetition) and each step reads the text a bounded number of times;
+text longer than :data:`MAX_TEXT_CHARS` is not read at all (it is invalid), which bounds the work.
 
-Discrete actions are numbered from 1 in text, as the action descriptions show them.
+**What the text is.** Terminal escape sequences (``"\\x1b[2J"``) and other control characters are
+invisible on a screen and are read as spaces. Format placeholders are template leftovers, not answers:
+``{}``, ``{0}``, ``{action}``, ``{0:.2f}``, ``{{ action }}``, ``{% ... %}``, ``${action}``, ``%s``,
+``%d``, ``%(name)s``, ``%.2f`` are read as spaces (but ``{0.5}`` and ``{action: 0.5}`` are numbers in
+braces, and a ``%`` right after a number is a percent sign).
+
+**Numbers.** A number is a whole token, sign, fraction and exponent included: ``-1`` is minus one (never
+1), ``2.5`` is two and a half (never 2), ``12`` is twelve, ``1e309`` and ``9`` * 400 are too large to
+be finite; ``nan``, ``inf`` and ``infinity`` are numbers too, non-finite ones. Digits glued to letters
+or to another number (``2nd``, ``x1``, ``v1.2.3``, ``--1``, ``1_000``) are not a number. Unicode minus
+and dash characters count as ``-``; only ASCII digits are digits.
+
+**Discrete actions** are numbered from 1, as the action descriptions show them. An *action number* is a
+number written as a whole number from 1 to n (``2``, ``+2``, ``02``, ``2.0``); every other number
+(``0``, ``-1``, ``-0``, ``99``, ``2.5``, ``2e0``, ``nan``) numbers no action. An *action name* is one
+of the names as whole words, ignoring case and punctuation (``PUSH-LEFT`` is ``push left``). An *action
+value* is a text that starts with an action number or name (``2``, ``push left``, ``2: push right``,
+``push left, because ...``); a number followed at once by a name that disagrees with it
+(``1: push right``) is a contradiction and names no action.
+
+The first of these steps that finds something decides, and when what it finds is not a real action the
+text is invalid: the parser never falls back to some other number or name elsewhere in the text.
+
+1. **JSON:** the ``action`` field (any case) of the most complete JSON object that has one (the whole
+   ``{...}`` span when it is one object, else the last innermost ``{...}``; prose and code fences around
+   it are fine). A JSON number is read as written, so ``2`` and ``2.0`` are action 2, ``2e0`` and
+   ``true`` are not; a string must be an action value; ``null``, lists and objects name no action.
+2. **Label:** the last ``action`` label followed by a number or an action name: ``Action: 2``,
+   ``action is push left``, ``action #3``, ``**Action:** 2``, ``"action": "push left"``. A label
+   followed by other words is chatter (``the action space``, ``Action: I would push left``) and skipped.
+3. **Names:** the action whose name is mentioned last (the longer name where two end at the same
+   word). A name beats numbers because chatter is full of numbers (observations, reasoning) and
+   rarely holds action names.
+4. **Numbers:** the last number in the text; it must be an action number.
+
+So ``"Action: -1"``, ``"-1"``, ``"99"``, ``"2.5"`` and ``'{"action": 0}'`` are invalid; ``"I pick -1"``
+is invalid (not action 1); ``"I pick 2, the angle is 0.05"`` is invalid (its last number is 0.05);
+``"push right (action 2)"`` is action 2 and ``"push left is wrong, push right"`` is push right.
+
+**Continuous actions** (a 1-D ``Box``): the same steps without names. The JSON ``action`` value must be
+a finite number, a one-element list of one, or a string that starts with one; a label must be followed
+by a number, which decides; otherwise the last number in the text decides. A non-finite number (``nan``,
+``inf``, ``1e309``) is invalid wherever it decides, so NaN and infinity never reach the base env. A
+finite number outside the action's bounds is valid: the translator clips it to the bounds.
 """
 
 from __future__ import annotations
@@ -11,128 +57,324 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
 
-__all__ = ["parse_discrete_action", "parse_continuous_action"]
+__all__ = ["parse_discrete_action", "parse_continuous_action", "json_field", "MAX_TEXT_CHARS"]
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-# "Action: 2", "action is push left", "action #3", "action = (0.5" ... capturing the number or words after it.
-_LABELLED = re.compile(
-    rf"\baction\b\s*(?:number|no\.?|#)?\s*(?:[:=]|is|\bto\b)?\s*[\"'(\[]?\s*({_NUMBER}|[a-z][a-z _-]*)",
-    re.IGNORECASE,
+MAX_TEXT_CHARS = 100_000
+"""Longer text is not read and names no action: far beyond any reply (the env's action space holds 4,096
+characters), and it bounds the work on any input to well under a second."""
+
+# -------------------------------------------------------------------------------------------- what the text is
+_ESCAPE_SEQUENCE = re.compile(
+    r"""(?=[\x1b\x90-\x9f])  # (a first-character test lets the engine skip plain text quickly)
+    (?:
+      (?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]?+                      # CSI: parameters, intermediates, final byte
+    | (?:\x1b\]|\x9d)[^\x07\x1b\x9c]*+(?:\x07|\x1b\\|\x9c)?+     # OSC (a window title) up to BEL or ST
+    | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*+(?:\x1b\\|\x9c)?+  # DCS, SOS, PM, APC strings up to ST
+    | \x1b[ -/]*+[0-~]?+                                     # the other ESC sequences (charset, keypad, cursor)
+    )
+    """,
+    re.VERBOSE,
 )
-_JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]++")
+_DASHES = str.maketrans({**dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+                         "\uff0b": "+"})
+_PLACEHOLDER = re.compile(
+    r"""(?=[{%$])
+    (?:
+      \{\{[^{}]*+\}\} | \{%[^{}]*+%\} | \$\{[^{}]*+\}                          # Jinja / shell
+    | \{(?:[0-9]++|[A-Za-z_][A-Za-z0-9_]*+)?+(?:\.[A-Za-z_][A-Za-z0-9_]*+|\[[^\]{}]*+\])*+
+        (?:![rsa])?+(?::(?![-+]?+[0-9.]*+\})[^{}\s]*+)?+\}     # str.format: {} {0} {x.y[1]!r:>5}, not {x:0.5}
+    | (?<![0-9.])%(?:\([^()]*+\))?+[-\#0 +]*+(?:\*|[0-9]++)?+(?:\.(?:\*|[0-9]++))?+[hlL]?+[diouxXeEfFgGcrsa%]
+    )
+    """,
+    re.VERBOSE,
+)
 
 
-def _json_action(text: str) -> object | None:
-    """The value of the last ``{"action": ...}`` object in ``text``, if any."""
-    for match in reversed(list(_JSON_OBJECT.finditer(text))):
+def _visible_text(text: object) -> str | None:
+    """``text`` as a screen shows it: escape sequences and control characters become spaces, dashes ``-``.
+
+    ``None`` is ``""``, other objects are read through ``str`` (one whose ``__str__`` fails says nothing);
+    returns ``None`` for text longer than :data:`MAX_TEXT_CHARS`.
+
+    >>> _without_placeholders(_visible_text("\\x1b[31m2\\x1b[0m is {action} %d")).split()
+    ['2', 'is']
+    """
+    if text is None:
+        text = ""
+    elif not isinstance(text, str):
         try:
-            payload = json.loads(match.group(0))
-        except (json.JSONDecodeError, RecursionError):
+            text = str(text)
+        except Exception:
+            text = ""
+    if len(text) > MAX_TEXT_CHARS:
+        return None
+    return _CONTROL.sub(" ", _ESCAPE_SEQUENCE.sub(" ", text)).translate(_DASHES)
+
+
+def _without_placeholders(text: str) -> str:
+    return _PLACEHOLDER.sub(" ", text)
+
+
+# -------------------------------------------------------------------------------------------- JSON
+_MISSING = object()
+_INNERMOST_OBJECT = re.compile(r"\{[^{}]*+\}")
+
+
+class _JSONNumber(str):
+    """A JSON number kept as written, so that ``2e0`` or a 5,000-digit integer follow the rules for numbers in text."""
+
+
+_KEEP_NUMBERS = {"parse_int": _JSONNumber, "parse_float": _JSONNumber, "parse_constant": _JSONNumber}
+
+
+def _json_objects(text: str, numbers_as_text: bool) -> Iterator[dict[str, Any]]:
+    """Dicts in ``text``, most complete first: the span from the first ``{`` to the last ``}``, then the
+    innermost ``{...}`` objects from last to first (which finds an object inside prose or inside other JSON)."""
+    first, last = text.find("{"), text.rfind("}")
+    if first < 0 or last < first:
+        return
+    spans = [text[first:last + 1]]
+    spans += [m.group(0) for m in reversed(list(_INNERMOST_OBJECT.finditer(text, first, last + 1)))]
+    options = _KEEP_NUMBERS if numbers_as_text else {}
+    for span in spans:
+        try:
+            payload = json.loads(span, **options)
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long for int()
             continue
         if isinstance(payload, dict):
-            for key, value in payload.items():
-                if str(key).lower() == "action":
-                    return value
+            yield payload
+
+
+def json_field(text: str, name: str, default: Any = None, numbers_as_text: bool = False) -> Any:
+    """The value of field ``name`` (any case) in the most complete JSON object in ``text`` that has one.
+
+    Args:
+        text: any text; JSON may be surrounded by prose or code fences, or nested in other JSON.
+        name: the field.
+        default: returned when no JSON object in ``text`` has the field.
+        numbers_as_text: give JSON numbers (and ``NaN``/``Infinity``) as the text they were written as.
+
+    Never raises.
+
+    >>> json_field('Reasoning. {"thought": "lean {left}", "Action": "push left"}', "action")
+    'push left'
+    """
+    wanted = name.lower()
+    for payload in _json_objects(text, numbers_as_text):
+        for key, value in payload.items():
+            if key.lower() == wanted:
+                return value
+    return default
+
+
+def _json_action(text: str) -> object:
+    return json_field(text, "action", default=_MISSING, numbers_as_text=True)
+
+
+# -------------------------------------------------------------------------------------------- numbers
+# A whole number token: its sign belongs to it, and it is not glued to a word, a decimal point or a sign.
+_NUMBER = re.compile(
+    r"""(?=[-+.0-9nNiI])
+    (?:
+    (?>(?<![\w.+\-])(?P<sign>[-+])|(?<![\w.+\-]))
+    (?:
+        (?P<int>[0-9]++)(?:\.(?P<frac>[0-9]++))?+ | \.(?P<only_frac>[0-9]++)
+    )
+    (?P<exp>[eE][-+]?+[0-9]++)?+
+    (?![\w]|\.[0-9])
+    | (?<![\w.+\-])(?P<word_sign>[-+]?+)(?P<word>nan|inf(?:inity)?+)\b
+    )
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_LEADING_NOISE = re.compile(r"[\s\"'`*_(\[<{#=:~]*+")
+
+
+def _number_at(text: str, pos: int) -> re.Match[str] | None:
+    """A number token starting at ``pos`` (after quotes, brackets and markup), or ``None``."""
+    return _NUMBER.match(text, _LEADING_NOISE.match(text, pos).end())
+
+
+def _finite_value(match: re.Match[str]) -> float | None:
+    if match.group("word"):
+        return None
+    value = float(match.group(0))  # float() takes any length; too large is inf, caught below
+    return value if math.isfinite(value) else None
+
+
+def _action_number(match: re.Match[str], count: int) -> int | None:
+    """The 0-based action a number token numbers, or ``None`` when it is not a whole number in 1..count."""
+    if match.group("word") or match.group("sign") == "-" or match.group("exp") or match.group("only_frac"):
+        return None
+    if (match.group("frac") or "0").strip("0"):
+        return None
+    digits = match.group("int").lstrip("0")
+    if not digits or len(digits) > len(str(count)):  # never int() a huge digit string
+        return None
+    number = int(digits)
+    return number - 1 if number <= count else None
+
+
+# -------------------------------------------------------------------------------------------- names
+# Words are runs of letters and digits of any script (so "pushéleft" is one word, not "push left"); only
+# ASCII words are lower-cased, so no non-ASCII letter becomes part of a name (the Kelvin sign is not "k").
+_WORD = re.compile(r"[^\W_]++")
+
+
+def _lower(word: str) -> str:
+    return word.lower() if word.isascii() else word
+
+
+@lru_cache(maxsize=64)
+def _name_words(names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(word.lower() for word in _WORD.findall(name)) for name in names)
+
+
+def _name_at(text: str, pos: int, names: tuple[str, ...]) -> int | None:
+    """The action whose name the text starts with at ``pos`` (the longest such name), or ``None``."""
+    name_words = _name_words(names)
+    longest = max(map(len, name_words), default=0)
+    words: list[str] = []
+    for match in _WORD.finditer(text, pos):
+        if not words and match.start() != pos:
+            return None
+        words.append(_lower(match.group(0)))
+        if len(words) == longest:
+            break
+    best: int | None = None
+    for index, candidate in enumerate(name_words):
+        if candidate and tuple(words[:len(candidate)]) == candidate:
+            if best is None or len(candidate) > len(name_words[best]):
+                best = index
+    return best
+
+
+def _last_name_mentioned(text: str, names: tuple[str, ...]) -> int | None:
+    """The action whose name ends last in ``text`` (the longer name where two end at the same word)."""
+    name_words = _name_words(names)
+    by_length = sorted((item for item in enumerate(name_words) if item[1]), key=lambda item: -len(item[1]))
+    last_words = {words[-1] for _, words in by_length}
+    words = [_lower(word) for word in _WORD.findall(text)]
+    for end in range(len(words), 0, -1):
+        if words[end - 1] not in last_words:
+            continue
+        for index, candidate in by_length:
+            if tuple(words[max(0, end - len(candidate)):end]) == candidate:
+                return index
     return None
 
 
-def _normalise(text: str) -> str:
-    """Lower-case words separated by single spaces; keeps signs and decimal points of numbers."""
-    text = re.sub(r"[^a-z0-9.+-]+", " ", text.lower())
-    text = re.sub(r"(?<!\d)\.|\.(?!\d)|[+-](?![\d.])", " ", text)
-    return " ".join(text.split())
+_INVALID = object()
+"""A reading that decides: the text gave an answer, and the answer is no action."""
+# Between a number and the name that says the same on one line: "2: push right", "2 (push right)", "2 - push right".
+_NAME_AFTER_NUMBER = re.compile(r"[ \t\"'`*]*+(?:[:=(\[-][ \t\"'`*]*+)?+")
 
 
-def _discrete_from_value(value: str, names: Sequence[str]) -> int | None:
-    stripped = value.strip().strip("\"'.,;:!()[]").strip()
-    if re.fullmatch(r"[-+]?\d+(?:\.0+)?", stripped):
-        number = int(float(stripped))
-        return number - 1 if 1 <= number <= len(names) else None
-    normalised = _normalise(stripped)
-    lowered = [_normalise(name) for name in names]
-    if normalised in lowered:
-        return lowered.index(normalised)
-    return None
+def _discrete_value_at(text: str, pos: int, names: tuple[str, ...]) -> object:
+    """The action value at ``pos``: an index, :data:`_INVALID`, or ``None`` when no number or name starts there."""
+    pos = _LEADING_NOISE.match(text, pos).end()
+    number = _NUMBER.match(text, pos)
+    if number is None:
+        return _name_at(text, pos, names)
+    index = _action_number(number, len(names))
+    if index is None:
+        return _INVALID
+    named = _name_at(text, _NAME_AFTER_NUMBER.match(text, number.end()).end(), names)
+    return _INVALID if named is not None and named != index else index  # "1: push right" contradicts itself
 
 
-def _last_name_mentioned(text: str, names: Sequence[str]) -> int | None:
-    """The action whose name occurs last in ``text`` (longest name wins at the same place)."""
-    haystack = f" {_normalise(text)} "
-    best: tuple[int, int, int] | None = None  # (end position, length, index)
-    for index, name in enumerate(names):
-        needle = f" {_normalise(name)} "
-        position = haystack.rfind(needle)
-        if position >= 0:
-            candidate = (position + len(needle), len(needle), index)
-            if best is None or candidate[:2] > best[:2]:
-                best = candidate
-    return None if best is None else best[2]
+_LABEL = r"""\baction\b["']?+\**+\s*+(?:(?:number\b|no\.|\#)\s*+)?+(?:(?:[:=]|is\b)\s*+)?+"""
 
 
-def parse_discrete_action(text: str, names: Sequence[str]) -> int | None:
-    """Parse ``text`` into a 0-based index into ``names``, or ``None``.
+@lru_cache(maxsize=64)
+def _label_pattern(first_words: tuple[str, ...]) -> re.Pattern[str]:
+    """``action`` labels followed by what may be a number or a name starting with one of ``first_words``.
 
-    Tried in order: a JSON object's ``action`` field, a labelled ``Action: X``, the whole text as
-    a number or name, the last action name mentioned, the last in-range number.
+    Testing the value's first characters in the pattern skips chatter labels without Python-level work.
+    """
+    starts = "|".join(["nan", "inf", "infinity", *map(re.escape, first_words)])
+    return re.compile(rf"{_LABEL}{_LEADING_NOISE.pattern}(?=[-+.0-9]|(?:{starts})(?![^\W_]))", re.IGNORECASE)
+
+
+def parse_discrete_action(text: object, names: Sequence[str]) -> int | None:
+    """Parse ``text`` into a 0-based index into ``names``, or ``None``; the rules are in the module docstring.
 
     >>> parse_discrete_action("Action: 2", ["push left", "push right"])
     1
     >>> parse_discrete_action('I think {"action": "push left"} is best', ["push left", "push right"])
     0
+    >>> parse_discrete_action("Action: -1", ["push left", "push right"]) is None
+    True
     >>> parse_discrete_action("no idea", ["push left", "push right"]) is None
     True
     """
-    text = str(text)
+    names = tuple(names)
+    text = _visible_text(text)
+    if text is None:
+        return None
     value = _json_action(text)
-    if value is not None and not isinstance(value, (dict, list)):
-        parsed = _discrete_from_value(str(value), names)
-        if parsed is not None:
-            return parsed
-    for match in reversed(list(_LABELLED.finditer(text))):
-        parsed = _discrete_from_value(match.group(1), names)
-        if parsed is None:
-            parsed = _last_name_mentioned(text[match.start(1):], names)
-        if parsed is not None:
-            return parsed
-    parsed = _discrete_from_value(text, names)
-    if parsed is not None:
-        return parsed
-    parsed = _last_name_mentioned(text, names)
-    if parsed is not None:
-        return parsed
-    for number in reversed(re.findall(r"(?<![\w.])\d+(?![\w.])", text)):
-        if 1 <= int(number) <= len(names):
-            return int(number) - 1
-    return None
+    if value is not _MISSING:
+        return _discrete_json_value(value, names)
+    text = _without_placeholders(text)
+    labels = _label_pattern(tuple(sorted({words[0] for words in _name_words(names) if words})))
+    for label in reversed(list(labels.finditer(text))):
+        reading = _discrete_value_at(text, label.end(), names)
+        if reading is not None:
+            return None if reading is _INVALID else reading  # type: ignore[return-value]
+    named = _last_name_mentioned(text, names)
+    if named is not None:
+        return named
+    numbers = list(_NUMBER.finditer(text))
+    return _action_number(numbers[-1], len(names)) if numbers else None
 
 
-def parse_continuous_action(text: str) -> float | None:
-    """Parse ``text`` into a finite number (not yet clipped), or ``None``.
+def _discrete_json_value(value: object, names: tuple[str, ...]) -> int | None:
+    if isinstance(value, _JSONNumber):
+        number = _NUMBER.fullmatch(value)
+        return None if number is None else _action_number(number, len(names))
+    if isinstance(value, str):
+        reading = _discrete_value_at(_without_placeholders(_visible_text(value) or ""), 0, names)
+        return None if reading is None or reading is _INVALID else reading  # type: ignore[return-value]
+    return None  # null, true/false, a list or an object names no action
 
-    Tried in order: a JSON object's ``action`` field, a labelled ``Action: X``, the last number.
+
+def parse_continuous_action(text: object) -> float | None:
+    """Parse ``text`` into a finite number (not yet clipped), or ``None``; the rules are in the module docstring.
 
     >>> parse_continuous_action("Action: -0.5")
     -0.5
     >>> parse_continuous_action('{"action": 1.25}')
     1.25
+    >>> parse_continuous_action("\\x1b[2J {0} %d") is None
+    True
     """
-    text = str(text)
-    candidates: list[str] = []
+    text = _visible_text(text)
+    if text is None:
+        return None
     value = _json_action(text)
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        candidates.append(str(value))
-    candidates += [m.group(1) for m in reversed(list(_LABELLED.finditer(text)))]
-    candidates += list(reversed(re.findall(_NUMBER, text)))
-    for candidate in candidates:
-        match = re.fullmatch(rf"\s*({_NUMBER})\s*", candidate)
-        if match is None:
-            continue
-        try:
-            number = float(match.group(1))
-        except ValueError:
-            continue
-        if math.isfinite(number):
-            return number
-    return None
+    if value is not _MISSING:
+        return _continuous_json_value(value)
+    text = _without_placeholders(text)
+    for label in reversed(list(_label_pattern(()).finditer(text))):
+        number = _number_at(text, label.end())
+        if number is not None:
+            return _finite_value(number)
+    numbers = list(_NUMBER.finditer(text))
+    return _finite_value(numbers[-1]) if numbers else None
+
+
+def _continuous_json_value(value: object) -> float | None:
+    if isinstance(value, list) and len(value) == 1:  # the raw Box action is a 1-vector
+        value = value[0]
+    if isinstance(value, _JSONNumber):
+        number = _NUMBER.fullmatch(value)
+    elif isinstance(value, str):
+        number = _number_at(_without_placeholders(_visible_text(value) or ""), 0)
+    else:
+        return None  # null, true/false, a longer list or an object is no number
+    return None if number is None else _finite_value(number)

@@ -223,8 +223,11 @@ class Translator(ABC):
 
     # ------------------------------------------------------------------ actions
     def parse_action(self, text: Any) -> ParsedAction:
-        """Read an action from text; never raises. See :mod:`textgym.action_parsing`."""
-        text = "" if text is None else str(text)
+        """Read an action from text; never raises, whatever ``text`` is. The rules: :mod:`textgym.action_parsing`.
+
+        Text that names or numbers no real action plays the fallback and is invalid. A continuous action's
+        finite number outside the bounds is valid and clipped to them; the fallback there is 0 (clipped too).
+        """
         if self.is_discrete:
             index = parse_discrete_action(text, self.action_names)
             if index is None:
@@ -243,7 +246,8 @@ class Translator(ABC):
         return fixed(float(np.asarray(action).reshape(-1)[0]), self.action_digits)
 
     def _box_action(self, value: float) -> np.ndarray:
-        clipped = min(max(value, self.action_low), self.action_high)
+        """``value`` clipped to the bounds, as the base env's action; the parser only gives finite numbers."""
+        clipped = min(max(float(value), self.action_low), self.action_high)
         return np.array([clipped], dtype=self.action_space.dtype)
 
     # ------------------------------------------------------------------ policies
