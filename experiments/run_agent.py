@@ -381,7 +381,9 @@ async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient
     writer = ResultsWriter(run_dir, identity=run_identity(cfg), shard=shard)
     seeds = shard.select(list(cfg.seeds)) if shard else list(cfg.seeds)
     name = agent_name(cfg.agent._target_, cfg.agent.get("name"))
-    if shard is not None:
+    if shard is not None and not seeds:
+        logger.warning("shard %s has no seeds: there are only %d (nothing to do)", shard, len(cfg.seeds))
+    elif shard is not None:
         logger.info("shard %s: seeds %s -> %s", shard, seeds, writer.episodes_path.name)
     started = time.perf_counter()
     wandb_name = f"{cfg.env.name}-L{cfg.level}-{name}" + (f"-shard{shard.index}of{shard.count}" if shard else "")

@@ -258,3 +258,29 @@ def test_compare_reports_whatever_failed_and_exits_1(tmp_path: Path, capsys) -> 
         rows = load_episodes([results / "eval"], include_failed=True)
         assert {r["agent"] for r in rows} == {"random", "naive", "cot", "self_ask"}
         assert all(r["status"] == "done" for r in rows) and len(rows) == 4 * 2
+
+
+# ---- load: many streams at once, every episode accounted for (figures: benchmarks/load.py) --------------
+
+def test_32_streams_under_30_percent_faults_lose_nothing(tmp_path: Path) -> None:
+    from experiments.run_agent import evaluate
+    from tests.experiments.conftest import compose_config
+
+    with FakeLLMServer(faults=Faults(rate=0.3, seed=5, slow_s=0.3, hang_s=0.2)) as server:
+        cfg = compose_config("eval", [
+            "agent=naive", f"seeds=[{','.join(map(str, range(32)))}]", "episodes=2", "max_steps=4",
+            "concurrency=32", "llm.timeout_s=1", "llm.max_retries=2", "+llm.backoff_s=0.01", "+llm.max_backoff_s=0.05",
+            "+llm.max_retry_after_s=0.05", *_llm_args(server, tmp_path)])
+        outcome = evaluate(cfg, tmp_path / "run")
+    rows = list(iter_jsonl(tmp_path / "run" / "episodes.jsonl"))
+    keys = [(r["seed"], r["episode"]) for r in rows]
+    assert len(keys) == len(set(keys))  # nothing twice
+    failed = {k for k, r in zip(keys, rows, strict=True) if r["status"] == "failed"}
+    assert all(r["error"] for r in rows if r["status"] == "failed")
+    for seed in range(32):  # each episode done, or failed, or after a failure in its stream; none lost
+        first_failure = next((k for s, k in sorted(failed) if s == seed), None)
+        expected = [(seed, k) for k in range(2 if first_failure is None else first_failure + 1)]
+        assert sorted(k for k in keys if k[0] == seed) == expected
+    assert outcome.done == len(keys) - len(failed) and len(outcome.failed) == len(failed)
+    assert outcome.done + len(failed) + outcome.not_run == 64
+    assert sum(outcome.retries.values()) > 0 and sum(server.injected.values()) > 0
