@@ -4,8 +4,17 @@
 # or after `source .venv/bin/activate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The viewer's browser test drives Debian's headless Chromium through its chromedriver (no browser download).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver </dev/null
+  else
+    echo "note: install Debian's chromium and chromium-driver for the viewer's browser test" >&2
+  fi
+fi
 PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# A venv left half-made (setup interrupted) has no pip: make it again.
+.venv/bin/python -m pip --version >/dev/null 2>&1 || "$PYTHON" -m venv --clear .venv
 VENV_PIP=(.venv/bin/python -m pip --quiet)
 "${VENV_PIP[@]}" install --upgrade pip
 # torch is pinned in pyproject.toml to the CPU build; installing it first keeps pip from resolving a CUDA build.
