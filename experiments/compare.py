@@ -19,6 +19,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import run_ppo
 from experiments.config import loggable_config, quiet_libraries, register_resolvers, start_wandb
 from experiments.llm_session import llm_session
+from experiments.progress import RunProgress
 from experiments.report import failures_table, markdown_table, write_report
 from experiments.results import error_text, load_episodes
 from experiments.run_agent import (
@@ -43,6 +45,7 @@ from experiments.run_agent import (
     run_async,
     stop_on_signals,
 )
+from experiments.viewer import write_viewer
 
 __all__ = ["compare", "main", "CompareOutcome"]
 
@@ -51,10 +54,12 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def _eval_config(cfg: DictConfig, env: str, level: int, agent: str) -> DictConfig:
+    # episodes=null (protocol=paper) leaves each run's trial count to the protocol's table for its level.
+    episodes = [] if cfg.episodes is None else [f"episodes={cfg.episodes}"]
     sub = compose("eval", overrides=[
         f"env={env}", f"level={level}", f"agent={agent}", f"seeds=[{','.join(map(str, cfg.seeds))}]",
-        f"episodes={cfg.episodes}", f"concurrency={cfg.concurrency}", f"max_steps={_null(cfg.max_steps)}",
-        f"progress={cfg.progress}", "logger=none",
+        f"protocol={cfg.protocol.name}", *episodes, f"concurrency={cfg.concurrency}",
+        f"max_steps={_null(cfg.max_steps)}", f"progress={cfg.progress}", "logger=none",
         *(cfg.agent_overrides if agent != "random" else []),  # the anchor has no language-agent settings
     ])
     sub.llm = cfg.llm  # the comparison's llm group, with all of the user's llm overrides
@@ -105,7 +110,7 @@ def compare(cfg: DictConfig) -> CompareOutcome:
 
     for env in cfg.envs:  # 1. PPO on each base task, evaluated like the agents
         ppo_cfg = compose("ppo", overrides=[f"env={env}", f"seed={cfg.ppo_seed}", f"eval_seeds={seeds}",
-                                            f"eval_episodes={cfg.episodes}", "logger=none",
+                                            f"eval_episodes={cfg.episodes or 1}", "logger=none",
                                             f"progress={cfg.progress}", *cfg.ppo_overrides])
         if cfg.max_steps is not None:
             ppo_cfg.env.kwargs = {**ppo_cfg.env.kwargs, "max_episode_steps": cfg.max_steps}
@@ -124,6 +129,8 @@ def compare(cfg: DictConfig) -> CompareOutcome:
     try:
         with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:  # 3. the language agents
 
+            progress = RunProgress(enabled=cfg.progress, desc="language agents")
+
             async def run_all() -> None:
                 try:
                     # One (env, level) at a time, all its agents and seeds at once: they share the system prompt,
@@ -131,10 +138,12 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                     for env in cfg.envs:
                         for level in cfg.levels:
                             names = [f"{env}-L{level}-{agent}" for agent in cfg.agents]
-                            results = await asyncio.gather(
-                                *(evaluate_async(_eval_config(cfg, env, level, agent), root / "eval" / name, client)
-                                  for agent, name in zip(cfg.agents, names, strict=True)),
-                                return_exceptions=True)
+                            async with progress.watching(client):
+                                results = await asyncio.gather(
+                                    *(evaluate_async(_eval_config(cfg, env, level, agent), root / "eval" / name,
+                                                     client, progress)
+                                      for agent, name in zip(cfg.agents, names, strict=True)),
+                                    return_exceptions=True)
                             for name, result in zip(names, results, strict=True):
                                 if isinstance(result, EvalOutcome):
                                     outcome.runs.append(result)
@@ -148,6 +157,7 @@ def compare(cfg: DictConfig) -> CompareOutcome:
             try:
                 run_async(run_all())
             finally:
+                progress.close()
                 outcome.retries = dict(getattr(client, "retries", None) or {})
     except CONFIG_ERRORS as error:  # e.g. no server at llm.base_url: every language agent is out
         failed("language agents", error)
@@ -161,8 +171,13 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                                             include_failed=True), outcome.failed_parts)
     if failures:
         print(f"\nFailures (rerun the same command to retry them):\n{failures}")
+    viewer = _write_viewer(root, report_dir, failed)
+    elapsed = time.perf_counter() - started
     print(f"\nreport: {report_dir / 'report.md'}\nplots: {report_dir / 'scores.png'}, "
-          f"{report_dir / 'learning_curves.png'}\nwall time: {elapsed / 60:.1f} min")
+          f"{report_dir / 'learning_curves.png'}")
+    if viewer is not None:
+        print(f"viewer: {viewer} (open it in a browser; it needs no server)")
+    print(f"wall time: {elapsed / 60:.1f} min")
     if wandb_run is not None:
         import wandb
 
@@ -171,6 +186,18 @@ def compare(cfg: DictConfig) -> CompareOutcome:
         wandb_run.summary["wall_time_s"] = elapsed
         wandb_run.finish()
     return outcome
+
+
+def _write_viewer(root: Path, report_dir: Path, failed: Callable[[str, Exception], None]) -> Path | None:
+    """The episode viewer of every run of the comparison, beside the report; a failure here costs nothing else."""
+    runs = [p for p in (root / "ppo", root / "eval") if p.exists()]
+    if not runs:
+        return None
+    try:
+        return write_viewer(runs, report_dir / "viewer.html")
+    except Exception as error:  # noqa: BLE001 - the report is written; the viewer is an extra
+        failed("viewer", error)
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,7 +42,6 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from tqdm import tqdm
 
 import textgym
 from agents.base import Agent
@@ -58,6 +57,7 @@ from experiments.config import (
 )
 from experiments.episodes import EpisodeRecord, run_episode
 from experiments.llm_session import llm_session
+from experiments.progress import RunProgress
 from experiments.results import (
     FAILED,
     EpisodeKey,
@@ -252,8 +252,12 @@ class _Attempt:
 
 
 async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient | None, wandb_run: Any,
-                       seeds: list[int]) -> dict[EpisodeKey, str]:
-    """Play every unfinished episode of ``seeds``' streams; returns the episodes that failed, with their error."""
+                       seeds: list[int], progress: RunProgress | None = None) -> dict[EpisodeKey, str]:
+    """Play every unfinished episode of ``seeds``' streams; returns the episodes that failed, with their error.
+
+    ``progress`` is the command's one display (``textgym-compare`` shares one across groups); without one this
+    run shows its own.
+    """
     entry = textgym.env_entry(cfg.env.name)
     name = agent_name(cfg.agent._target_, cfg.agent.get("name"))
     make_agent = instantiate(cfg.agent)
@@ -275,7 +279,11 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
     except Exception as error:
         raise ConfigError(f"cannot build env={cfg.env.name} / agent={name} with these settings: "
                           f"{error_text(error)}") from error
-    bar = tqdm(total=todo, desc=f"{cfg.env.name} L{cfg.level} {name}", unit="ep", disable=not cfg.progress)
+    own_progress = progress is None
+    if progress is None:
+        progress = RunProgress(enabled=cfg.progress)
+    group = f"{cfg.env.name} L{cfg.level} {name}"
+    progress.add_group(group, todo)
     gate = asyncio.Semaphore(cfg.concurrency)
     failures: dict[EpisodeKey, str] = {}
     logged = 0
@@ -304,13 +312,14 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
                 failure = attempt.failed_row(cfg, entry.text_id, episode_key, error)
                 writer.write_failure(failure)
                 failures[episode_key] = failure["error"]
+                progress.episode_finished(group, failed=True)
                 later = len(keys) - episode_key.episode - 1
                 logger.warning("seed %d episode %d failed: %s%s", seed, episode_key.episode, failure["error"],
                                f" ({later} later episodes of this stream not run)" if later else "")
                 return
             writer.write_episode(row, record.step_records, agent.state(), calls=record.calls)
             played_previous = True
-            bar.update(1)
+            progress.episode_finished(group)
             if wandb_run is not None:
                 logged += 1
                 wandb_run.log({"episode/return": row["return"], "episode/steps": row["steps"],
@@ -345,9 +354,14 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
     try:
         # return_exceptions: a stream that breaks in a way it could not record (a full disk) must not cancel
         # the others; it is raised once they are all over.
-        results = await asyncio.gather(*(stream(seed) for seed in seeds), return_exceptions=True)
+        if own_progress:
+            async with progress.watching(client):
+                results = await asyncio.gather(*(stream(seed) for seed in seeds), return_exceptions=True)
+        else:
+            results = await asyncio.gather(*(stream(seed) for seed in seeds), return_exceptions=True)
     finally:
-        bar.close()
+        if own_progress:
+            progress.close()
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -368,13 +382,22 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         llm = {k: cfg.llm.get(k) for k in LLM_IDENTITY_KEYS}
         if cfg.llm.provider != "embedded":  # the embedded server's address is new every start
             llm["base_url"] = cfg.llm.base_url
-    return {"env": cfg.env.name, "env_kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
-            "level": cfg.level, "agent": OmegaConf.to_container(cfg.agent, resolve=True), "llm": llm,
-            "max_steps": cfg.max_steps, "episodes": cfg.episodes}
+    identity = {"env": cfg.env.name, "env_kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+                "level": cfg.level, "agent": OmegaConf.to_container(cfg.agent, resolve=True), "llm": llm,
+                "max_steps": cfg.max_steps, "episodes": cfg.episodes}
+    # The reset-seed rule changes which episodes are played (and textgym-replay reads it from here). Recorded only
+    # when it differs from the default, so run dirs of the default protocol keep their identity.
+    if cfg.get("protocol") and cfg.protocol.get("same_reset_seed"):
+        identity["same_reset_seed"] = True
+    return identity
 
 
-async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient | None) -> EvalOutcome:
-    """Run (or resume) ``cfg`` into ``run_dir`` with a client the caller owns (shared by several configs)."""
+async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient | None,
+                         progress: RunProgress | None = None) -> EvalOutcome:
+    """Run (or resume) ``cfg`` into ``run_dir`` with a client the caller owns (shared by several configs).
+
+    ``progress``: a display shared with other runs of the same command (default: this run's own).
+    """
     validate_eval(cfg)
     textgym.env_entry(cfg.env.name)  # unknown env -> clear error before anything starts
     shard = Shard.parse(cfg.get("shard"))
@@ -389,7 +412,7 @@ async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient
     wandb_name = f"{cfg.env.name}-L{cfg.level}-{name}" + (f"-shard{shard.index}of{shard.count}" if shard else "")
     wandb_run = start_wandb(cfg, writer.run_dir, wandb_name, "eval")
     try:
-        failures = await _run_streams(cfg, writer, client, wandb_run, seeds)
+        failures = await _run_streams(cfg, writer, client, wandb_run, seeds, progress)
     finally:
         if wandb_run is not None:
             wandb_run.finish()

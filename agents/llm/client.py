@@ -234,6 +234,7 @@ class LLMClient:
         self.usage = Usage()
         self.retries: Counter[str] = Counter()
         self.failures = 0
+        self.in_flight = 0  # requests sent and not yet answered (progress displays show it)
         self._backoff = (tenacity.wait_exponential(multiplier=backoff_s, max=max_backoff_s)
                          + tenacity.wait_random(0, backoff_s))
         # Built lazily per event loop: httpx and asyncio primitives belong to the loop that made them.
@@ -380,7 +381,11 @@ class LLMClient:
             # the top). ``chat.completions.create`` would first walk every message through the SDK's typed
             # request transform and then build pydantic models of the reply: ~5 ms of CPU per request, most of
             # our own cost per decision (benchmarks/throughput.py). Auth, timeouts and HTTP error mapping stay.
-            content = await client.post("/chat/completions", body=request, cast_to=bytes)
+            self.in_flight += 1
+            try:
+                content = await client.post("/chat/completions", body=request, cast_to=bytes)
+            finally:
+                self.in_flight -= 1
             latency = time.perf_counter() - started
         return _parse_reply(json.loads(content), latency)
 
