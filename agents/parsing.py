@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from textgym.action_parsing import json_field, parse_continuous_action, parse_discrete_action
+from textgym.action_parsing import json_field, parse_continuous_action, parse_discrete_action, parse_vector_action
 
 __all__ = ["ParseResult", "parse_reply", "parse_tail", "action_json_schema", "reply_field", "split_json_object"]
 
@@ -44,11 +44,26 @@ def parse_reply(text: str, action_spec: dict[str, Any]) -> ParseResult:
         if index is None:
             return ParseResult(None, f"no valid action among {names} in reply {excerpt!r}")
         return ParseResult(names[index], "ok")
+    if action_spec["type"] == "vector":
+        return _parse_vector_reply(text, action_spec, excerpt)
     value = parse_continuous_action(text)
     if value is None:
         return ParseResult(None, f"no finite number in reply {excerpt!r}")
     clipped = min(max(value, action_spec["low"]), action_spec["high"])
     return ParseResult(f"{clipped:.{action_spec.get('digits', 2)}f}", "ok" if clipped == value else "clipped")
+
+
+def _parse_vector_reply(text: str, action_spec: dict[str, Any], excerpt: str) -> ParseResult:
+    """One number per actuator: the canonical ``{"name": 0.50, ...}`` text the env reads back, clipped."""
+    names = action_spec["names"]
+    values = parse_vector_action(text, names)
+    if values is None:
+        return ParseResult(None, f"no finite number for every actuator of {names} in reply {excerpt!r}")
+    clipped = [min(max(value, low), high) for value, low, high in zip(values, action_spec["low"], action_spec["high"],
+                                                                     strict=True)]
+    digits = action_spec.get("digits", 2)
+    canonical = "{" + ", ".join(f'"{name}": {value:.{digits}f}' for name, value in zip(names, clipped, strict=True))
+    return ParseResult(canonical + "}", "ok" if clipped == values else "clipped")
 
 
 def action_json_schema(action_spec: dict[str, Any], thought_chars: int = 0) -> dict[str, Any]:
@@ -58,6 +73,10 @@ def action_json_schema(action_spec: dict[str, Any], thought_chars: int = 0) -> d
     """
     if action_spec["type"] == "discrete":
         action: dict[str, Any] = {"type": "string", "enum": list(action_spec["names"])}
+    elif action_spec["type"] == "vector":  # every actuator by name, each within its bounds
+        action = {"type": "object", "additionalProperties": False, "required": list(action_spec["names"]),
+                  "properties": {name: {"type": "number", "minimum": low, "maximum": high} for name, low, high
+                                 in zip(action_spec["names"], action_spec["low"], action_spec["high"], strict=True)}}
     else:
         action = {"type": "number", "minimum": action_spec["low"], "maximum": action_spec["high"]}
     properties: dict[str, Any] = {}

@@ -50,6 +50,23 @@ a finite number, a one-element list of one, or a string that starts with one; a 
 by a number, which decides; otherwise the last number in the text decides. A non-finite number (``nan``,
 ``inf``, ``1e309``) is invalid wherever it decides, so NaN and infinity never reach the base env. A
 finite number outside the action's bounds is valid: the translator clips it to the bounds.
+
+**Vector actions** (a ``Box`` of n > 1 numbers, one per named actuator, as the MuJoCo tasks have): one
+finite number for every actuator, in one of these forms, tried in order; the first form found decides.
+
+1. **JSON object:** the ``action`` field of the most complete JSON object that has one, else the most
+   complete JSON object whose keys are all the actuator names. Its value is an object mapping every
+   actuator name to a number (``{"thigh": 0.3, "leg": -0.1, "foot": 0}``; names ignore case, and
+   spaces, ``_`` and ``-`` are alike; other keys are allowed) or a list of exactly n numbers in the
+   documented order.
+2. **JSON list:** the last ``[...]`` list of exactly n numbers (``Action: [0.3, -0.1, 0.0]``).
+3. **Named values:** ``name: value`` or ``name = value`` for every actuator (one per line or all on one
+   line); the last value given for a name counts, and a longer name wins over a name inside it
+   (``left thigh`` is not ``thigh``).
+4. **Label:** the last ``action`` label followed by exactly n numbers separated by commas or spaces.
+
+A missing actuator, an extra number in a list, a non-finite number (``nan``, ``inf``, ``1e309``) or a
+value that is not a number makes the text invalid: nothing is guessed (no default for a missing name).
 """
 
 from __future__ import annotations
@@ -61,7 +78,7 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["parse_discrete_action", "parse_continuous_action", "json_field", "MAX_TEXT_CHARS"]
+__all__ = ["parse_discrete_action", "parse_continuous_action", "parse_vector_action", "json_field", "MAX_TEXT_CHARS"]
 
 MAX_TEXT_CHARS = 100_000
 """Longer text is not read and names no action: far beyond any reply (the env's action space holds 4,096
@@ -378,3 +395,100 @@ def _continuous_json_value(value: object) -> float | None:
     else:
         return None  # null, true/false, a longer list or an object is no number
     return None if number is None else _finite_value(number)
+
+
+# -------------------------------------------------------------------------------------------- vectors
+_INNERMOST_LIST = re.compile(r"\[[^\[\]{}]*+\]")
+_SEPARATOR = re.compile(r"\s*+[,;]?+\s*+")
+
+
+def _actuator_key(name: str) -> str:
+    """``"Left_Thigh"``, ``"left thigh"`` and ``"left-thigh"`` are one name."""
+    return " ".join(_lower(word) for word in _WORD.findall(name))
+
+
+@lru_cache(maxsize=64)
+def _named_value_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """``name: number`` for any of ``names``, longest names first so that ``left thigh`` is not ``thigh``."""
+    alternatives = sorted(names, key=len, reverse=True)
+    spelled = "|".join("[\\s_-]++".join(map(re.escape, _WORD.findall(name))) for name in alternatives)
+    return re.compile(rf"(?<![^\W_])(?P<name>{spelled})(?![^\W_])[\"'`*]*+\s*+[:=]\s*+", re.IGNORECASE)
+
+
+def _vector_from_numbers(tokens: list[object], count: int) -> list[float] | None:
+    """Exactly ``count`` finite numbers (JSON numbers or number tokens), or ``None``."""
+    if len(tokens) != count:
+        return None
+    values = []
+    for token in tokens:
+        number = _NUMBER.fullmatch(token) if isinstance(token, _JSONNumber) else None
+        value = None if number is None else _finite_value(number)
+        if value is None:
+            return None
+        values.append(value)
+    return values
+
+
+def _vector_json_value(value: object, names: tuple[str, ...]) -> list[float] | None:
+    if isinstance(value, list):
+        return _vector_from_numbers(value, len(names))
+    if not isinstance(value, dict):
+        return None
+    by_key = {_actuator_key(str(key)): item for key, item in value.items()}
+    keys = [_actuator_key(name) for name in names]
+    if not all(key in by_key for key in keys):
+        return None
+    return _vector_from_numbers([by_key[key] for key in keys], len(names))
+
+
+def parse_vector_action(text: object, names: Sequence[str]) -> list[float] | None:
+    """Parse ``text`` into one finite number per actuator of ``names`` (not yet clipped), or ``None``.
+
+    The rules are in the module docstring.
+
+    >>> parse_vector_action('{"thigh": 0.3, "leg": -0.1, "foot": 0}', ["thigh", "leg", "foot"])
+    [0.3, -0.1, 0.0]
+    >>> parse_vector_action("thigh: 0.3\\nleg = -0.1\\nfoot: 0.0", ["thigh", "leg", "foot"])
+    [0.3, -0.1, 0.0]
+    >>> parse_vector_action("Action: [0.3, -0.1]", ["thigh", "leg", "foot"]) is None
+    True
+    """
+    names = tuple(names)
+    text = _visible_text(text)
+    if text is None or not names:
+        return None
+    value = _json_action(text)
+    if value is not _MISSING:
+        return _vector_json_value(value, names)
+    keys = {_actuator_key(name) for name in names}
+    for payload in _json_objects(text, numbers_as_text=True):
+        if keys <= {_actuator_key(str(key)) for key in payload}:
+            return _vector_json_value(payload, names)
+    lists = list(_INNERMOST_LIST.finditer(text))
+    for match in reversed(lists):
+        try:
+            items = json.loads(match.group(0), **_KEEP_NUMBERS)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(items, list) and len(items) == len(names):
+            return _vector_from_numbers(items, len(names))
+    text = _without_placeholders(text)
+    found: dict[str, re.Match[str] | None] = {}
+    for match in _named_value_pattern(names).finditer(text):
+        found[_actuator_key(match.group("name"))] = _number_at(text, match.end())
+    if found:
+        if not keys <= set(found) or any(found[key] is None for key in keys):
+            return None
+        values = [_finite_value(found[_actuator_key(name)]) for name in names]  # type: ignore[arg-type]
+        return None if any(v is None for v in values) else values  # type: ignore[return-value]
+    for label in reversed(list(_label_pattern(()).finditer(text))):
+        tokens, position = [], label.end()
+        while (number := _number_at(text, position)) is not None and len(tokens) <= len(names):
+            tokens.append(number)
+            position = _SEPARATOR.match(text, number.end()).end()
+        if tokens:
+            if len(tokens) != len(names):
+                return None
+            values = [_finite_value(token) for token in tokens]
+            return None if any(v is None for v in values) else values  # type: ignore[return-value]
+    return None

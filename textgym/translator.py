@@ -26,8 +26,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from textgym.action_parsing import parse_continuous_action, parse_discrete_action
-from textgym.templating import fixed, render
+from textgym.action_parsing import parse_continuous_action, parse_discrete_action, parse_vector_action
+from textgym.templating import PACKAGE_DIR, fixed, render
 
 __all__ = ["Translator", "ParsedAction", "Policy"]
 
@@ -52,8 +52,10 @@ class Translator(ABC):
     """Env-specific translation between raw Gym values and text.
 
     Subclasses set :attr:`name` and implement :meth:`describe`, :meth:`read_observation` and
-    :meth:`expert_policy`. Discrete envs set :attr:`action_names`; continuous envs (a 1-D ``Box``
-    action space) get number parsing with clipping to the bounds read from the space.
+    :meth:`expert_policy`. Discrete envs set :attr:`action_names`; continuous envs (a ``Box`` of one
+    number) get number parsing with clipping to the bounds read from the space; vector envs (a ``Box`` of
+    n > 1 numbers, one per actuator) set :attr:`action_names` to the actuators' names and get one clipped
+    number per actuator (:func:`~textgym.action_parsing.parse_vector_action`).
 
     A translator speaks for one base env instance: bounds come from its spaces, and facts that the
     spaces do not hold (a map, a goal position, link lengths, constants set by ``gym.make`` kwargs)
@@ -63,8 +65,8 @@ class Translator(ABC):
         env: the base (numeric) env, wrapped or not; spaces are read from it, other facts from ``env.unwrapped``.
 
     Raises:
-        TypeError: if ``env`` is not a ``gym.Env`` or its action space is neither ``Discrete`` nor 1-D ``Box``.
-        ValueError: if :attr:`action_names` does not match a ``Discrete`` action space.
+        TypeError: if ``env`` is not a ``gym.Env`` or its action space is neither ``Discrete`` nor a flat ``Box``.
+        ValueError: if :attr:`action_names` does not match a ``Discrete`` or vector ``Box`` action space.
 
     Example:
         >>> from textgym.envs.cartpole import CartPoleTranslator
@@ -77,11 +79,13 @@ class Translator(ABC):
     name: ClassVar[str]
     """Short env name used in configs and template paths, e.g. ``"cartpole"``."""
     action_names: ClassVar[tuple[str, ...]] = ()
-    """Discrete actions in words, index = raw action. Empty for continuous actions."""
+    """Discrete actions in words, index = raw action; a vector action's actuators in order. Empty for one number."""
     fallback_action_index: ClassVar[int] = 0
     """Discrete action played when the text is not understood (documented in each env's actions.j2)."""
     action_digits: ClassVar[int] = 2
-    """Decimals printed for a continuous action."""
+    """Decimals printed for a continuous (or vector) action."""
+    has_controller: ClassVar[bool] = True
+    """TextGym has an expert of its own for this task (else L4 needs a policy file, see :meth:`use_policy_file`)."""
     hides_map: ClassVar[bool] = False
     """The text hides the layout the base observation hides (holes, cliff, goal) unless ``map_visible=True``."""
 
@@ -91,7 +95,10 @@ class Translator(ABC):
         self.env: Any = env.unwrapped
         """The unwrapped base env: the source of every fact the spaces do not hold."""
         self.options: dict[str, Any] = {}
-        """Text options the translator was built with (``{"map_visible": ...}`` where :attr:`hides_map`)."""
+        """Text options the translator was built with (``{"map_visible": ...}`` where :attr:`hides_map`, the policy
+        file's ``expert_policy_path`` and ``expert_policy_sha256``)."""
+        self.policy_file: Any = None
+        """The :class:`~textgym.policy_file.PolicyFile` that replaces the expert, or ``None``."""
         self.observation_space = env.observation_space
         self.action_space = env.action_space
         action_space = self.action_space
@@ -104,8 +111,14 @@ class Translator(ABC):
         elif isinstance(action_space, spaces.Box) and action_space.shape == (1,):
             self.action_low = float(action_space.low[0])
             self.action_high = float(action_space.high[0])
+        elif isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+            if len(self.action_names) != action_space.shape[0]:
+                raise ValueError(f"{type(self).__name__}.action_names has {len(self.action_names)} names, "
+                                 f"expected one per actuator of {action_space}")
+            self.action_lows = tuple(float(low) for low in action_space.low)
+            self.action_highs = tuple(float(high) for high in action_space.high)
         else:
-            raise TypeError(f"{type(self).__name__} expected a Discrete or 1-D Box action space, "
+            raise TypeError(f"{type(self).__name__} expected a Discrete or flat Box action space, "
                             f"actually {action_space}")
 
     # ------------------------------------------------------------------ observations
@@ -152,11 +165,21 @@ class Translator(ABC):
     def is_discrete(self) -> bool:
         return isinstance(self.action_space, spaces.Discrete)
 
+    @property
+    def is_vector(self) -> bool:
+        """One number per actuator (a ``Box`` of more than one number)."""
+        return not self.is_discrete and self.action_space.shape != (1,)
+
     def template_context(self) -> dict[str, Any]:
         """Values every description template may use (bounds, action names, the fallback)."""
         context: dict[str, Any] = {"action_names": list(self.action_names)}
         if self.is_discrete:
             context["fallback_action"] = self.action_to_text(self.fallback_action_index)
+        elif self.is_vector:
+            context.update(action_lows=list(self.action_lows), action_highs=list(self.action_highs),
+                           action_digits=self.action_digits,
+                           example_action=self.action_to_text(self._box_action([0.0] * len(self.action_names))),
+                           fallback_action=self.action_to_text(self._box_action([0.0] * len(self.action_names))))
         else:
             context.update(action_low=self.action_low, action_high=self.action_high,
                            action_digits=self.action_digits)
@@ -196,7 +219,8 @@ class Translator(ABC):
         """
         env = self.teaching_env()
         speaker = self if env is self.env else type(self)(env, **self.options)
-        action_texts = [self.action_to_text(index) for index in range(len(self.action_names))]
+        action_texts = ([self.action_to_text(index) for index in range(len(self.action_names))]
+                        if self.is_discrete else [])
         return [self._render("teaching", number=number, observation=speaker.render_observation(state),
                              state=speaker.describe(state), action_texts=action_texts, **self.teaching_context())
                 for number, state in enumerate(self.teaching_states, start=1)]
@@ -209,16 +233,25 @@ class Translator(ABC):
         """The valid actions in words, as shown to agents."""
         if self.is_discrete:
             return list(self.action_names)
+        if self.is_vector:  # one text naming every actuator and its range
+            return [", ".join(f"{name}: {fixed(low, self.action_digits)} to {fixed(high, self.action_digits)}"
+                              for name, low, high in zip(self.action_names, self.action_lows, self.action_highs,
+                                                         strict=True))]
         low, high = fixed(self.action_low, self.action_digits), fixed(self.action_high, self.action_digits)
         return [f"a number from {low} to {high}"]
 
     def action_spec(self) -> dict[str, Any]:
         """The action set as data, for agents that constrain their replies (e.g. with a JSON schema).
 
-        ``{"type": "discrete", "names": [...]}`` or ``{"type": "continuous", "low": ..., "high": ..., "digits": ...}``.
+        ``{"type": "discrete", "names": [...]}``, ``{"type": "continuous", "low": ..., "high": ..., "digits": ...}``
+        or ``{"type": "vector", "names": [...], "low": [...], "high": [...], "digits": ...}`` (one number per
+        actuator, in ``names`` order).
         """
         if self.is_discrete:
             return {"type": "discrete", "names": list(self.action_names)}
+        if self.is_vector:
+            return {"type": "vector", "names": list(self.action_names), "low": list(self.action_lows),
+                    "high": list(self.action_highs), "digits": self.action_digits}
         return {"type": "continuous", "low": self.action_low, "high": self.action_high, "digits": self.action_digits}
 
     # ------------------------------------------------------------------ actions
@@ -227,30 +260,71 @@ class Translator(ABC):
 
         Text that names or numbers no real action plays the fallback and is invalid. A continuous action's
         finite number outside the bounds is valid and clipped to them; the fallback there is 0 (clipped too).
+        A vector action needs a finite number for every actuator; each is clipped, and the fallback is 0 for
+        every actuator.
         """
         if self.is_discrete:
             index = parse_discrete_action(text, self.action_names)
             if index is None:
                 return ParsedAction(self.fallback_action_index, valid=False)
             return ParsedAction(index, valid=True)
+        if self.is_vector:
+            values = parse_vector_action(text, self.action_names)
+            if values is None:
+                return ParsedAction(self._box_action([0.0] * len(self.action_names)), valid=False)
+            return ParsedAction(self._box_action(values), valid=True)
         value = parse_continuous_action(text)
         if value is None:
             return ParsedAction(self._box_action(0.0), valid=False)
         return ParsedAction(self._box_action(value), valid=True)
 
     def action_to_text(self, action: Any) -> str:
-        """The canonical text of a raw action: ``"2: push right"`` or ``"0.50"``; parses back to ``action``."""
+        """The canonical text of a raw action: ``"2: push right"``, ``"0.50"`` or ``{"thigh": 0.30, ...}``.
+
+        It parses back to ``action`` (to the printed digits).
+        """
         if self.is_discrete:
             index = int(action)
             return f"{index + 1}: {self.action_names[index]}"
-        return fixed(float(np.asarray(action).reshape(-1)[0]), self.action_digits)
+        values = np.asarray(action, dtype=float).reshape(-1)
+        if self.is_vector:
+            pairs = (f'"{name}": {fixed(value, self.action_digits)}'
+                     for name, value in zip(self.action_names, values, strict=True))
+            return "{" + ", ".join(pairs) + "}"
+        return fixed(float(values[0]), self.action_digits)
 
-    def _box_action(self, value: float) -> np.ndarray:
+    def _box_action(self, value: float | list[float]) -> np.ndarray:
         """``value`` clipped to the bounds, as the base env's action; the parser only gives finite numbers."""
-        clipped = min(max(float(value), self.action_low), self.action_high)
+        if self.is_vector:
+            return np.clip(np.asarray(value, dtype=float), self.action_lows, self.action_highs).astype(
+                self.action_space.dtype)
+        clipped = min(max(float(value), self.action_low), self.action_high)  # type: ignore[arg-type]
         return np.array([clipped], dtype=self.action_space.dtype)
 
     # ------------------------------------------------------------------ policies
+    def use_policy_file(self, path: str, sha256: str | None = None) -> None:
+        """Let a PPO policy saved by ``textgym-ppo`` (``model.zip``) be this task's expert (L4's trajectories)."""
+        from textgym.policy_file import PolicyFile
+
+        self.policy_file = PolicyFile(path, sha256)
+        self.options.update(self.policy_file.options())
+
+    @property
+    def has_expert(self) -> bool:
+        """An expert exists: TextGym's own controller, or a policy file."""
+        return self.policy_file is not None or self.has_controller
+
+    @classmethod
+    def has_teaching(cls) -> bool:
+        """L5's hand-written teaching exists (only where an honest expert checks its worked examples)."""
+        return (PACKAGE_DIR / "envs" / cls.template_folder() / "teaching.j2").exists()
+
+    def expert(self, env: gym.Env) -> Policy:
+        """The expert that L4's trajectories show: the policy file if one was given, else :meth:`expert_policy`."""
+        if self.policy_file is not None:
+            return self.policy_file.policy(env)
+        return self.expert_policy(env)
+
     @abstractmethod
     def expert_policy(self, env: gym.Env) -> Policy:
         """An expert policy for ``env``: the env this translator speaks for, or another instance of the same task.

@@ -62,6 +62,12 @@ def _step(env_id: str, text: str) -> dict:
         assert 0 <= info["action"] < len(translator.action_names)
         if info["invalid_action"]:
             assert info["action"] == translator.fallback_action_index
+    elif translator.is_vector:
+        action = np.asarray(info["action"], dtype=float)
+        assert action.shape == (len(translator.action_names),)
+        assert np.all(np.array(translator.action_lows) <= action) and np.all(action <= translator.action_highs)
+        if info["invalid_action"]:
+            assert np.all(action == np.clip(0.0, translator.action_lows, translator.action_highs))
     else:
         action = np.asarray(info["action"], dtype=float)
         assert action.shape == (1,) and translator.action_low <= action[0] <= translator.action_high
@@ -141,7 +147,8 @@ def _fragments(env_id: str) -> st.SearchStrategy[str]:
     pieces = [ESCAPES, PLACEHOLDERS, NUMBERS, SIGNS, LABELS, FILLER, _json_texts(names or ("x",)),
               st.text(st.characters(exclude_categories=()), max_size=8)]
     if names:
-        canonical = [translator.action_to_text(index) for index in range(len(names))]
+        canonical = ([translator.action_to_text(index) for index in range(len(names))] if translator.is_discrete
+                     else [translator.action_to_text(translator.parse_action("").action)])  # actuator names
         pieces.append(st.sampled_from([*names, *canonical, *(name.upper() for name in names),
                                        *(name.replace(" ", "-") for name in names)]))
     return st.lists(st.one_of(pieces), max_size=12).map("".join)
@@ -183,7 +190,9 @@ def test_hostile_texts(env_id: str) -> None:
 
 
 DISCRETE_IDS = [env_id for env_id in ENV_IDS if _text_env(_env(env_id)).translator.is_discrete]
-CONTINUOUS_IDS = [env_id for env_id in ENV_IDS if env_id not in DISCRETE_IDS]
+# One number per actuator (the MuJoCo tasks with more than one actuator).
+VECTOR_IDS = [env_id for env_id in ENV_IDS if _text_env(_env(env_id)).translator.is_vector]
+CONTINUOUS_IDS = [env_id for env_id in ENV_IDS if env_id not in DISCRETE_IDS and env_id not in VECTOR_IDS]
 # Chatter that can hold no action name and no digit.
 CHATTER = st.text(st.sampled_from(" ,.;!?xyzqjQJ\n\u00e9\u4e2d"), max_size=30)
 FORMS = ["Action: {}", "{}", "action {}", "**Action:** {}", "I choose {}.", "{chatter} Action: {}", "{chatter} {}"]
@@ -220,7 +229,7 @@ def test_a_real_action_in_any_form_is_read(env_id: str, data: st.DataObject) -> 
     assert not info["invalid_action"] and info["action"] == index, text
 
 
-@pytest.mark.parametrize("env_id", CONTINUOUS_IDS)
+@pytest.mark.parametrize("env_id", CONTINUOUS_IDS + VECTOR_IDS)
 @FUZZ
 @given(pieces=st.lists(st.one_of(st.sampled_from(["\x1b[2J", "\x1b[31m", "\x1b[0m", "\x1b[12;40H", "\x1b]0;t 7\x07",
                                                   "\x9b5m", "\x00\x01\x02"]),
@@ -245,11 +254,43 @@ def test_a_finite_number_is_played_clipped_and_no_other_is(env_id: str, number: 
     assert not info["invalid_action"] and info["action"][0] == clipped, text
 
 
+@pytest.mark.parametrize("env_id", VECTOR_IDS)
+@FUZZ
+@given(data=st.data())
+def test_a_vector_is_played_clipped_only_when_every_actuator_has_a_finite_number(env_id: str,
+                                                                                  data: st.DataObject) -> None:
+    translator = _text_env(_env(env_id)).translator
+    names = translator.action_names
+    values = data.draw(st.lists(st.floats(width=64), min_size=len(names), max_size=len(names)), label="values")
+    form = data.draw(st.sampled_from(["names", "list", "lines", "label"]), label="form")
+    shown = [repr(value) for value in values]
+    text = {"names": json.dumps({"action": dict(zip(names, values, strict=True))}),
+            "list": json.dumps({"action": values}),
+            "lines": "\n".join(f"{name}: {value}" for name, value in zip(names, shown, strict=True)),
+            "label": "Action: " + ", ".join(shown)}[form]
+    if data.draw(st.booleans(), label="drop one"):  # an actuator left out: never guessed
+        text = text.replace(names[-1], "unknown") if form in ("names", "lines") else text.rsplit(",", 1)[0]
+        if form != "names" or "unknown" in text:
+            assert _step(env_id, text)["invalid_action"], text
+            return
+    info = _step(env_id, text)
+    if not all(math.isfinite(value) for value in values):
+        assert info["invalid_action"], text
+        return
+    expected = np.clip(values, translator.action_lows, translator.action_highs).astype(np.float32)
+    assert not info["invalid_action"] and np.array_equal(info["action"], expected), text
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_every_canonical_action_text_round_trips(env_id: str) -> None:
     translator = _text_env(_env(env_id)).translator
     if translator.is_discrete:
         actions = list(range(len(translator.action_names)))
+    elif translator.is_vector:
+        # The canonical text has two decimals: actions on that grid come back exactly.
+        rng = np.random.default_rng(0)
+        actions = [np.round(rng.uniform(translator.action_lows, translator.action_highs), 2).astype(np.float32)
+                   for _ in range(9)]
     else:
         actions = [np.array([value], dtype=np.float32)
                    for value in np.linspace(translator.action_low, translator.action_high, 9)]
