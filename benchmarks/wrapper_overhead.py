@@ -33,6 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'env':24s} {'raw us/step':>12s} {'text us/step':>13s} {'overhead us':>12s} {'ratio':>7s}")
     for name, entry in textgym.ENVS.items():
+        if entry.missing_extra():  # the MuJoCo and Atari envs need their extras
+            print(f"{name:24s} skipped: pip install \"textgym[{entry.extra}]\"")
+            continue
         raw = make_base_env(name)
         text = gym.make(entry.text_id)
         raw.action_space.seed(0)

@@ -118,6 +118,15 @@ ENVS: dict[str, EnvEntry] = {
         _atari("pong", "Pong"),
         _atari("breakout", "Breakout"),
         _atari("freeway", "Freeway"),
+        _mujoco("inverted_pendulum", "InvertedPendulum"),
+        _mujoco("inverted_double_pendulum", "InvertedDoublePendulum"),
+        _mujoco("reacher", "Reacher"),
+        _mujoco("pusher", "Pusher"),
+        _mujoco("swimmer", "Swimmer"),
+        _mujoco("hopper", "Hopper"),
+        _mujoco("walker2d", "Walker2d"),
+        _mujoco("half_cheetah", "HalfCheetah"),
+        _mujoco("ant", "Ant"),
     )
 }
 

@@ -100,7 +100,7 @@ def make_policy(kind: PolicyKind, env: gym.Env, translator: Translator, seed: in
         env.action_space.seed(seed)
         return lambda _obs: env.action_space.sample()
     if kind == "expert":
-        return translator.expert_policy(env)
+        return translator.expert(env)
     raise ValueError(f"unknown policy {kind!r}: expected 'random' or 'expert'")
 
 
@@ -247,12 +247,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-budget", type=int, default=DEFAULT_FEWSHOT_TOKEN_BUDGET,
                         help="estimated tokens per trajectory (characters / 4)")
     parser.add_argument("--seed", type=int, default=FEWSHOT_SEED)
+    parser.add_argument("--expert-policy-path", default=None,
+                        help="a model.zip saved by textgym-ppo, as the expert of an env TextGym has none for")
     args = parser.parse_args(argv)
     names = list(ENVS) if args.env == "all" else [env_entry(args.env).name]
     kinds: list[PolicyKind] = ["random", "expert"] if args.policy == "all" else [args.policy]
     for name in names:
+        options: dict[str, Any] = {}
+        if args.expert_policy_path is not None:
+            translator = make_translator(name, make_base_env(name))
+            translator.use_policy_file(args.expert_policy_path)
+            options = {key: translator.options[key] for key in ("expert_policy_path", "expert_policy_sha256")}
         for kind in kinds:
-            found = fewshot_trajectories(name, kind, args.episodes, args.token_budget, args.seed)
+            if kind == "expert" and not options and not env_entry(name).translator_class().has_controller:
+                print(f"{name:24s} expert  none: pass --expert-policy-path (a model.zip from textgym-ppo env={name})")
+                continue
+            found = fewshot_trajectories(name, kind, args.episodes, args.token_budget, args.seed,
+                                         text_options=options)
             print(f"{name:24s} {kind:7s} {len(found.examples)} episodes, returns "
                   f"{', '.join(f'{r:g}' for r in found.returns)} -> {cache_dir()}")
 

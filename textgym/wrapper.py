@@ -182,7 +182,8 @@ def make_base_env(env_name: str, render_mode: str | None = None, **base_kwargs: 
     )
 
 
-def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = None) -> Translator:
+def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = None,
+                    expert_policy_path: str | None = None, expert_policy_sha256: str | None = None) -> Translator:
     """The translator of ``env_name`` speaking for ``base``.
 
     Args:
@@ -190,10 +191,20 @@ def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = Non
         base: the base env (see :func:`make_base_env`).
         map_visible: for envs whose text hides the map the base observation hides (FrozenLake,
             CliffWalking): show it. ``None`` keeps the env's default (hidden).
+        expert_policy_path: a ``model.zip`` saved by ``textgym-ppo``, used as the expert (see
+            :mod:`textgym.policy_file`); ``expert_policy_sha256`` pins its content.
 
     Raises:
-        ValueError: if ``map_visible`` is not a bool, or is given for an env whose text hides no map.
+        ValueError: if ``map_visible`` is not a bool, or is given for an env whose text hides no map; if the
+            policy file is missing or changed.
     """
+    translator = _translator(env_name, base, map_visible)
+    if expert_policy_path is not None:
+        translator.use_policy_file(expert_policy_path, expert_policy_sha256)
+    return translator
+
+
+def _translator(env_name: str, base: gym.Env, map_visible: bool | None) -> Translator:
     translator_class = env_entry(env_name).translator_class()
     if map_visible is None:
         return translator_class(base)
@@ -215,6 +226,7 @@ def make_text_env(
     fewshot_seed: int = FEWSHOT_SEED,
     teaching_with_trajectories: bool = False,
     map_visible: bool | None = None,
+    expert_policy_path: str | None = None,
     **base_kwargs: Any,
 ) -> TextEnv:
     """Entry point of every ``TextGym-*-v0`` id; extra kwargs go to the base task (e.g. ``is_slippery``).
@@ -222,14 +234,35 @@ def make_text_env(
     The translator is built from the base env itself, so the text describes the task those kwargs
     make (``gym.make("TextGym-FrozenLake-v0", map_name="8x8")`` plays the 8x8 lake), and the few-shot
     episodes are played on that task too. FrozenLake and CliffWalking hide their map, as the base
-    observation does; ``map_visible=True`` shows it.
+    observation does; ``map_visible=True`` shows it. ``expert_policy_path`` (a ``model.zip`` from
+    ``textgym-ppo``) is the expert of a task TextGym has none for (see :mod:`textgym.policy_file`).
+
+    Raises:
+        ValueError: for a level whose knowledge does not exist for this env: L4 without an expert, L5
+            without hand-written teaching.
     """
     level_spec(level)  # fail before building anything
     if "fewshot_max_steps" in base_kwargs:
         raise ValueError("fewshot_max_steps was replaced by fewshot_token_budget (estimated tokens per whole "
                          f"trajectory, default {DEFAULT_FEWSHOT_TOKEN_BUDGET})")
     base = make_base_env(env_name, render_mode=render_mode, **base_kwargs)
-    translator = make_translator(env_name, base, map_visible=map_visible)
+    translator = make_translator(env_name, base, map_visible=map_visible, expert_policy_path=expert_policy_path)
+    _check_knowledge_exists(translator, level_spec(level), teaching_with_trajectories)
     return TextEnv(base, translator, level=level, fewshot_episodes=fewshot_episodes,
                    fewshot_token_budget=fewshot_token_budget, fewshot_seed=fewshot_seed,
                    teaching_with_trajectories=teaching_with_trajectories, base_kwargs=base_kwargs)
+
+
+def _check_knowledge_exists(translator: Translator, spec: Any, teaching_with_trajectories: bool) -> None:
+    """A level that needs an expert or teaching the env lacks fails here, saying how to provide it."""
+    name = translator.name
+    if spec.teaching and not translator.has_teaching():
+        raise ValueError(f"level {spec.level} needs hand-written teaching, which TextGym writes only where an honest "
+                         f"expert checks its worked examples, and {name} has none: use levels 1-4 (level 4 with "
+                         "an expert_policy_path where TextGym has no expert)")
+    wants_expert = spec.fewshot_policy == "expert" or (spec.teaching and teaching_with_trajectories)
+    if wants_expert and not translator.has_expert:
+        raise ValueError(f"level {spec.level} shows expert trajectories and TextGym has no expert for {name}: "
+                         f"train one with `textgym-ppo env={name}` and pass its model file, e.g. "
+                         f"gym.make(..., expert_policy_path='runs/ppo/{name}-s0/model.zip') (and "
+                         f"`textgym-trajectories --env {name} --expert-policy-path ...` to prebuild the trajectories)")

@@ -103,6 +103,10 @@ KWARG_CASES = [
      "a reward of 10 when you step onto the goal, -5 when you fall into a hole"),
     ("TextGym-Breakout-v0", {"repeat_action_probability": 0.0}, "action_description",
      "Each action is held for 4 frames (one step). Answer"),
+    ("TextGym-InvertedDoublePendulum-v0", {"healthy_reward": 5.0}, "goal_description",
+     "Each step you get 5.0 for staying up"),
+    ("TextGym-Reacher-v0", {"reward_control_weight": 0.5}, "goal_description",
+     "minus 0.5 times the sum of the squared actions"),
 ]
 
 

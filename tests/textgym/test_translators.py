@@ -75,7 +75,7 @@ def test_actions_round_trip(name: str) -> None:
             action = base.action_space.sample()
             parsed = translator.parse_action(translator.action_to_text(action))
             assert parsed.valid
-            assert abs(float(parsed.action[0]) - float(action[0])) <= 0.5 * 10**-translator.action_digits + 1e-6
+            assert np.max(np.abs(parsed.action - action)) <= 0.5 * 10**-translator.action_digits + 1e-6
             assert base.action_space.contains(parsed.action)
 
 
@@ -85,6 +85,14 @@ def test_continuous_actions_clip_and_fallback(name: str) -> None:
     if translator.is_discrete:
         parsed = translator.parse_action("xyzzy")
         assert not parsed.valid and parsed.action == translator.fallback_action_index
+        return
+    if translator.is_vector:  # one number per actuator, each clipped; the fallback is 0 everywhere
+        count = len(translator.action_names)
+        assert translator.parse_action(f"Action: {', '.join(['1e6'] * count)}").action.tolist() == list(
+            translator.action_highs)
+        assert translator.parse_action(str([-1e6] * count)).action.tolist() == list(translator.action_lows)
+        parsed = translator.parse_action("no number here")
+        assert not parsed.valid and parsed.action.tolist() == [0.0] * count
         return
     assert translator.parse_action("Action: 1e6").action[0] == pytest.approx(translator.action_high)
     assert translator.parse_action("-1e6").action[0] == pytest.approx(translator.action_low)
