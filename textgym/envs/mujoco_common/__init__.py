@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 import scipy.linalg
 
@@ -176,6 +175,8 @@ def lqr_gain(task: Any, state_cost: np.ndarray, control_cost: np.ndarray) -> np.
     The step map (``frame_skip`` simulator steps with the control held) is linearised by central differences on
     a copy of the model, so the gain follows the task's kwargs (``frame_skip``, a changed model).
     """
+    import mujoco  # the mujoco extra; importing the translators (e.g. to list them) does not need it
+
     model = task.model
     data = mujoco.MjData(model)
     rest, no_control = np.zeros(2 * model.nv), np.zeros(model.nu)
