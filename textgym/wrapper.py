@@ -257,9 +257,9 @@ def _check_knowledge_exists(translator: Translator, spec: Any, teaching_with_tra
     """A level that needs an expert or teaching the env lacks fails here, saying how to provide it."""
     name = translator.name
     if spec.teaching and not translator.has_teaching():
-        raise ValueError(f"level {spec.level} needs hand-written teaching, which TextGym writes only where an honest "
-                         f"expert checks its worked examples, and {name} has none: use levels 1-4 (level 4 with "
-                         "an expert_policy_path where TextGym has no expert)")
+        raise ValueError(f"level {spec.level} needs hand-written teaching (guidance and worked examples checked "
+                         f"against an expert), and none is written for {name}: use levels 1-4 (level 4 with an "
+                         "expert_policy_path where TextGym has no expert)")
     wants_expert = spec.fewshot_policy == "expert" or (spec.teaching and teaching_with_trajectories)
     if wants_expert and not translator.has_expert:
         raise ValueError(f"level {spec.level} shows expert trajectories and TextGym has no expert for {name}: "

@@ -18,8 +18,8 @@ LEVEL_NUMBERS = list(textgym.LEVELS)
 CHECK_KWARGS = {entry.text_id: {"fewshot_episodes": 1} for entry in ENVS.values() if entry.extra == "atari"}
 # Where TextGym has no expert (most MuJoCo tasks), L4 needs a policy file and L5 does not exist: making them fails
 # with a message that says so (tests/textgym/envs/test_mujoco.py checks L4 with a trained policy file).
-MISSING_KNOWLEDGE = {(entry.text_id, level) for entry in ENVS.values() for level in (4, 5)
-                     if not entry.translator_class().has_controller}
+MISSING_KNOWLEDGE = ({(entry.text_id, 4) for entry in ENVS.values() if not entry.translator_class().has_controller}
+                     | {(entry.text_id, 5) for entry in ENVS.values() if not entry.translator_class().has_teaching()})
 TEACHING_IDS = [entry.text_id for entry in ENVS.values() if entry.translator_class().has_teaching()]
 
 

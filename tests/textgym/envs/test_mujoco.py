@@ -314,3 +314,17 @@ def test_the_json_schema_admits_exactly_one_bounded_number_per_actuator() -> Non
     parsed = parse_reply(reply, spec)
     assert parsed.action == "{" + ", ".join(f'"{name}": 0.10' for name in WALKER.action_names) + "}"
     assert WALKER.parse_action(parsed.action).action.tolist() == pytest.approx([0.1] * 6)
+
+
+def test_swimmer_expert_has_no_teaching_and_ignores_the_positions_it_was_not_found_with() -> None:
+    gym.make("TextGym-Swimmer-v0", level=4, fewshot_episodes=1)
+    with pytest.raises(ValueError, match="none is written for swimmer"):
+        gym.make("TextGym-Swimmer-v0", level=5)
+    default, with_positions = make_base_env("swimmer"), make_base_env("swimmer",
+                                                                      exclude_current_positions_from_observation=False)
+    obs, _ = default.reset(seed=3)
+    full, _ = with_positions.reset(seed=3)
+    np.testing.assert_allclose(full[2:], obs)
+    act = make_translator("swimmer", default).expert_policy(default)
+    act_full = make_translator("swimmer", with_positions).expert_policy(with_positions)
+    np.testing.assert_allclose(act(obs), act_full(full))
