@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,12 @@ from experiments.config import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for children a test will Ctrl-C: a shell without job control starts background jobs with
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so the signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:

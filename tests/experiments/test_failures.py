@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from experiments.results import iter_jsonl, load_episodes
-from tests.experiments.conftest import run_cli
+from tests.experiments.conftest import default_sigint, run_cli
 from tests.fake_llm_server import FakeLLMServer, Faults, first_action_responder
 
 # Timing, and what the server's (simulated) prompt cache held, which depends on the order concurrent streams
@@ -186,7 +186,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_episodes(signum: int, stat
         args = _slow_eval_args(server, tmp_path, "cut")
         run_dir = tmp_path / "cut" / "eval" / "cartpole-L3-naive"
         process = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+                                   stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"},
+                                   preexec_fn=default_sigint)
         deadline = time.time() + 120
         while time.time() < deadline and not list(iter_jsonl(run_dir / "episodes.jsonl")):
             time.sleep(0.02)

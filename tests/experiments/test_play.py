@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from experiments.results import iter_jsonl
-from tests.experiments.conftest import run_cli
+from tests.experiments.conftest import default_sigint, run_cli
 
 PLAY = Path(sys.executable).with_name("textgym-play")  # the console script installed beside this interpreter
 PROMPT = "action> "
@@ -26,7 +26,7 @@ def _spawn(results_dir: Path, *overrides: str) -> pexpect.spawn:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     return pexpect.spawn(str(PLAY), ["env=frozenlake", "level=5", "+env.kwargs.is_slippery=false",
                                      f"results_dir={results_dir}", *overrides],
-                         env=env, encoding="utf-8", timeout=60, dimensions=(50, 200))
+                         env=env, encoding="utf-8", timeout=60, dimensions=(50, 200), preexec_fn=default_sigint)
 
 
 def _type(child: pexpect.spawn, lines: list[str]) -> None:
