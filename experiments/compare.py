@@ -61,6 +61,7 @@ def _eval_config(cfg: DictConfig, env: str, level: int, agent: str) -> DictConfi
         f"protocol={cfg.protocol.name}", *episodes, f"concurrency={cfg.concurrency}",
         f"max_steps={_null(cfg.max_steps)}", f"progress={cfg.progress}", "logger=none",
         *(cfg.agent_overrides if agent != "random" else []),  # the anchor has no language-agent settings
+        *cfg.get("agent_overrides_by_agent", {}).get(agent, []),  # settings only one agent has
     ])
     sub.llm = cfg.llm  # the comparison's llm group, with all of the user's llm overrides
     return sub
