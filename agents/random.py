@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random as _random
 from typing import Any
 
@@ -11,7 +12,8 @@ __all__ = ["RandomAgent"]
 
 
 class RandomAgent(Agent):
-    """Picks uniformly among the valid actions (a uniform number for continuous actions), seeded."""
+    """Picks uniformly among the valid actions (a uniform number for continuous actions, one per actuator for
+    vector actions), seeded."""
 
     name = "random"
     uses_llm = False
@@ -26,6 +28,10 @@ class RandomAgent(Agent):
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         assert self.context is not None
         spec = self.context.action_spec
+        digits = spec.get("digits", 2)
         if spec["type"] == "discrete":
             return self._rng.choice(spec["names"])
-        return f"{self._rng.uniform(spec['low'], spec['high']):.{spec.get('digits', 2)}f}"
+        if spec["type"] == "vector":  # one number per actuator, as the JSON object the env reads by names
+            return json.dumps({name: round(self._rng.uniform(low, high), digits)
+                               for name, low, high in zip(spec["names"], spec["low"], spec["high"], strict=True)})
+        return f"{self._rng.uniform(spec['low'], spec['high']):.{digits}f}"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from agents.naive import NaiveAgent
@@ -45,7 +47,12 @@ def test_unparsable_reply_is_counted_not_raised(fake_llm) -> None:
     assert records[0].invalid_actions == records[0].steps
 
 
-@pytest.mark.parametrize("env_id", ["TextGym-CartPole-v0", "TextGym-Pendulum-v0"])
+NEEDS_MUJOCO = pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs textgym[mujoco]")
+
+
+@pytest.mark.parametrize("env_id", ["TextGym-CartPole-v0", "TextGym-Pendulum-v0",
+                                    pytest.param("TextGym-Ant-v0", marks=NEEDS_MUJOCO),  # vector actions
+                                    pytest.param("TextGym-Reacher-v0", marks=NEEDS_MUJOCO)])
 def test_random_agent_plays_valid_seeded_actions(env_id: str) -> None:
     first = play(RandomAgent(seed=1), env_id, episodes=1, max_episode_steps=20)
     second = play(RandomAgent(seed=1), env_id, episodes=1, max_episode_steps=20)
