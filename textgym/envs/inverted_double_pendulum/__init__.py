@@ -7,15 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from textgym.envs.mujoco_common import Component, MujocoTranslator, lqr_gain
+from textgym.envs.mujoco_common import Component, LQRTranslator
 from textgym.templating import fixed
-from textgym.translator import Policy
 
 __all__ = ["InvertedDoublePendulumTranslator"]
 
 LOWER, UPPER = "Lower pole", "Upper pole (angle relative to the lower pole)"
-# LQR weights on (cart position, lower pole angle, upper pole relative angle, and their velocities) and the control.
-STATE_COST, CONTROL_COST = (1.0, 10.0, 10.0, 0.1, 0.1, 0.1), 1.0
 
 
 def mujoco_state(obs: Any) -> np.ndarray:
@@ -24,11 +21,12 @@ def mujoco_state(obs: Any) -> np.ndarray:
     return np.array([o[0], math.atan2(o[1], o[3]), math.atan2(o[2], o[4]), o[5], o[6], o[7]])
 
 
-class InvertedDoublePendulumTranslator(MujocoTranslator):
+class InvertedDoublePendulumTranslator(LQRTranslator):
     """Speaks for ``InvertedDoublePendulum-v5``: the poles' angles as sine and cosine, velocities clipped to +-10."""
 
     name = "inverted_double_pendulum"
-    has_controller = True
+    # LQR weights on (cart position, lower pole angle, upper pole relative angle, and their velocities).
+    state_cost = (1.0, 10.0, 10.0, 0.1, 0.1, 0.1)
     components = (
         Component("Cart", "position", "m"),
         Component(LOWER, "angle sine"), Component(UPPER, "angle sine"),
@@ -45,18 +43,6 @@ class InvertedDoublePendulumTranslator(MujocoTranslator):
         return [f"From sine and cosine: the lower pole leans {fixed(lower, 3)} rad from upright and the upper pole "
                 f"{fixed(lower + upper, 3)} rad from upright ({fixed(upper, 3)} rad relative to the lower pole)."]
 
-    def controller(self, task: Any) -> Policy:
+    def lqr_state(self, obs: Any) -> np.ndarray:
         """LQR about both poles upright, from the angles the sines and cosines give: ~9,360 of about 9,360 possible."""
-        gain = lqr_gain(task, np.diag(STATE_COST), np.eye(1) * CONTROL_COST)
-        low, high = self.action_low, self.action_high
-        return lambda obs: np.clip(-gain @ mujoco_state(obs), low, high).astype(np.float32)
-
-    def gains(self) -> list[float]:
-        """The expert's weights (push = sum of weight x state), so that L5's teaching can show its arithmetic."""
-        return [float(g) for g in -lqr_gain(self.env, np.diag(STATE_COST), np.eye(1) * CONTROL_COST)[0]]
-
-    def teaching_context(self) -> dict[str, Any]:
-        return {**super().teaching_context(), "gains": self.gains()}
-
-    def guidance(self) -> str:
-        return self._render("guidance", gains=self.gains())
+        return mujoco_state(obs)

@@ -11,6 +11,7 @@ Actions are one number per actuator (:class:`~textgym.translator.Translator`'s v
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ import scipy.linalg
 from textgym.templating import fixed
 from textgym.translator import Policy, Translator
 
-__all__ = ["Component", "MujocoTranslator", "planar_body", "lqr_gain", "DIGITS"]
+__all__ = ["Component", "MujocoTranslator", "LQRTranslator", "planar_body", "lqr_gain", "DIGITS"]
 
 DIGITS = 3
 _NUMBER = r"(-?\d+\.\d+)"
@@ -167,6 +168,42 @@ class MujocoTranslator(Translator):
     def controller(self, task: Any) -> Policy:
         """The task's expert controller, built for ``task`` (an unwrapped env of this task, whatever its kwargs)."""
         raise NotImplementedError(f"TextGym has no expert controller for {self.name}")
+
+
+class LQRTranslator(MujocoTranslator):
+    """A task balanced by LQR about its upright rest state (the inverted pendulums).
+
+    Subclasses set :attr:`state_cost` and :attr:`control_cost` and, when the observation is not the MuJoCo
+    state itself, override :meth:`lqr_state`. L5's guidance and worked examples show the expert's weights.
+    """
+
+    has_controller = True
+    state_cost: ClassVar[tuple[float, ...]]
+    """Diagonal of the LQR state cost, over ``[qpos, qvel]``."""
+    control_cost: ClassVar[float] = 1.0
+
+    def lqr_state(self, obs: Any) -> np.ndarray:
+        """The ``[qpos, qvel]`` state the gain acts on (default: the observation is that state)."""
+        return np.asarray(obs, dtype=float)
+
+    def _gain(self, task: Any) -> np.ndarray:
+        return lqr_gain(task, np.diag(self.state_cost), np.eye(1) * self.control_cost)
+
+    def controller(self, task: Any) -> Policy:
+        gain = self._gain(task)
+        low, high = self.action_low, self.action_high
+        return lambda obs: np.clip(-gain @ self.lqr_state(obs), low, high).astype(np.float32)
+
+    @functools.cached_property
+    def gains(self) -> list[float]:
+        """The expert's weights on this translator's task (push = sum of weight x state), for L5's arithmetic."""
+        return [float(g) for g in -self._gain(self.env)[0]]
+
+    def teaching_context(self) -> dict[str, Any]:
+        return {**super().teaching_context(), "gains": self.gains}
+
+    def guidance(self) -> str:
+        return self._render("guidance", gains=self.gains)
 
 
 def lqr_gain(task: Any, state_cost: np.ndarray, control_cost: np.ndarray) -> np.ndarray:
