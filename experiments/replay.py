@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -40,7 +39,15 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import textgym
 from experiments.episodes import episode_seed, jsonable
-from experiments.results import EPISODES_FILE, IDENTITY_FILE, STEPS_FILE, EpisodeKey, iter_jsonl, load_episodes
+from experiments.results import (
+    EPISODES_FILE,
+    IDENTITY_FILE,
+    STEPS_FILE,
+    EpisodeKey,
+    iter_jsonl,
+    load_episodes,
+    run_files,
+)
 
 __all__ = ["ReplayError", "RunSetup", "RecordedRun", "Mismatch", "ReplayResult", "make_run_env", "replay_episode",
            "replay_run", "write_animation", "find_run_dirs", "main"]
@@ -141,11 +148,11 @@ class RecordedRun:
             raise ReplayError(f"no run dir at {run_dir}")
         setup = _read_setup(run_dir)
         # Finished episodes only (failed ones have no steps), from every shard's file of this run dir.
-        episodes = load_episodes(_run_files(run_dir, EPISODES_FILE))
+        episodes = load_episodes(run_files(run_dir, EPISODES_FILE))
         if not episodes:
             raise ReplayError(f"{run_dir} holds no finished episodes (no {EPISODES_FILE} rows)")
         steps: dict[EpisodeKey, list[dict[str, Any]]] = defaultdict(list)
-        for file in _run_files(run_dir, STEPS_FILE):
+        for file in run_files(run_dir, STEPS_FILE):
             for row in iter_jsonl(file):
                 steps[EpisodeKey.of(row)].append(row)
         return cls(run_dir, setup, episodes, dict(steps))
@@ -357,22 +364,15 @@ def write_animation(frames: Sequence[np.ndarray], path: str | Path, fps: float) 
     return path
 
 
-def _run_files(run_dir: Path, name: str) -> list[Path]:
-    """``run_dir/name`` and its per-shard copies (``episodes.shard2of8.jsonl``), as results.py names them."""
-    stem, _, extension = name.partition(".")
-    pattern = re.compile(rf"{re.escape(stem)}(\.shard\d+of\d+)?\.{re.escape(extension)}")
-    return sorted(p for p in run_dir.glob(f"{stem}*.{extension}") if pattern.fullmatch(p.name))
-
-
 def find_run_dirs(path: str | Path) -> list[Path]:
     """``path`` itself when it is a run dir, else every run dir below it (dirs with an episodes file)."""
     path = Path(path)
     if not path.exists():
         raise ReplayError(f"no run dir at {path}")
-    if _run_files(path, EPISODES_FILE) or (path / IDENTITY_FILE).exists():
+    if run_files(path, EPISODES_FILE) or (path / IDENTITY_FILE).exists():
         return [path]
     found = sorted({file.parent for file in path.rglob(f"{Path(EPISODES_FILE).stem}*.jsonl")
-                    if _run_files(file.parent, EPISODES_FILE)})
+                    if run_files(file.parent, EPISODES_FILE)})
     if not found:
         raise ReplayError(f"no run dirs under {path} (no {EPISODES_FILE} found)")
     return found

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
-           "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "Shard", "DONE", "FAILED"]
+           "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files", "Shard", "DONE", "FAILED"]
 
 # 2: train_seed (PPO's training seed; null for language agents).
 # 3: status ("done" | "failed") and error; notes (what the agent produced around the episode);
@@ -156,6 +156,13 @@ class Shard:
 
 
 _EPISODE_FILE_NAME = re.compile(r"episodes(\.shard\d+of\d+)?\.jsonl")
+
+
+def run_files(run_dir: str | Path, name: str) -> list[Path]:
+    """``run_dir/name`` and its shards' copies (``calls.jsonl``, ``calls.shard2of8.jsonl``, ...) that exist."""
+    stem, _, extension = name.partition(".")
+    pattern = re.compile(rf"{re.escape(stem)}(\.shard\d+of\d+)?\.{re.escape(extension)}")
+    return sorted(path for path in Path(run_dir).glob(f"{stem}*.{extension}") if pattern.fullmatch(path.name))
 
 
 def episode_files(path: Path, recursive: bool = True) -> list[Path]:

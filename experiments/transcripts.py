@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 # The one fsync'd JSONL append and torn-line repair of the result files (private there, shared on purpose).
-from experiments.results import EpisodeKey, iter_jsonl
+from experiments.results import EpisodeKey, iter_jsonl, run_files
 from experiments.results import _append as append_jsonl
 from experiments.results import _cut_torn_line as cut_torn_line
 
 __all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "TranscriptWriter", "Transcript", "load_calls", "tag_calls",
-           "text_sha256", "run_files"]
+           "text_sha256"]
 
 CALLS_FILE = "calls.jsonl"
 TEXTS_FILE = "texts.jsonl"
@@ -55,13 +54,6 @@ LINE_REF_CHARS = 16  # 64 bits of a line's sha256: a clash is detected on write 
 IDENTITY_FIELDS = ("env", "level", "agent", "seed", "episode", "train_seed", "llm_model")
 # Request fields that could carry credentials in a hand-made or third-party record: never written.
 SECRET_FIELDS = frozenset({"api_key", "authorization", "headers", "extra_headers", "default_headers"})
-
-
-def run_files(run_dir: str | Path, name: str) -> list[Path]:
-    """``run_dir/name`` and its shards' copies (``calls.jsonl``, ``calls.shard2of8.jsonl``, ...) that exist."""
-    stem, _, extension = name.partition(".")
-    pattern = re.compile(rf"{re.escape(stem)}(\.shard\d+of\d+)?\.{re.escape(extension)}")
-    return sorted(path for path in Path(run_dir).glob(f"{stem}*.{extension}") if pattern.fullmatch(path.name))
 
 
 def text_sha256(text: str) -> str:
