@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
-           "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files", "Shard", "DONE", "FAILED"]
+           "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files", "append_jsonl",
+           "cut_torn_line", "Shard", "DONE", "FAILED"]
 
 # 2: train_seed (PPO's training seed; null for language agents).
 # 3: status ("done" | "failed") and error; notes (what the agent produced around the episode);
@@ -219,7 +220,8 @@ def load_episodes(paths: Iterable[str | Path], include_failed: bool = False) -> 
     return list(done.values())
 
 
-def _append(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Append ``rows`` as JSON lines, flushed and fsynced: a finished write survives a crash."""
     with path.open("a") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -227,7 +229,7 @@ def _append(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         os.fsync(handle.fileno())
 
 
-def _cut_torn_line(path: Path) -> None:
+def cut_torn_line(path: Path) -> None:
     """Drop a last line without its newline (a write killed midway), so the next append starts clean."""
     if not path.exists() or path.stat().st_size == 0:
         return
@@ -268,8 +270,8 @@ class ResultsWriter:
         if identity is not None:
             self._check_identity(identity)
         # Only this writer's own files are repaired: another shard may be appending to its files right now.
-        _cut_torn_line(self.episodes_path)
-        _cut_torn_line(self.steps_path)
+        cut_torn_line(self.episodes_path)
+        cut_torn_line(self.steps_path)
         self.done: set[EpisodeKey] = set()
         self.failed: dict[EpisodeKey, str] = {}
         for file in episode_files(self.run_dir, recursive=False):
@@ -332,11 +334,11 @@ class ResultsWriter:
         if row.get("status", DONE) != DONE:
             raise ValueError(f"write_episode records finished episodes; use write_failure for {key}")
         if steps:
-            _append(self.steps_path, ({**key.identity, **step} for step in steps))
+            append_jsonl(self.steps_path, ({**key.identity, **step} for step in steps))
         self.transcripts.write_episode(key, calls)
         if agent_state is not None:
             self.save_state(key, agent_state)
-        _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
+        append_jsonl(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
         self.done.add(key)
         self.failed.pop(key, None)
 
@@ -347,7 +349,7 @@ class ResultsWriter:
             raise ValueError(f"write_failure needs a row with status={FAILED!r} and an error, got {row!r}")
         if key in self.done:
             return
-        _append(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
+        append_jsonl(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
         self.failed[key] = row["error"]
 
     def state_path(self, key: EpisodeKey) -> Path:

@@ -38,9 +38,7 @@ from pathlib import Path
 from typing import Any
 
 # The one fsync'd JSONL append and torn-line repair of the result files (private there, shared on purpose).
-from experiments.results import EpisodeKey, iter_jsonl, run_files
-from experiments.results import _append as append_jsonl
-from experiments.results import _cut_torn_line as cut_torn_line
+from experiments.results import EpisodeKey, append_jsonl, cut_torn_line, iter_jsonl, run_files
 
 __all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "TranscriptWriter", "Transcript", "load_calls", "tag_calls",
            "text_sha256"]
