@@ -389,8 +389,12 @@ class LanguageAgent(Agent):
 
     # LLM calls ---------------------------------------------------------------------------------
     async def ask(self, messages: list[dict[str, str]], *, purpose: str = "action", **kwargs: Any) -> list[str]:
-        """Raw completion texts; usage is added to :attr:`usage`, the call records to :attr:`calls`."""
-        completion = await self.llm.complete(messages, purpose=purpose, **kwargs)
+        """Raw completion texts; usage is added to :attr:`usage`, the call records to :attr:`calls`.
+
+        The agent is the request's session: its prompts grow from one another, so the server may keep
+        them on one slot (see :meth:`LLMClient.complete`).
+        """
+        completion = await self.llm.complete(messages, purpose=purpose, session=id(self), **kwargs)
         self.usage += completion.usage
         self.calls.extend(completion.records)
         return completion.texts

@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +175,9 @@ class LLMClient:
         backoff_s: the first retry's base delay; it doubles each retry, plus up to ``backoff_s`` of jitter.
         max_backoff_s: the longest backoff delay.
         max_retry_after_s: the longest wait a server's ``Retry-After`` may ask for.
+        slot_count: the server's decoding slots, for a llama.cpp server: each single-sample request then
+            names a slot (``id_slot``) so that a session's requests keep landing on the slot that holds its
+            prompt prefix (see :meth:`complete`). ``None``: the server picks.
 
     Attributes:
         usage: everything this client spent, added up.
@@ -206,10 +210,13 @@ class LLMClient:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         max_retry_after_s: float = 60.0,
+        slot_count: int | None = None,
     ) -> None:
         if max_concurrency < 1 or max_retries < 0:
             raise ValueError(f"expected max_concurrency >= 1 and max_retries >= 0, actually {max_concurrency} "
                              f"and {max_retries}")
+        if slot_count is not None and slot_count < 1:
+            raise ValueError(f"expected slot_count >= 1 or None, actually {slot_count}")
         if min(backoff_s, max_backoff_s, max_retry_after_s) < 0:
             raise ValueError(f"expected backoff_s, max_backoff_s and max_retry_after_s >= 0, actually "
                              f"{backoff_s}, {max_backoff_s} and {max_retry_after_s}")
@@ -235,6 +242,8 @@ class LLMClient:
         self.retries: Counter[str] = Counter()
         self.failures = 0
         self.in_flight = 0  # requests sent and not yet answered (progress displays show it)
+        self.slot_count = slot_count
+        self._slots = _SlotTable(slot_count) if slot_count else None
         self._backoff = (tenacity.wait_exponential(multiplier=backoff_s, max=max_backoff_s)
                          + tenacity.wait_random(0, backoff_s))
         # Built lazily per event loop: httpx and asyncio primitives belong to the loop that made them.
@@ -282,6 +291,7 @@ class LLMClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         purpose: str = "action",
+        session: Hashable | None = None,
     ) -> Completion:
         """Ask for ``n`` completions of ``messages``; ``json_schema`` constrains them where supported.
 
@@ -294,6 +304,9 @@ class LLMClient:
             max_tokens: overrides the client's default.
             purpose: what the call is for (``"action"``, ``"summary"``, ...), kept in the records only:
                 never sent to the server, not part of the cache key.
+            session: what the request belongs to (an agent's stream). With :attr:`slot_count` set, the
+                requests of one session keep one server slot while it is free, so llama.cpp re-reads only
+                what is new since the session's last request; never part of the cache key.
 
         Raises:
             LLMRejectedError: the server refused the request.
@@ -317,7 +330,7 @@ class LLMClient:
                 return completion
             if self.cache.mode == "read":  # type: ignore[union-attr]
                 logger.debug("cache miss in read-only mode; asking the model")
-        completion = await self._request_n(request, purpose)
+        completion = await self._request_n(request, purpose, session)
         self.usage += completion.usage
         if use_cache and completion.texts:  # an empty answer is not worth replaying
             self.cache.put(cache_key, {  # type: ignore[union-attr]
@@ -333,14 +346,14 @@ class LLMClient:
         reply = _Reply(hit["texts"], hit["prompt_tokens"], hit["completion_tokens"], cached_prompt_tokens, 0.0)
         return Completion(hit["texts"], usage, [_record(purpose, request, reply, from_cache=True)])
 
-    async def _request_n(self, request: dict[str, Any], purpose: str) -> Completion:
+    async def _request_n(self, request: dict[str, Any], purpose: str, session: Hashable | None) -> Completion:
         """All ``n`` samples, over several requests when the server caps ``n`` or ignores it."""
         wanted, texts, usage, records = request["n"], [], Usage(), []
         for attempt in range(wanted):  # each round yields at least one sample, so this bounds the rounds
             batch = min(wanted - len(texts), self.max_n_per_request or wanted)
             seed = request["seed"] if attempt == 0 or request["seed"] is None else request["seed"] + 7919 * attempt
             sent = {**request, "n": batch, "seed": seed}
-            reply = await self._request(sent)
+            reply = await self._request(sent, session)
             texts += reply.texts
             usage += self._usage(reply)
             records.append(_record(purpose, sent, reply, from_cache=False))
@@ -356,7 +369,7 @@ class LLMClient:
                      latency_s=reply.latency_s, cost_usd=cost, cached_prompt_tokens=reply.cached_prompt_tokens or 0)
 
     # One request, retried ----------------------------------------------------------------------------
-    async def _request(self, request: dict[str, Any]) -> _Reply:
+    async def _request(self, request: dict[str, Any], session: Hashable | None = None) -> _Reply:
         client, semaphore = self._bind()
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=self._wait,
@@ -365,7 +378,7 @@ class LLMClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(client, semaphore, request)
+                    return await self._attempt(client, semaphore, request, session)
         except (openai.APIError, *TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError,
                 MalformedReply) as error:
             self.failures += 1
@@ -374,8 +387,12 @@ class LLMClient:
         raise AssertionError("tenacity ended without an outcome")  # unreachable: reraise=True
 
     async def _attempt(self, client: openai.AsyncOpenAI, semaphore: asyncio.Semaphore,
-                       request: dict[str, Any]) -> _Reply:
+                       request: dict[str, Any], session: Hashable | None) -> _Reply:
         async with semaphore:
+            # n > 1 fans out over several slots on llama.cpp: pinning it to one would serialize the samples.
+            slot = self._slots.claim(session) if self._slots is not None and request["n"] == 1 else None
+            if slot is not None:
+                request = {**request, "id_slot": slot}
             started = time.perf_counter()  # latency of the request itself, not of the queue before it
             # The SDK's plain POST with the body as bytes, parsed here inside the retry policy (see the note at
             # the top). ``chat.completions.create`` would first walk every message through the SDK's typed
@@ -386,6 +403,8 @@ class LLMClient:
                 content = await client.post("/chat/completions", body=request, cast_to=bytes)
             finally:
                 self.in_flight -= 1
+                if slot is not None:
+                    self._slots.release(slot)  # type: ignore[union-attr]
             latency = time.perf_counter() - started
         return _parse_reply(json.loads(content), latency)
 
@@ -494,6 +513,45 @@ class LLMClient:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+class _SlotTable:
+    """Which server slot each session's next request should name.
+
+    A session keeps its slot while the slot is free: llama.cpp keeps the last prompt of each slot, so the
+    session's next prompt, which starts with the previous one, is read only from where they differ. When
+    its slot is busy (or it has none yet), it takes a free slot, one that no session owns if there is one,
+    else the one used longest ago. ``claim`` is called under the client's concurrency limit; when every
+    slot is busy (more requests in flight than slots) it returns ``None`` and the server picks.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.busy = [0] * count
+        self.owner: list[Hashable | None] = [None] * count
+        self.last_used = [0] * count
+        self.home: dict[Hashable, int] = {}
+        self._clock = 0
+
+    def claim(self, session: Hashable | None) -> int | None:
+        slot = self.home.get(session) if session is not None else None
+        if slot is None or self.busy[slot] or self.owner[slot] != session:
+            free = [index for index, busy in enumerate(self.busy) if not busy]
+            if not free:
+                return None
+            slot = min(free, key=lambda index: (self.owner[index] is not None, self.last_used[index]))
+            if session is not None:
+                previous = self.owner[slot]
+                if previous is not None:
+                    self.home.pop(previous, None)
+                self.owner[slot] = session
+                self.home[session] = slot
+        self._clock += 1
+        self.busy[slot] += 1
+        self.last_used[slot] = self._clock
+        return slot
+
+    def release(self, slot: int) -> None:
+        self.busy[slot] -= 1
 
 
 # Reading replies and faults ------------------------------------------------------------------------------

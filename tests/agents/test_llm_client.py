@@ -169,3 +169,59 @@ def test_cache_entries_written_before_call_records_still_hit(fake_llm: FakeLLMSe
     assert completion.texts == ["from an old run"] and fake_llm.requests == []
     assert completion.records[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 3,
                                               "cached_prompt_tokens": None}
+
+
+def test_sessions_keep_their_slot_and_never_share_a_busy_one(fake_llm: FakeLLMServer) -> None:
+    import threading
+    import time
+
+    lock, busy, overlaps = threading.Lock(), set(), []
+
+    def slow(request: dict) -> str:  # the server is threaded: in-flight requests overlap here
+        slot = request.get("id_slot")
+        with lock:
+            if slot in busy:
+                overlaps.append(slot)
+            busy.add(slot)
+        time.sleep(0.02)
+        with lock:
+            busy.discard(slot)
+        return "ok"
+
+    fake_llm.responder = slow
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, slot_count=2, max_concurrency=2)
+
+    async def session(name: str, turns: int) -> None:
+        for turn in range(turns):
+            await client.complete([{"role": "user", "content": f"{name} {turn}"}], session=name)
+
+    async def alternate() -> None:  # one at a time: each session keeps the slot it first got
+        for turn in range(3):
+            for name in ("a", "b"):
+                await client.complete([{"role": "user", "content": f"{name} {turn}"}], session=name)
+
+    asyncio.run(alternate())
+    slots = {name: {r["id_slot"] for r in fake_llm.requests if r["messages"][0]["content"].startswith(name)}
+             for name in ("a", "b")}
+    assert len(slots["a"]) == len(slots["b"]) == 1 and slots["a"] | slots["b"] == {0, 1}
+
+    fake_llm.requests.clear()
+    async def together() -> None:  # three sessions, two slots: someone always has to move
+        await asyncio.wait_for(asyncio.gather(*(session(name, 4) for name in "xyz")), 30)
+
+    asyncio.run(together())
+    assert len(fake_llm.requests) == 12 and all(r["id_slot"] in (0, 1) for r in fake_llm.requests)
+    assert overlaps == []  # two requests in flight never named the same slot
+
+    fake_llm.requests.clear()
+    completion = asyncio.run(client.complete(MESSAGES, n=2, temperature=0.5, session="a"))
+    assert "id_slot" not in fake_llm.requests[0]  # samples fan out over slots: pinning would serialize them
+    assert all("id_slot" not in record["request"] for record in completion.records)
+
+
+def test_no_slot_is_named_unless_asked(fake_llm: FakeLLMServer) -> None:
+    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+    _complete(client, session="a")
+    assert "id_slot" not in fake_llm.requests[0]
+    with pytest.raises(ValueError, match="slot_count"):
+        LLMClient(model="m", slot_count=0)
