@@ -2,12 +2,14 @@
 
     textgym-report results=[runs/eval,runs/ppo] out_dir=runs/report
 
-Reads only the episodes files (``episodes.jsonl`` and per-shard ``episodes.shard<i>of<n>.jsonl``, and PPO's
-``learning_curve.csv``) under the given paths. Per env x level x agent: mean return +- 95% CI over seeds
+Reads only the result files under the given paths: the episodes files (``episodes.jsonl`` and per-shard
+``episodes.shard<i>of<n>.jsonl``), PPO's ``learning_curve.csv``, and, for episodes with no prompt tokens served
+from the server's cache, their ``calls.jsonl`` (did the server report 0, or nothing?). Per env x level x agent: mean return +- 95% CI over seeds
 (each seed's episodes are averaged first), the return of the streams' last episode (for streams of several
 episodes: what an agent that learns across episodes ends with), the normalized score (random = 0, PPO = 1,
-on the same env), the invalid-action rate, tokens and dollars per episode, and how many episodes failed.
-Failed episodes never count as returns; ``report.md`` lists their reasons. Plots: ``scores.png`` (bars per
+on the same env), the invalid-action rate, tokens and dollars per episode, prompt tokens per decision and how
+many of them were new (not served from the server's prefix cache), and how many episodes failed. Failed episodes
+never count as returns; ``report.md`` lists their reasons. Plots: ``scores.png`` (bars per
 env x level x agent with PPO/random lines) and ``learning_curves.png`` (language agents' return over
 episodes beside PPO's return over env steps).
 """
@@ -30,9 +32,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from scipy import stats
 
-from experiments.results import DONE, load_episodes
+from experiments.results import DONE, EpisodeKey, episode_files, iter_jsonl, load_episodes, run_files
+from experiments.transcripts import CALLS_FILE
 
-__all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE", "failures_table"]
+__all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE", "failures_table", "markdown_table",
+           "episodes_reporting_cache"]
 
 logger = logging.getLogger(__name__)
 LEARNING_CURVE_FILE = "learning_curve.csv"
@@ -58,6 +62,11 @@ class ReportRow:
     invalid_action_rate: float
     tokens_per_episode: float
     cost_per_episode_usd: float
+    prompt_tokens_per_decision: float
+    """Prompt tokens sent per env step, the agent's calls around the episode (EXE's suggestion, ...) included."""
+    new_prompt_tokens_per_decision: float | None
+    """The part of them the server read anew (prompt tokens minus those it served from its prefix cache);
+    ``None`` where the server did not say how many it served from its cache."""
     failed: int
     """Episodes recorded as failed (and not finished since): not counted in any number above."""
 
@@ -106,8 +115,48 @@ def _group_order(key: tuple[str, int | None, str, str]) -> tuple[str, int, str, 
     return key[0], key[1] or 0, key[2], key[3]
 
 
-def summarize(rows: list[dict[str, Any]]) -> list[ReportRow]:
-    """Group episode rows and compute the report's numbers; failed rows are only counted, never averaged."""
+def episodes_reporting_cache(rows: list[dict[str, Any]], paths: Iterable[Path]) -> set[EpisodeKey]:
+    """The episodes of ``rows`` whose server said how many prompt tokens it served from its prefix cache.
+
+    A row counts them as a sum (0 also where the server said nothing), so a row with none cached is
+    decided by its transcript (``calls.jsonl`` under ``paths``): a call whose usage names
+    ``cached_prompt_tokens`` (even 0) was reported. Rows with no prompt tokens read nothing either way.
+    """
+    known = {EpisodeKey.of(row) for row in rows
+             if row.get("cached_prompt_tokens") or not row.get("prompt_tokens")}
+    undecided = {EpisodeKey.of(row) for row in rows} - known
+    run_dirs = dict.fromkeys(file.parent for path in paths if path.exists() for file in episode_files(path))
+    for calls_file in (file for run_dir in run_dirs for file in run_files(run_dir, CALLS_FILE)):
+        if undecided <= known:
+            break
+        for line in iter_jsonl(calls_file):
+            if (line.get("usage") or {}).get("cached_prompt_tokens") is not None:
+                known.add(EpisodeKey.of(line))
+    return known
+
+
+def _per_decision(rows: list[dict[str, Any]], reported: set[EpisodeKey]) -> tuple[float, float | None]:
+    """Prompt tokens and new prompt tokens per env step of ``rows``; new is ``None`` unless all were reported."""
+    steps = sum(int(r["steps"]) for r in rows)
+    if not steps:
+        return math.nan, math.nan
+    prompt = sum(int(r["prompt_tokens"]) for r in rows)
+    if any(EpisodeKey.of(r) not in reported for r in rows):
+        return prompt / steps, None
+    return prompt / steps, (prompt - sum(int(r.get("cached_prompt_tokens") or 0) for r in rows)) / steps
+
+
+def summarize(rows: list[dict[str, Any]], reported: set[EpisodeKey] | None = None) -> list[ReportRow]:
+    """Group episode rows and compute the report's numbers; failed rows are only counted, never averaged.
+
+    Args:
+        rows: episode rows (``load_episodes(..., include_failed=True)``).
+        reported: the episodes whose server reported its prefix-cache hits (:func:`episodes_reporting_cache`);
+            new prompt tokens are unknown for a group with any other episode (``None``: decided from the rows
+            alone, without transcripts).
+    """
+    if reported is None:
+        reported = episodes_reporting_cache(rows, ())
     groups: dict[tuple[str, int | None, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:  # one model's agent is not another's: they are reported apart
         groups[_group_key(row)].append(row)
@@ -121,6 +170,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[ReportRow]:
         span = ppo_mean - random_mean
         normalized = (mean - random_mean) / span if span and not math.isnan(span) else math.nan
         steps = sum(int(r["steps"]) for r in members)
+        prompt_per_decision, new_per_decision = _per_decision(members, reported)
         report.append(ReportRow(
             env=env, level=level, agent=agent, llm_model=model or "-", seeds=len(_seed_means(members)),
             episodes=len(members), mean_return=mean, ci95=ci, last_episode=last_episode, last_return=last_return,
@@ -129,6 +179,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[ReportRow]:
             tokens_per_episode=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in members]))
             if members else math.nan,
             cost_per_episode_usd=float(np.mean([r["cost_usd"] for r in members])) if members else math.nan,
+            prompt_tokens_per_decision=prompt_per_decision, new_prompt_tokens_per_decision=new_per_decision,
             failed=len(group) - len(members),
         ))
     return report
@@ -138,9 +189,24 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+UNKNOWN_NEW_TOKENS = "unknown"
+UNKNOWN_NEW_TOKENS_NOTE = (
+    f"`{UNKNOWN_NEW_TOKENS}` new prompt tokens: the server did not say how many prompt tokens it served from its "
+    "prefix cache (OpenAI's and vLLM's `usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`), "
+    "so how many it read anew is not known; they are not counted as all new."
+)
+
+
+def _new_tokens_cell(value: float | None) -> str:
+    return UNKNOWN_NEW_TOKENS if value is None else _fmt(value, 0)
+
+
 def markdown_table(report: list[ReportRow]) -> str:
+    """The report as a markdown table, one line per :class:`ReportRow`, then a note if any new prompt tokens
+    are unknown."""
     header = ("| env | level | agent | model | seeds | episodes | return (mean ± 95% CI) | last episode "
-              "| normalized | invalid % | tokens/ep | $/ep | failed |")
+              "| normalized | invalid % | tokens/ep | prompt tokens/decision | new prompt tokens/decision | $/ep "
+              "| failed |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in report:
         ci = "" if math.isnan(r.ci95) else f" ± {_fmt(r.ci95)}"
@@ -148,7 +214,11 @@ def markdown_table(report: list[ReportRow]) -> str:
         lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {r.agent} | {r.llm_model} | {r.seeds} "
                      f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {last} | {_fmt(r.normalized_score)} "
                      f"| {100 * r.invalid_action_rate:.1f} | {_fmt(r.tokens_per_episode, 0)} "
+                     f"| {_fmt(r.prompt_tokens_per_decision, 0)} "
+                     f"| {_new_tokens_cell(r.new_prompt_tokens_per_decision)} "
                      f"| {_fmt(r.cost_per_episode_usd, 4)} | {r.failed} |")
+    if any(r.new_prompt_tokens_per_decision is None for r in report):
+        lines += ["", UNKNOWN_NEW_TOKENS_NOTE]
     return "\n".join(lines)
 
 
@@ -281,7 +351,7 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
         raise ValueError(f"no episodes found under {', '.join(map(str, paths))}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = summarize(rows)
+    report = summarize(rows, episodes_reporting_cache(rows, paths))
     with (out / "report.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(ReportRow)])
         writer.writeheader()
@@ -290,7 +360,9 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
     (out / "report.md").write_text(
         "# TextGym report\n\nNormalized score: (return - random) / (PPO - random) on the same env; "
         "n/a where an anchor is missing. CI: 95% t-interval over seeds. Last episode: mean over seeds of the "
-        "return in each stream's last episode. Failed episodes count in no number but `failed`.\n\n"
+        "return in each stream's last episode. Failed episodes count in no number but `failed`. "
+        "Per decision: per env step, the agent's LLM calls around the episode included; new prompt tokens are "
+        "those the server read anew, not served from its prefix cache.\n\n"
         + markdown_table(report) + "\n"
         + (f"\n## Failures\n\nRerun the same command to retry them.\n\n{failures}\n" if failures else "")
     )

@@ -1,4 +1,4 @@
-"""Report numbers against hand-computed ones on a small fixture of episodes."""
+"""Report numbers against hand-computed ones on a small fixture of episodes, and on real runs' result files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report import mean_ci95, write_report
-from tests.experiments.conftest import REPO_ROOT, run_cli
+from experiments.report import UNKNOWN_NEW_TOKENS_NOTE, mean_ci95, write_report
+from experiments.results import iter_jsonl
+from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
+from tests.fake_llm_server import FakeLLMServer
 
 
 def _row(agent: str, seed: int, episode: int, ret: float, level: int | None = 1, kind: str = "agent", steps: int = 10,
@@ -63,9 +65,13 @@ def test_report_numbers(fixture_dirs: list[Path], tmp_path: Path) -> None:
     table = (out / "report.md").read_text()
     # Last episode: seed 0 scored 30 and seed 1 50 in episode 2.
     assert naive.last_episode == 1 and naive.last_return == pytest.approx(40.0)
-    assert ("| cartpole | 1 | naive | m | 2 | 4 | 35.00 ± 190.59 | 40.00 (ep 2) | 0.03 | 15.0 | 220 | 0.0200 | 0 |"
-            in table)
+    # 800 prompt tokens over 40 steps; these rows (schema 2, no transcripts) never said what the server cached.
+    assert naive.prompt_tokens_per_decision == pytest.approx(20.0) and naive.new_prompt_tokens_per_decision is None
+    assert ("| cartpole | 1 | naive | m | 2 | 4 | 35.00 ± 190.59 | 40.00 (ep 2) | 0.03 | 15.0 | 220 | 20 | unknown "
+            "| 0.0200 | 0 |" in table)
     assert "| cartpole | 1 | random | - | 2 | 2 | 20.00 ± 0.00 | - |" in table  # one episode per stream
+    assert "| 0 | 0 | 0.0000 | 0 |" in table  # random and PPO send no prompt, so none of it is new
+    assert UNKNOWN_NEW_TOKENS_NOTE in table
     assert "Failures" not in table
     for plot in ("scores.png", "learning_curves.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -129,3 +135,69 @@ def test_report_of_only_failures_still_writes(tmp_path: Path) -> None:
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| ppo cartpole-s0 | | | | all | RuntimeError: no GPU |" in text and "ValueError: boom" in text
     assert (tmp_path / "out" / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _real_run(tmp_path: Path, name: str, cache_report: str | None, prefix_slots: int = 8) -> Path:
+    """A real textgym-eval run (naive, 2 seeds, 2 episodes) against the scripted server's cache reporting."""
+    from experiments.run_agent import evaluate
+
+    run_dir = tmp_path / name
+    with FakeLLMServer() as server:
+        server.cache_report, server.prefix_slots = cache_report, prefix_slots
+        cfg = compose_config("eval", [
+            "agent=naive", "seeds=[0,1]", "episodes=2", "max_steps=6", "llm=server", f"llm.base_url={server.base_url}",
+            "llm.model=scripted", "llm.cache=off", f"llm.cache_path={tmp_path / 'cache.sqlite'}", "logger=none",
+            "progress=false"])
+        outcome = evaluate(cfg, run_dir)
+    assert outcome.done == 4
+    return run_dir
+
+
+def _calls_usage(run_dir: Path) -> tuple[int, int, int]:
+    """Prompt and cached prompt tokens as the transcript recorded each call, and the steps the episodes played."""
+    calls = list(iter_jsonl(run_dir / "calls.jsonl"))
+    steps = sum(row["steps"] for row in iter_jsonl(run_dir / "episodes.jsonl"))
+    prompt = sum(c["usage"]["prompt_tokens"] for c in calls)
+    return prompt, sum(c["usage"]["cached_prompt_tokens"] or 0 for c in calls), steps
+
+
+@pytest.mark.parametrize("cache_report", ["openai", "llama.cpp", "timings"])
+def test_new_prompt_tokens_per_decision_of_a_real_run(tmp_path: Path, cache_report: str) -> None:
+    run_dir = _real_run(tmp_path, "run", cache_report)
+    prompt, cached, steps = _calls_usage(run_dir)
+    [row] = write_report([run_dir], tmp_path / "out")
+    assert 0 < cached < prompt  # each step re-sent the system prompt, which the server had cached
+    assert row.prompt_tokens_per_decision == pytest.approx(prompt / steps)
+    assert row.new_prompt_tokens_per_decision == pytest.approx((prompt - cached) / steps)
+    assert row.new_prompt_tokens_per_decision < row.prompt_tokens_per_decision
+    table = (tmp_path / "out" / "report.md").read_text()
+    assert f"| {prompt / steps:.0f} | {(prompt - cached) / steps:.0f} | 0.0000 | 0 |" in table
+    assert UNKNOWN_NEW_TOKENS_NOTE not in table
+    with (tmp_path / "out" / "report.csv").open() as handle:
+        [csv_row] = list(csv.DictReader(handle))
+    assert float(csv_row["new_prompt_tokens_per_decision"]) == pytest.approx((prompt - cached) / steps)
+
+
+def test_a_server_that_reports_no_cached_tokens_leaves_new_tokens_unknown(tmp_path: Path) -> None:
+    run_dir = _real_run(tmp_path, "run", cache_report=None)
+    prompt, _, steps = _calls_usage(run_dir)
+    [row] = write_report([run_dir], tmp_path / "out")
+    assert row.prompt_tokens_per_decision == pytest.approx(prompt / steps) and prompt > 0
+    assert row.new_prompt_tokens_per_decision is None  # not "all new": nobody said
+    table = (tmp_path / "out" / "report.md").read_text()
+    assert f"| {prompt / steps:.0f} | unknown | 0.0000 | 0 |" in table and UNKNOWN_NEW_TOKENS_NOTE in table
+    with (tmp_path / "out" / "report.csv").open() as handle:
+        [csv_row] = list(csv.DictReader(handle))
+    assert csv_row["new_prompt_tokens_per_decision"] == ""
+
+
+def test_a_server_that_reports_zero_cached_tokens_counts_them_all_new(tmp_path: Path) -> None:
+    # The server says "0 cached" every time (it remembers no prompt): the rows alone cannot tell that from
+    # silence, the transcript can.
+    run_dir = _real_run(tmp_path, "run", cache_report="openai", prefix_slots=0)
+    prompt, cached, steps = _calls_usage(run_dir)
+    [row] = write_report([run_dir], tmp_path / "out")
+    assert cached == 0
+    assert row.new_prompt_tokens_per_decision == pytest.approx(row.prompt_tokens_per_decision)
+    assert row.new_prompt_tokens_per_decision == pytest.approx(prompt / steps)
+    assert UNKNOWN_NEW_TOKENS_NOTE not in (tmp_path / "out" / "report.md").read_text()
