@@ -1,7 +1,11 @@
-"""SelfConsistencyAgent: sample several chains of thought and play the answer most of them agree on."""
+"""SelfConsistencyAgent: sample several chains of thought and play the answer most of them agree on.
+
+The vote: the most frequent action name, or the median number; for a vector action, the median of each actuator.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from collections import Counter
@@ -17,22 +21,37 @@ logger = logging.getLogger(__name__)
 
 
 def vote(actions: Sequence[str], action_spec: dict[str, Any]) -> str:
-    """The consensus of valid action texts: the most frequent name, or the median number.
+    """The consensus of valid action texts: the most frequent name, or the median number (per actuator).
 
     Ties between names go to the one seen first, so a replayed step picks the same action. The
     median (not the mean) keeps one wild sample from dragging a continuous action.
+
+    A vector action (one number per actuator) takes the median of each actuator on its own, written as the
+    canonical ``{"name": value, ...}`` text. Voting on whole texts would be no vote: sampled numbers almost
+    never agree to every digit, so the first sample would win nearly always. Each actuator's median is the
+    value most samples agree on for that actuator, within its bounds, and one wild sample moves none of them.
 
     >>> vote(["left", "right", "right", "left"], {"type": "discrete", "names": ["left", "right"]})
     'left'
     >>> vote(["0.50", "-2.00", "0.70"], {"type": "continuous", "low": -2, "high": 2, "digits": 2})
     '0.50'
+    >>> spec = {"type": "vector", "names": ["hip", "knee"], "low": [-1, -1], "high": [1, 1], "digits": 2}
+    >>> vote(['{"hip": 0.10, "knee": -1.00}', '{"hip": 0.90, "knee": 0.20}', '{"hip": 0.30, "knee": 0.40}'], spec)
+    '{"hip": 0.30, "knee": 0.20}'
     """
     if not actions:
         raise ValueError("vote() needs at least one action, actually none")
+    digits = action_spec.get("digits", 2)
     if action_spec["type"] == "discrete":
         # most_common() lists equal counts in first-seen order.
         return Counter(actions).most_common(1)[0][0]
-    return f"{statistics.median(float(a) for a in actions):.{action_spec.get('digits', 2)}f}"
+    if action_spec["type"] == "vector":
+        # The texts are parse_reply's canonical JSON objects, one finite number per actuator.
+        samples = [json.loads(action) for action in actions]
+        medians = (statistics.median(float(sample[name]) for sample in samples) for name in action_spec["names"])
+        return "{" + ", ".join(f'"{name}": {value:.{digits}f}'
+                               for name, value in zip(action_spec["names"], medians, strict=True)) + "}"
+    return f"{statistics.median(float(a) for a in actions):.{digits}f}"
 
 
 class SelfConsistencyAgent(CoTAgent):

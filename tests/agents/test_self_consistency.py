@@ -14,6 +14,11 @@ from tests.agents.helpers import client_for, play
 # Per choice index; the first sample is always outvoted. "jump" and None (no JSON) are unusable.
 DISCRETE_VOTES = ["push left", "push right", "push right", "jump", None]
 CONTINUOUS_VOTES = [1.5, -0.3, 0.2, 1.9, None]  # median of the valid four: (0.2 + 1.5) / 2
+# Reacher's two actuators, each voted on alone: the medians 0.30 and 0.40 come from different samples, so the
+# consensus is no sample's own text. 5.0 is clipped to 1.0 before the vote; a sample without second_hinge and one
+# without JSON are unusable.
+VECTOR_VOTES = [{"first_hinge": 0.9, "second_hinge": -0.2}, {"first_hinge": -0.1, "second_hinge": 0.4},
+                {"first_hinge": 0.3, "second_hinge": 5.0}, {"first_hinge": 0.2}, None]
 
 
 def scripted(votes: list[Any]):
@@ -34,7 +39,8 @@ def reported_usage(server) -> tuple[int, int]:
 @pytest.mark.parametrize(("env_id", "votes", "expected", "unusable"), [
     ("TextGym-CartPole-v0", DISCRETE_VOTES, "push right", 2),
     ("TextGym-Pendulum-v0", CONTINUOUS_VOTES, "0.85", 1),
-], ids=["TextGym-CartPole-v0", "TextGym-Pendulum-v0"])
+    ("TextGym-Reacher-v0", VECTOR_VOTES, '{"first_hinge": 0.30, "second_hinge": 0.40}', 2),
+], ids=["TextGym-CartPole-v0", "TextGym-Pendulum-v0", "TextGym-Reacher-v0"])
 def test_self_consistency_plays_the_consensus(fake_llm, env_id: str, votes: list[Any], expected: str,
                                               unusable: int) -> None:
     fake_llm.responder = scripted(votes)
@@ -42,6 +48,8 @@ def test_self_consistency_plays_the_consensus(fake_llm, env_id: str, votes: list
     record = play(agent, env_id, level=5, episodes=1)[0]
     assert {step["action_text"] for step in record.step_records} == {expected}
     assert record.invalid_actions == 0
+    if env_id == "TextGym-Reacher-v0":  # the env plays the voted numbers
+        assert all(step["action"] == pytest.approx([0.3, 0.4]) for step in record.step_records)
     assert record.invalid_replies == unusable * record.steps  # counted, not voted
     assert len(fake_llm.requests) == record.usage.calls == record.steps  # all samples in one request
     request = fake_llm.requests[0]
@@ -83,6 +91,9 @@ def test_vote_rules() -> None:
     discrete = {"type": "discrete", "names": ["a", "b", "c"]}
     assert vote(["c", "a", "a", "c", "b"], discrete) == "c"
     assert vote(["0.10", "0.30"], {"type": "continuous", "low": -1, "high": 1, "digits": 2}) == "0.20"
+    vector = {"type": "vector", "names": ["a", "b"], "low": [-1, -1], "high": [1, 1], "digits": 2}
+    assert vote(['{"a": 0.10, "b": 1.00}', '{"a": 0.30, "b": -1.00}'], vector) == '{"a": 0.20, "b": 0.00}'
+    assert vote(['{"a": -0.50, "b": 0.25}'], vector) == '{"a": -0.50, "b": 0.25}'  # one sample is its own median
     with pytest.raises(ValueError):
         vote([], discrete)
 
