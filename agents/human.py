@@ -3,7 +3,8 @@
 At reset the person sees the system prompt a language agent gets (descriptions and the level's
 knowledge, rendered from the same ``prompts/common/system.j2``); each step shows the observation text
 and the valid actions, and the typed line is read with the same parser as model replies
-(``agents.parsing.parse_reply``: ``2``, ``move down``, ``Action: 2`` or ``{"action": "move down"}``).
+(``agents.parsing.parse_reply``: ``2``, ``move down``, ``Action: 2`` or ``{"action": "move down"}``; for a
+vector action, ``[0.3, -0.1]``, ``thigh: 0.3, leg: -0.1`` or ``{"thigh": 0.3, "leg": -0.1}``).
 A line that names no action is counted as an invalid reply and asked again, so a typo never plays the
 env's fallback. ``quit`` (or end of input, Ctrl-D) raises :class:`HumanQuit`.
 """
@@ -105,19 +106,39 @@ class HumanAgent(Agent):
         ).strip()
 
     def action_menu(self) -> str:
-        """The valid actions as a person types them."""
+        """The valid actions as a person types them.
+
+        A vector action (one number per actuator) lists each actuator's name and range, in order, and the forms
+        the parser reads: a list in that order, ``name: value`` pairs or JSON (``{"name": value, ...}``).
+        """
         assert self.context is not None
         spec = self.context.action_spec
         if spec["type"] == "discrete":
             return "Actions: " + " | ".join(f"{number}: {name}" for number, name in enumerate(spec["names"], 1))
         digits = spec.get("digits", 2)
+        if spec["type"] == "vector":
+            names, lows, highs = spec["names"], spec["low"], spec["high"]
+            ranges = " | ".join(f"{name} {fixed(low, digits)} to {fixed(high, digits)}"
+                                for name, low, high in zip(names, lows, highs, strict=True))
+            zeros = [fixed(min(max(0.0, low), high), digits) for low, high in zip(lows, highs, strict=True)]
+            pairs = ", ".join(f"{name}: {zero}" for name, zero in zip(names, zeros, strict=True))
+            return (f"Action: one number per actuator, in this order: {ranges}\n"
+                    f"Type a list in that order [{', '.join(zeros)}], name: value pairs ({pairs}) or JSON "
+                    "{\"name\": value, ...}; each number is clipped to its range.")
         return f"Action: a number from {fixed(spec['low'], digits)} to {fixed(spec['high'], digits)}"
+
+    def typing_hint(self) -> str:
+        """How to type an action in this env, shown at the start of each episode."""
+        assert self.context is not None
+        kind = self.context.action_spec["type"]
+        what = {"discrete": "an action's number or name (or JSON)", "vector": "one number per actuator",
+                "continuous": "a number (or JSON)"}[kind]
+        return f"Type {what}; 'help' shows this again, 'quit' stops."
 
     async def _reset(self, context: EpisodeContext) -> None:
         rule = "=" * 72
         self.console.show(f"{rule}\nEpisode {context.episode_index + 1} of {context.episodes_total}\n{rule}\n"
-                          f"{self.briefing()}\n{rule}\n"
-                          "Type an action's number or name (or JSON); 'help' shows this again, 'quit' stops.")
+                          f"{self.briefing()}\n{rule}\n{self.typing_hint()}")
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         assert self.context is not None

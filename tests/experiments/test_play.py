@@ -22,10 +22,12 @@ TO_THE_GOAL = ["2", "fly", "move down", '{"action": "move right"}', "Action: 3",
 INTO_A_HOLE = ["move down", "3"]
 
 
-def _spawn(results_dir: Path, *overrides: str) -> pexpect.spawn:
+FROZENLAKE = ("env=frozenlake", "level=5", "+env.kwargs.is_slippery=false")
+
+
+def _spawn(results_dir: Path, *overrides: str, game: tuple[str, ...] = FROZENLAKE) -> pexpect.spawn:
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    return pexpect.spawn(str(PLAY), ["env=frozenlake", "level=5", "+env.kwargs.is_slippery=false",
-                                     f"results_dir={results_dir}", *overrides],
+    return pexpect.spawn(str(PLAY), [*game, f"results_dir={results_dir}", *overrides],
                          env=env, encoding="utf-8", timeout=60, dimensions=(50, 200), preexec_fn=default_sigint)
 
 
@@ -131,3 +133,28 @@ def test_bad_values_are_one_line(tmp_path: Path, override: str, message: str) ->
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 2 and child.before.strip().splitlines()[-1] == message
+
+
+@pytest.mark.parametrize("env_id", ["TextGym-Reacher-v0"])  # skipped by name without the mujoco extra
+def test_a_person_plays_a_vector_action_env_in_every_form(tmp_path: Path, env_id: str) -> None:
+    child = _spawn(tmp_path, game=("env=reacher", "level=1", "max_steps=3"))
+    child.expect_exact("Type one number per actuator;")
+    child.expect_exact("Step 1. ")
+    # Each actuator's name and range, in order, and the forms the parser reads.
+    child.expect_exact("Action: one number per actuator, in this order: first_hinge -1.00 to 1.00 | "
+                       "second_hinge -1.00 to 1.00")
+    child.expect_exact("Type a list in that order [0.00, 0.00], name: value pairs (first_hinge: 0.00, "
+                       "second_hinge: 0.00) or JSON")
+    _type(child, ["[0.5, -0.2]", "0.5"])
+    child.expect_exact("Not an action: '0.5'.")  # one number for two actuators: asked again, nothing played
+    _type(child, ["first_hinge: 2, second_hinge: -0.3", '{"first_hinge": 0, "second_hinge": 0.1}'])
+    child.expect_exact("Episode 1: return")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    steps = list(iter_jsonl(tmp_path / "eval" / "reacher-L1-human" / "steps.jsonl"))
+    assert [step["action"] for step in steps] == [pytest.approx(a) for a in ([0.5, -0.2], [1.0, -0.3], [0.0, 0.1])]
+    assert [step["action_text"] for step in steps] == ['{"first_hinge": 0.50, "second_hinge": -0.20}',
+                                                       '{"first_hinge": 1.00, "second_hinge": -0.30}',
+                                                       '{"first_hinge": 0.00, "second_hinge": 0.10}']
+    assert steps[1]["replies"] == ["0.5", "first_hinge: 2, second_hinge: -0.3"]
