@@ -1,8 +1,12 @@
 """Seeded rollouts of the random and expert policies, rendered as whole trajectories for L2/L4.
 
-Each trajectory is rendered within a token budget (estimated as characters / :data:`CHARS_PER_TOKEN`).
+Each trajectory is rendered within a token budget (estimated as characters / :data:`CHARS_PER_TOKEN`; a legend
+comes on top).
 One that does not fit keeps its first and last steps and says how many steps between them were left
 out; nothing is cut silently, and the header always gives the whole episode's return and length.
+Steps are written as the translator's ``trajectory_observation``/``trajectory_action`` say: as the agent
+sees them, or, where that text is long (MuJoCo: 30-400 tokens a step), compactly, as numbers in the
+observation text's order, with a legend after the header saying how to read them.
 
 Rollouts are deterministic in (env, base-task kwargs, text options, policy, seed) and cached under
 ``$TEXTGYM_CACHE`` (default ``~/.cache/textgym``) keyed by those, by the budget and by the package's
@@ -38,7 +42,7 @@ __all__ = ["Rollout", "FewshotTrajectories", "rollout", "render_trajectory", "fe
 
 logger = logging.getLogger(__name__)
 PolicyKind = Literal["random", "expert"]
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: compact steps with a legend where the translator writes them so
 CHARS_PER_TOKEN = 4
 """Characters per token of the budget's estimate: about right for English prose, low for dense numbers."""
 
@@ -59,6 +63,7 @@ class Rollout:
             whether the step ended the episode (``terminated``); empty when no text was kept.
         final_observation: the text after the last step (where the episode ended).
         truncated: the episode was stopped by the step limit.
+        legend: how the steps are written, when compactly (the translator's ``trajectory_legend``); else "".
     """
 
     policy: str
@@ -68,6 +73,7 @@ class Rollout:
     steps: list[dict[str, Any]] = field(default_factory=list)
     final_observation: str = ""
     truncated: bool = False
+    legend: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,17 +130,17 @@ def rollout(env_name: str, kind: PolicyKind, seed: int, keep_text: bool = True,
     translator = make_translator(entry.name, env, **dict(text_options or {}))
     policy = make_policy(kind, env, translator, seed)
     obs, _ = env.reset(seed=seed)
-    episode = Rollout(kind, seed, 0.0, 0)
-    text = translator.render_observation(obs) if keep_text else ""
+    episode = Rollout(kind, seed, 0.0, 0, legend=translator.trajectory_legend() if keep_text else "")
+    text = translator.trajectory_observation(obs) if keep_text else ""
     terminated = False
     while not terminated and (limit is None or episode.length < limit):
         action = policy(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         terminated = terminated or truncated
         if keep_text:
-            episode.steps.append({"observation": text, "action": translator.action_to_text(action),
+            episode.steps.append({"observation": text, "action": translator.trajectory_action(action),
                                   "reward": float(reward), "terminated": terminated})
-            text = translator.render_step(obs, action, float(reward), next_obs)
+            text = translator.render_step(obs, action, float(reward), next_obs, for_trajectory=True)
         episode.episode_return += float(reward)
         episode.length += 1
         obs = next_obs
@@ -147,17 +153,20 @@ def rollout(env_name: str, kind: PolicyKind, seed: int, keep_text: bool = True,
 def render_trajectory(episode: Rollout, number: int, token_budget: int) -> str:
     """``episode`` as text within ``token_budget`` estimated tokens: as many steps as fit, first and last kept.
 
-    The header (return, length) and the final observation are always shown; if even they do not fit,
-    the text shows no step and says how many were left out.
+    The header (return, length), the legend and the final observation are always shown; if even they do not fit,
+    the text shows no step and says how many were left out. A compact trajectory's legend (MuJoCo's, up to 280
+    tokens) comes on top of the budget, so that it takes nothing from the steps: the budget buys the same steps
+    whether or not they need explaining.
     """
     steps = [{**step, "number": index} for index, step in enumerate(episode.steps, start=1)]
+    token_budget += estimate_tokens(episode.legend)
 
     def text_showing(shown: int) -> str:
         head = (shown + 1) // 2
         tail = steps[len(steps) - (shown - head):] if shown > head else []
         return render("trajectory.j2", number=number, policy=episode.policy, episode_return=episode.episode_return,
                       length=episode.length, truncated=episode.truncated, head=steps[:head], tail=tail,
-                      elided=len(steps) - shown, final_observation=episode.final_observation)
+                      elided=len(steps) - shown, final_observation=episode.final_observation, legend=episode.legend)
 
     whole = text_showing(len(steps))
     if estimate_tokens(whole) <= token_budget:

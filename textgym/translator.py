@@ -154,11 +154,31 @@ class Translator(ABC):
         """What a step touched that the new observation does not show (a fall off CliffWalking's cliff); "" here."""
         return ""
 
-    def render_step(self, previous_obs: Any, action: Any, reward: float, obs: Any) -> str:
-        """The observation text after a step: :meth:`step_note` (if any) and then :meth:`render_observation`."""
+    def render_step(self, previous_obs: Any, action: Any, reward: float, obs: Any, *,
+                    for_trajectory: bool = False) -> str:
+        """The observation text after a step: :meth:`step_note` (if any) and then :meth:`render_observation`
+        (:meth:`trajectory_observation` with ``for_trajectory``)."""
         note = self.step_note(previous_obs, action, reward, obs)
-        text = self.render_observation(obs)
+        text = self.trajectory_observation(obs) if for_trajectory else self.render_observation(obs)
         return f"{note} {text}" if note else text
+
+    # ------------------------------------------------------------------ trajectories (L2/L4)
+    def trajectory_observation(self, obs: Any) -> str:
+        """An observation as L2/L4 trajectories write it: as the agent sees it (:meth:`render_observation`) here.
+
+        A translator whose texts are long (MuJoCo's) writes a compact form instead, so that a trajectory shows
+        enough steps within its token budget; :meth:`trajectory_legend` then says how to read it.
+        """
+        return self.render_observation(obs)
+
+    def trajectory_action(self, action: Any) -> str:
+        """An action as L2/L4 trajectories write it: :meth:`action_to_text` here."""
+        return self.action_to_text(action)
+
+    def trajectory_legend(self) -> str:
+        """How a trajectory's compact steps read, said once before them; "" when they are written as the agent
+        sees them (the default)."""
+        return ""
 
     # ------------------------------------------------------------------ descriptions
     @property

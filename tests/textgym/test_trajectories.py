@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import textgym  # noqa: F401  (registers the ids)
 from textgym import trajectories
 from textgym.trajectories import estimate_tokens, fewshot_trajectories, render_trajectory, rollout
-from textgym.wrapper import DEFAULT_FEWSHOT_TOKEN_BUDGET
+from textgym.wrapper import DEFAULT_FEWSHOT_TOKEN_BUDGET, make_base_env, make_translator
 
 STEP_LINE = re.compile(r"^Step (\d+): ", re.MULTILINE)
 ELISION = re.compile(r"\[\.\.\. (\d+) steps left out: steps (\d+) to (\d+) \.\.\.\]")
@@ -111,3 +112,60 @@ def test_cli_builds_the_cache(tmp_path, capsys) -> None:
     trajectories.main(["--env", "blackjack", "--policy", "expert", "--episodes", "2", "--token-budget", "200"])
     assert "blackjack                expert  2 episodes" in capsys.readouterr().out
     assert len(list((tmp_path / "trajectories").glob("blackjack-expert-*-e2-t200-*.json"))) == 1
+
+
+# ---- MuJoCo: compact steps with a legend (a MuJoCo observation in words is 30-400 tokens) ----
+MUJOCO = [name for name, entry in textgym.ENVS.items() if entry.extra == "mujoco"]
+
+
+def _read_compact(translator, text: str) -> np.ndarray:
+    """The raw observation from a compact step, read the way the legend says: groups split by " | "."""
+    parts = text.split(" | ")
+    assert len(parts) == len(translator.groups), text
+    values = np.zeros(len(translator.layout))
+    for part, (title, indices) in zip(parts, translator.groups.items(), strict=True):
+        if part == "0" and title in translator.compressible_groups:
+            continue  # "a group of contact forces that is all zero is written 0"
+        numbers = [float(number) for number in part.split(" ")]
+        assert len(numbers) == len(indices), (title, part)
+        values[indices] = numbers
+    return values
+
+
+@pytest.mark.parametrize("name", MUJOCO)
+def test_mujoco_compact_steps_read_back_to_the_observation_and_the_action(name: str) -> None:
+    base = make_base_env(name)
+    translator = make_translator(name, base)
+    legend = translator.trajectory_legend()
+    assert legend.startswith("Each step's observation is written as numbers only")
+    if translator.is_vector:
+        assert f"Each action is a list [{', '.join(translator.action_names)}]." in legend
+    base.action_space.seed(0)
+    obs, _ = base.reset(seed=0)
+    for _ in range(30):
+        action = base.action_space.sample()
+        compact = translator.trajectory_observation(obs)
+        assert len(compact) < len(translator.render_observation(obs)) / 2
+        np.testing.assert_allclose(_read_compact(translator, compact), obs, atol=translator.observation_precision)
+        parsed = translator.parse_action(translator.trajectory_action(action))  # an answer an agent may give
+        assert parsed.valid
+        np.testing.assert_allclose(parsed.action, action, atol=0.005 + 1e-6)
+        obs, _, terminated, _, _ = base.step(action)
+        if terminated:
+            obs, _ = base.reset(seed=1)
+
+
+@pytest.mark.parametrize("name", MUJOCO)
+def test_mujoco_trajectories_show_useful_steps_within_the_default_budget(name: str) -> None:
+    episode = rollout(name, "random", textgym.levels.FEWSHOT_SEED)
+    text = render_trajectory(episode, 1, DEFAULT_FEWSHOT_TOKEN_BUDGET)
+    # The legend comes on top of the budget: the steps keep all of it.
+    assert estimate_tokens(text) <= DEFAULT_FEWSHOT_TOKEN_BUDGET + estimate_tokens(episode.legend)
+    assert text.splitlines()[1] == episode.legend and "|" in episode.final_observation
+    shown = shown_steps(text)
+    # Ant writes 105 numbers a step (75 tokens with its action): three fit; every other task shows five or more
+    # (the whole-word text showed 0-2 of them on the long tasks, Ant none).
+    assert len(shown) >= min(episode.length, 3 if name == "ant" else 5), (name, shown)
+    for number in shown:
+        step = episode.steps[number - 1]
+        assert f"Step {number}: {step['observation']}\nAction: {step['action']} -> reward" in text

@@ -23,10 +23,16 @@ import scipy.linalg
 from textgym.templating import fixed
 from textgym.translator import Policy, Translator
 
-__all__ = ["Component", "MujocoTranslator", "LQRTranslator", "planar_body", "lqr_gain", "DIGITS"]
+__all__ = ["Component", "MujocoTranslator", "LQRTranslator", "planar_body", "lqr_gain", "compact_number", "DIGITS"]
 
 DIGITS = 3
 _NUMBER = r"(-?\d+\.\d+)"
+
+
+def compact_number(value: float) -> str:
+    """``value`` to :data:`DIGITS` decimals without trailing zeros: ``1.25``, ``-0.005``, ``0``."""
+    text = fixed(value, DIGITS).rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,37 @@ class MujocoTranslator(Translator):
     def observation_precision(self) -> float:
         return 0.5 * 10**-DIGITS
 
+    # L2/L4 trajectories write each step compactly: a MuJoCo observation in words is 100-400 tokens (Ant's 105
+    # numbers about 400), so the default 400-token trajectory would show one step or none. As numbers only, group
+    # by group in the observation text's order, a step costs a fifth to a third of that.
+    def trajectory_observation(self, obs: Any) -> str:
+        values = np.asarray(obs, dtype=float).reshape(-1)
+        parts = []
+        for title, indices in self.groups.items():
+            numbers = [compact_number(values[i]) for i in indices]
+            zero = title in self.compressible_groups and all(number == "0" for number in numbers)
+            parts.append("0" if zero else " ".join(numbers))
+        return " | ".join(parts)
+
+    def trajectory_action(self, action: Any) -> str:
+        if not self.is_vector:
+            return super().trajectory_action(action)
+        # A JSON list in actuator order: an answer the parser reads too.
+        values = np.asarray(action, dtype=float).reshape(-1)
+        return "[" + ", ".join(fixed(value, self.action_digits) for value in values) + "]"
+
+    def trajectory_legend(self) -> str:
+        sections: list[tuple[list[str], list[tuple[str, str]]]] = []  # runs of groups with the same labels and units
+        for title, indices in self.groups.items():
+            labels = [(self.layout[i].label, self.layout[i].unit) for i in indices]
+            if sections and sections[-1][1] == labels:
+                sections[-1][0].append(title)
+            else:
+                sections.append(([title], labels))
+        return self._render_shared("trajectory_legend", sections=[(_join_titles(titles), _join_labels(labels))
+                                                                  for titles, labels in sections],
+                                   compressible=bool(self.compressible_groups & set(self.groups)))
+
     def template_context(self) -> dict[str, Any]:
         return {**super().template_context(), "dt": float(self.env.dt), "task": self.env, "digits": DIGITS,
                 "action_effects": list(self.action_effects), "velocity_clip": self.velocity_clip,
@@ -204,6 +241,34 @@ class LQRTranslator(MujocoTranslator):
 
     def guidance(self) -> str:
         return self._render("guidance", gains=self.gains)
+
+
+def _join_titles(titles: list[str]) -> str:
+    """``"Contact forces on torso, front_left_leg, ..."``: the words all titles start with, said once."""
+    words = [title.split(" ") for title in titles]
+    shared = 0
+    while len(titles) > 1 and all(len(w) > shared + 1 and w[shared] == words[0][shared] for w in words):
+        shared += 1
+    prefix = " ".join(words[0][:shared])
+    rest = ", ".join(" ".join(w[shared:]) for w in words)
+    return f"{prefix} {rest}" if prefix else rest
+
+
+def _join_labels(labels: list[tuple[str, str]]) -> str:
+    """``"height m, velocity x, y, z m/s"``: a run of labels with one unit that differ only in their last word
+    says the shared words and the unit once."""
+    runs: list[tuple[list[str], str]] = []  # (labels, unit)
+    for label, unit in labels:
+        head = label.rsplit(" ", 1)[0]
+        if runs and runs[-1][1] == unit and " " in label and runs[-1][0][0].rsplit(" ", 1)[0] == head:
+            runs[-1][0].append(label)
+        else:
+            runs.append(([label], unit))
+    texts = []
+    for run, unit in runs:
+        text = run[0] + "".join(", " + label.rsplit(" ", 1)[1] for label in run[1:])
+        texts.append(f"{text} {unit}" if unit else text)
+    return ", ".join(texts)
 
 
 def lqr_gain(task: Any, state_cost: np.ndarray, control_cost: np.ndarray) -> np.ndarray:
