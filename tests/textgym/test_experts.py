@@ -54,3 +54,22 @@ def test_expert_beats_random(name: str) -> None:
     expert = np.mean([rollout(name, "expert", s, keep_text=False).episode_return for s in range(20)])
     random = np.mean([rollout(name, "random", s, keep_text=False).episode_return for s in range(20)])
     assert expert > random
+
+
+def test_every_expert_has_a_measured_target_and_the_others_none() -> None:
+    """An expert exists exactly where a target above is measured; the rest need a policy file the user trains."""
+    with_controller = {name for name, entry in ENVS.items() if entry.translator_class().has_controller}
+    assert with_controller == set(EXPERT_TARGETS)
+    for name in set(ENVS) - with_controller:  # Pusher, Hopper, Walker2d, HalfCheetah, Ant
+        translator_class = ENVS[name].translator_class()
+        assert not translator_class.has_teaching(), f"{name} has L5 teaching but no expert to check it against"
+
+
+def test_no_policy_file_is_shipped_as_an_expert() -> None:
+    """A weak policy is never shipped as "expert": the package holds no trained model or statistics file, so an
+    L4 expert is TextGym's own measured controller or a file the user trained and passed by path."""
+    from textgym.templating import PACKAGE_DIR
+
+    shipped = [path for pattern in ("*.zip", "*.pkl", "*.pt", "*.pth", "*.npz", "*.onnx", "*.safetensors")
+               for path in PACKAGE_DIR.rglob(pattern)]
+    assert shipped == []
