@@ -1,6 +1,6 @@
 """Per-step cost of the text wrapper against the raw env, for every TextGym env.
 
-    python benchmarks/wrapper_overhead.py [--steps 2000]
+    python benchmarks/wrapper_overhead.py [--steps 2000] [--envs hopper ant pong ...]
 
 Both loops play the same seeded random actions; the text loop renders each observation and parses
 the action text back, which is what a language agent pays on top of the simulator.
@@ -30,9 +30,16 @@ def time_loop(env: gym.Env, actions: list, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--envs", nargs="+", default=list(textgym.ENVS), metavar="ENV",
+                        help="config names (default: every env)")
     args = parser.parse_args()
+    try:
+        entries = [textgym.env_entry(name) for name in args.envs]
+    except ValueError as error:  # an unknown name: one line saying what exists
+        parser.error(str(error))
     print(f"{'env':24s} {'raw us/step':>12s} {'text us/step':>13s} {'overhead us':>12s} {'ratio':>7s}")
-    for name, entry in textgym.ENVS.items():
+    for entry in entries:
+        name = entry.name
         if entry.missing_extra():  # the MuJoCo and Atari envs need their extras
             print(f"{name:24s} skipped: pip install \"textgym[{entry.extra}]\"")
             continue
