@@ -16,7 +16,7 @@ Fault kinds, and what a client sees:
 =================  ==========================================================================================
 http_500/503       5xx with an OpenAI-style error body
 http_429           429 with ``Retry-After: Faults.retry_after`` (seconds or an HTTP date)
-hang_drop          no answer for ``Faults.hang_s``, then the connection closes (RemoteProtocolError, or a
+hang_drop          no answer for ``Faults.hang_s``, then the connection closes (ServerDisconnected, or a
                    read timeout if the client gives up first)
 connection_reset   the connection is reset (TCP RST) instead of answered
 truncated_json     200 whose JSON body is cut in half (Content-Length matches the cut body: JSONDecodeError)

@@ -1,8 +1,14 @@
-"""LLMClient: one ``AsyncOpenAI`` per endpoint, one concurrency limit, one retry policy, one cache.
+"""LLMClient: one HTTP session per endpoint, one concurrency limit, one retry policy, one cache.
 
 Works with OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp / xllamacpp). The API key is
 read from the environment variable named in the config and is never stored on the client's public state,
 in configs, records, logs, exception messages or results.
+
+Chat requests go over one ``aiohttp`` session (its C HTTP parser and keep-alive pool) rather than the
+``openai`` SDK: the SDK's request path (option models, header building, httpx) cost about 1.5 ms of CPU per
+request, against 0.25 ms here, and at hundreds of streams that is what keeps the server waiting
+(``benchmarks/throughput.py``). The SDK stays the interface for users' own code, and :meth:`preflight`
+uses it.
 
 What can go wrong, and what happens:
 
@@ -19,18 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import importlib
 import json
 import logging
 import math
 import os
 import re
+import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import openai
 import pydantic
 import tenacity
@@ -66,6 +77,9 @@ def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
 
 
 TRANSPORT_ERRORS, HOPELESS_TRANSPORT_ERRORS = _transport_errors()
+# aiohttp errors that retrying cannot fix: a malformed or non-HTTP URL, redirect loops, TLS certificates.
+HOPELESS_AIOHTTP_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.InvalidURL, aiohttp.TooManyRedirects, aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
 
 
 class LLMError(RuntimeError):
@@ -93,6 +107,20 @@ class LLMUnavailableError(LLMError):
 
 class MalformedReply(ValueError):
     """A 200 answer that is JSON but not a chat completion (no choices, a choice without a message)."""
+
+
+class ServerStatusError(Exception):
+    """The server answered a chat request with an HTTP error status (retried or not by :func:`fault_kind`)."""
+
+    def __init__(self, status: int, headers: Any, content: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+        self.headers = headers
+        self.text = content.decode("utf-8", "replace")
+        try:
+            self.body: Any = json.loads(self.text)
+        except ValueError:
+            self.body = None
 
 
 @dataclass
@@ -246,10 +274,13 @@ class LLMClient:
         self._slots = _SlotTable(slot_count) if slot_count else None
         self._backoff = (tenacity.wait_exponential(multiplier=backoff_s, max=max_backoff_s)
                          + tenacity.wait_random(0, backoff_s))
-        # Built lazily per event loop: httpx and asyncio primitives belong to the loop that made them.
+        self._chat_url = self.server.rstrip("/") + "/chat/completions"
+        # Built lazily per event loop: aiohttp sessions and asyncio primitives belong to the loop that made them.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: openai.AsyncOpenAI | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._closer: Any = None
+        self._proxy: str | None = None
 
     def __repr__(self) -> str:  # never shows the key
         return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"
@@ -269,18 +300,27 @@ class LLMClient:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return text.replace(key, "***") if key else text
 
-    def _bind(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+    async def _bind(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._client is None or self._semaphore is None:
+        if self._loop is not loop or self._session is None or self._semaphore is None:
+            if self._session is not None and not self._session.closed:
+                _drop(self._session)  # its loop ended without closing it (a loop closed by hand)
             self._loop = loop
-            # max_retries=0: retries happen once, here, not again inside the SDK. Our own httpx client: the
-            # SDK's default one schedules its aclose() on whatever loop runs when it is garbage-collected,
-            # which fails loudly for keep-alive connections of a loop that has ended.
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key(),
-                                              timeout=self.timeout_s, max_retries=0,
-                                              http_client=openai.DefaultAsyncHttpxClient(timeout=self.timeout_s))
+            # No connection limit of aiohttp's own: the semaphore is the one limit. certifi's CA bundle, as the
+            # SDK's httpx uses. HTTPS_PROXY and friends apply as they do for the SDK, looked up once here:
+            # aiohttp's trust_env would look them (and ~/.netrc) up in a thread on every request.
+            self._proxy = _env_proxy(self._chat_url)
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self._api_key()}", "Content-Type": "application/json",
+                         "Accept": "application/json", "User-Agent": "textgym"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context()))
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
-        return self._client, self._semaphore
+            # Closed when this loop shuts down (``asyncio.run`` finalizes async generators before it closes the
+            # loop), so a caller that never calls aclose() gets no "Unclosed client session" warnings.
+            self._closer = _close_at_loop_end(self._session)
+            await anext(self._closer)
+        return self._session, self._semaphore
 
     async def complete(
         self,
@@ -370,7 +410,7 @@ class LLMClient:
 
     # One request, retried ----------------------------------------------------------------------------
     async def _request(self, request: dict[str, Any], session: Hashable | None = None) -> _Reply:
-        client, semaphore = self._bind()
+        http, semaphore = await self._bind()
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=self._wait,
             retry=tenacity.retry_if_exception(lambda error: fault_kind(error) is not None),
@@ -378,15 +418,15 @@ class LLMClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(client, semaphore, request, session)
-        except (openai.APIError, *TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError,
-                MalformedReply) as error:
+                    return await self._attempt(http, semaphore, request, session)
+        except (ServerStatusError, aiohttp.ClientError, TimeoutError, openai.APIError, *TRANSPORT_ERRORS,
+                json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply) as error:
             self.failures += 1
             raise self._final_error(error, retrying.statistics.get("attempt_number", 1),
                                     "response_format" in request) from _safe_cause(error)
         raise AssertionError("tenacity ended without an outcome")  # unreachable: reraise=True
 
-    async def _attempt(self, client: openai.AsyncOpenAI, semaphore: asyncio.Semaphore,
+    async def _attempt(self, http: aiohttp.ClientSession, semaphore: asyncio.Semaphore,
                        request: dict[str, Any], session: Hashable | None) -> _Reply:
         async with semaphore:
             # n > 1 fans out over several slots on llama.cpp: pinning it to one would serialize the samples.
@@ -394,13 +434,13 @@ class LLMClient:
             if slot is not None:
                 request = {**request, "id_slot": slot}
             started = time.perf_counter()  # latency of the request itself, not of the queue before it
-            # The SDK's plain POST with the body as bytes, parsed here inside the retry policy (see the note at
-            # the top). ``chat.completions.create`` would first walk every message through the SDK's typed
-            # request transform and then build pydantic models of the reply: ~5 ms of CPU per request, most of
-            # our own cost per decision (benchmarks/throughput.py). Auth, timeouts and HTTP error mapping stay.
             self.in_flight += 1
             try:
-                content = await client.post("/chat/completions", body=request, cast_to=bytes)
+                # The body is read and parsed here, inside the retry policy (see the note at the top).
+                async with http.post(self._chat_url, data=json.dumps(request).encode(), proxy=self._proxy) as response:
+                    content = await response.read()
+                    if response.status >= 400:
+                        raise ServerStatusError(response.status, response.headers, content)
             finally:
                 self.in_flight -= 1
                 if slot is not None:
@@ -430,12 +470,14 @@ class LLMClient:
 
     def _final_error(self, error: BaseException, attempts: int, structured: bool) -> LLMError:
         kind = fault_kind(error)
-        if kind is None and isinstance(error, openai.APIStatusError):
+        if kind is None and isinstance(error, (ServerStatusError, openai.APIStatusError)):
             return self._rejection(error, structured)
-        status = error.status_code if isinstance(error, openai.APIStatusError) else None
-        if isinstance(error, openai.APIStatusError):
+        status = error.status_code if isinstance(error, (ServerStatusError, openai.APIStatusError)) else None
+        if isinstance(error, (ServerStatusError, openai.APIStatusError)):
             detail = _server_says(error)
-        elif isinstance(error, openai.APIConnectionError):
+        elif isinstance(error, TimeoutError):
+            detail = f"no answer within {self.timeout_s:g} s"
+        elif isinstance(error, (openai.APIConnectionError, aiohttp.ClientError)):
             detail = _connection_reason(error)
         else:
             detail = str(error)
@@ -443,7 +485,7 @@ class LLMClient:
                                      f"attempt{'s' if attempts != 1 else ''}: {kind or type(error).__name__}: "
                                      f"{_one_line(detail)}"), kind=kind or type(error).__name__, status=status)
 
-    def _rejection(self, error: openai.APIStatusError, structured: bool) -> LLMRejectedError:
+    def _rejection(self, error: ServerStatusError | openai.APIStatusError, structured: bool) -> LLMRejectedError:
         status, said = error.status_code, _server_says(error)
         hint = ""
         if status == 401:
@@ -510,9 +552,42 @@ class LLMClient:
                                                 f"start one or use llm=local"), kind="unavailable")
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _close_at_loop_end(session: aiohttp.ClientSession) -> Any:
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+def _drop(session: aiohttp.ClientSession) -> None:
+    """Forget a session whose event loop has ended (a client used under one ``asyncio.run`` after another):
+    its sockets cannot be closed on a dead loop and need no goodbye, and aiohttp would warn of them."""
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        connector._close()  # noqa: SLF001 - the synchronous part of close(); its awaitable needs the dead loop
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``; ``NO_PROXY``)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _ssl_context() -> ssl.SSLContext:
+    try:
+        import certifi
+    except ImportError:  # the system's CA store, then
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class _SlotTable:
@@ -617,9 +692,19 @@ def fault_kind(error: BaseException | None) -> str | None:
         >>> fault_kind(ValueError("a bug")) is None
         True
     """
-    if isinstance(error, openai.APIStatusError):
+    if isinstance(error, (ServerStatusError, openai.APIStatusError)):
         status = error.status_code
         return f"HTTP {status}" if status in RETRYABLE_STATUSES or status >= 500 else None
+    if isinstance(error, HOPELESS_AIOHTTP_ERRORS):
+        return None
+    if isinstance(error, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return "Timeout"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "ServerDisconnected"  # e.g. the connection closed before an answer
+    if isinstance(error, aiohttp.ClientOSError) and error.errno in (errno.ECONNRESET, errno.EPIPE):
+        return "ConnectionReset"
+    if isinstance(error, aiohttp.ClientError):
+        return type(error).__name__
     if isinstance(error, openai.APIConnectionError):  # timeouts too; the cause says which
         cause = error.__cause__
         if isinstance(cause, HOPELESS_TRANSPORT_ERRORS):
@@ -627,6 +712,8 @@ def fault_kind(error: BaseException | None) -> str | None:
         return type(cause).__name__ if cause is not None else type(error).__name__
     if isinstance(error, HOPELESS_TRANSPORT_ERRORS):
         return None
+    if isinstance(error, UnicodeDecodeError):
+        return "JSONDecodeError"  # a body that is not even text
     if isinstance(error, (*TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError, MalformedReply,
                           openai.APIResponseValidationError)):
         return type(error).__name__
@@ -635,8 +722,8 @@ def fault_kind(error: BaseException | None) -> str | None:
 
 def _retry_after_s(error: BaseException | None) -> float | None:
     """Seconds the server asked to wait (``retry-after-ms``, ``Retry-After`` seconds or HTTP date), if any."""
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = error.headers if isinstance(error, ServerStatusError) else getattr(getattr(error, "response", None),
+                                                                                   "headers", None)
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
@@ -656,7 +743,7 @@ def _retry_after_s(error: BaseException | None) -> float | None:
     return None
 
 
-def _server_says(error: openai.APIStatusError) -> str:
+def _server_says(error: ServerStatusError | openai.APIStatusError) -> str:
     """The message in an error body: OpenAI's ``{"error": {"message"}}`` or FastAPI's ``{"detail": [...]}``."""
     body = error.body
     if isinstance(body, dict):
@@ -672,6 +759,8 @@ def _server_says(error: openai.APIStatusError) -> str:
                 else str(item) for item in detail))
         if isinstance(detail, str):
             return _one_line(detail)
+    if isinstance(error, ServerStatusError):
+        return _one_line(error.text or str(error))
     text = error.response.text if error.response is not None else ""
     return _one_line(text or error.message)
 
@@ -681,7 +770,7 @@ def _one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _connection_reason(error: openai.APIConnectionError) -> str:
+def _connection_reason(error: BaseException) -> str:
     """``connection refused``, ``name or service not known``, ...: the innermost OS-level reason."""
     cause: BaseException | None = error
     reason = "connection failed"
@@ -696,4 +785,4 @@ def _connection_reason(error: openai.APIConnectionError) -> str:
 
 def _safe_cause(error: BaseException) -> BaseException | None:
     """Chain transport errors for debugging; not what repeats the server's words (which may quote the key)."""
-    return None if isinstance(error, (openai.APIStatusError, MalformedReply)) else error
+    return None if isinstance(error, (ServerStatusError, openai.APIStatusError, MalformedReply)) else error

@@ -46,9 +46,9 @@ def faulty() -> FakeLLMServer:
 
 @pytest.mark.parametrize(("fault", "retried_as"), [
     ("http_500", {"HTTP 500"}), ("http_503", {"HTTP 503"}), ("http_429", {"HTTP 429"}),
-    ("hang_drop", {"RemoteProtocolError"}), ("connection_reset", {"RemoteProtocolError", "ReadError"}),
+    ("hang_drop", {"ServerDisconnected"}), ("connection_reset", {"ServerDisconnected", "ConnectionReset"}),
     ("truncated_json", {"JSONDecodeError"}), ("no_message", {"MalformedReply"}), ("odd_payload", {"MalformedReply"}),
-    ("slow", {"ReadTimeout"}),  # answers after 1 s; the client waits 0.3 s
+    ("slow", {"Timeout"}),  # answers after 1 s; the client waits 0.3 s
 ])
 def test_transient_faults_are_retried_and_counted_by_kind(faulty: FakeLLMServer, fault: str,
                                                          retried_as: set[str]) -> None:
@@ -196,7 +196,7 @@ def test_seeded_fault_mix_is_reproducible_and_every_request_is_answered() -> Non
     assert client.retries["HTTP 500"] == injected["http_500"]
     assert client.retries["HTTP 429"] == injected["http_429"]
     assert client.retries["JSONDecodeError"] == injected["truncated_json"]
-    assert (client.retries["RemoteProtocolError"] + client.retries["ReadError"]
+    assert (client.retries["ServerDisconnected"] + client.retries["ConnectionReset"]
             == injected["hang_drop"] + injected["connection_reset"])
     assert sum(client.retries.values()) == sum(injected[kind] for kind in errors)
     # Answers are the responder's, except where the answer itself was the (not retried) odd content.
