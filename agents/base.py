@@ -260,7 +260,8 @@ class Agent(metaclass=_SnapshotAfterInit):
 @functools.cache
 def _prompt_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False,
+                             auto_reload=False)  # package files: no mtime check on every render
     env.filters["fixed"] = fixed  # the env suite's number format, so prompts and observations agree
     return env
 
@@ -341,6 +342,8 @@ class LanguageAgent(Agent):
         self.experience_max_tokens = experience_max_tokens
         # L3: {"episode", "return", "steps", "text"} per earlier trial, oldest first.
         self.experience: list[dict[str, Any]] = []
+        self._system_prompt_key: tuple[Any, ...] | None = None
+        self._system_prompt = ""
 
     # Prompts -----------------------------------------------------------------------------------
     def render(self, template: str, **values: Any) -> str:
@@ -374,11 +377,19 @@ class LanguageAgent(Agent):
         return ""
 
     def system_prompt(self, memory: bool = True) -> str:
-        """Demonstrations, descriptions, level knowledge and (with ``memory``) what earlier trials taught."""
-        return self.render("common/system.j2", demonstrations=self.demonstrations_text(),
-                           show_fewshot=self.shows_fewshot_examples,
-                           experience=self.experience if memory else [],
-                           memory=self.memory_prompt() if memory else "")
+        """Demonstrations, descriptions, level knowledge and (with ``memory``) what earlier trials taught.
+
+        Rendered once per episode and memory state: it is the same on every step, and re-rendering it (the
+        demonstrations, the level's knowledge) was a good part of our own CPU per decision.
+        """
+        memory_text = self.memory_prompt() if memory else ""
+        key = (id(self.context), memory, memory_text, len(self.experience) if memory else 0)
+        if self._system_prompt_key != key:
+            self._system_prompt = self.render("common/system.j2", demonstrations=self.demonstrations_text(),
+                                              show_fewshot=self.shows_fewshot_examples,
+                                              experience=self.experience if memory else [], memory=memory_text)
+            self._system_prompt_key = key
+        return self._system_prompt
 
     def messages(self, user_prompt: str, memory: bool = True) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system_prompt(memory)}, {"role": "user", "content": user_prompt}]

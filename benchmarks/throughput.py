@@ -82,7 +82,7 @@ def eval_config(streams: int, steps: int, episodes: int, base_url: str):
     return compose("eval", overrides=[
         f"env={ENV}", "agent=naive", "llm=server", f"llm.base_url={base_url}", "llm.model=fixed", "llm.cache=off",
         f"seeds=[{','.join(map(str, range(streams)))}]", f"episodes={episodes}", f"max_steps={steps}",
-        f"concurrency={streams}", "logger=none", "progress=false", "level=1",
+        f"concurrency={streams}", "logger=none", "progress=false", "level=5",
     ])
 
 

@@ -50,6 +50,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
         autoescape=False,
+        auto_reload=False,  # package files: checking their mtimes on every render cost a stat per render
     )
     env.filters.update(fixed=fixed, magnitude=magnitude, direction=direction)
     return env

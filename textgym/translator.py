@@ -14,6 +14,7 @@ FrozenLake or CliffWalking map), the text hides it too unless the env is made wi
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from abc import ABC, abstractmethod
@@ -356,8 +357,13 @@ class Translator(ABC):
     @classmethod
     def template_folder(cls) -> str:
         """Template folder relative to ``textgym/envs``, e.g. ``"cartpole/templates"``."""
-        module_dir = Path(inspect.getfile(cls)).resolve().parent
-        return f"{module_dir.name}/templates"
+        return _template_folder(cls)
 
     def _render(self, part: str, **values: Any) -> str:
         return render(f"{self.template_folder()}/{part}.j2", **self.template_context(), **values)
+
+
+@functools.cache
+def _template_folder(translator_class: type) -> str:
+    # Cached: every observation render asks, and resolving the path costs a few system calls.
+    return f"{Path(inspect.getfile(translator_class)).resolve().parent.name}/templates"
