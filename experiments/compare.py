@@ -134,24 +134,28 @@ def compare(cfg: DictConfig) -> CompareOutcome:
 
             async def run_all() -> None:
                 try:
-                    # One (env, level) at a time, all its agents and seeds at once: they share the system prompt,
-                    # so the server's per-slot prompt cache keeps hitting instead of re-reading long prompts.
-                    for env in cfg.envs:
-                        for level in cfg.levels:
-                            names = [f"{env}-L{level}-{agent}" for agent in cfg.agents]
-                            async with progress.watching(client):
-                                results = await asyncio.gather(
-                                    *(evaluate_async(_eval_config(cfg, env, level, agent), root / "eval" / name,
-                                                     client, progress)
-                                      for agent, name in zip(cfg.agents, names, strict=True)),
-                                    return_exceptions=True)
-                            for name, result in zip(names, results, strict=True):
-                                if isinstance(result, EvalOutcome):
-                                    outcome.runs.append(result)
-                                elif isinstance(result, Exception):
-                                    failed(f"eval {name}", result)
-                                else:
-                                    raise result
+                    # Every group at once, but only ``concurrency`` streams playing at a time across them all: each
+                    # playing stream keeps one server slot and its prompt cache (more streams than slots would make
+                    # every request re-read its long prompt), and a stream that ends hands its turn to the next
+                    # one of any group, so the slots stay busy until the last few streams instead of idling at
+                    # the end of every group. Streams start in config order: the groups of one (env, level),
+                    # which share most of their prompt, play close together.
+                    groups = [(env, level, agent) for env in cfg.envs for level in cfg.levels for agent in cfg.agents]
+                    names = [f"{env}-L{level}-{agent}" for env, level, agent in groups]
+                    turns = asyncio.Semaphore(cfg.concurrency)
+                    async with progress.watching(client):
+                        results = await asyncio.gather(
+                            *(evaluate_async(_eval_config(cfg, env, level, agent), root / "eval" / name, client,
+                                             progress, stream_gate=turns)
+                              for (env, level, agent), name in zip(groups, names, strict=True)),
+                            return_exceptions=True)
+                    for name, result in zip(names, results, strict=True):
+                        if isinstance(result, EvalOutcome):
+                            outcome.runs.append(result)
+                        elif isinstance(result, Exception):
+                            failed(f"eval {name}", result)
+                        else:
+                            raise result
                 finally:
                     await client.aclose()
 

@@ -252,11 +252,13 @@ class _Attempt:
 
 
 async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient | None, wandb_run: Any,
-                       seeds: list[int], progress: RunProgress | None = None) -> dict[EpisodeKey, str]:
+                       seeds: list[int], progress: RunProgress | None = None,
+                       stream_gate: asyncio.Semaphore | None = None) -> dict[EpisodeKey, str]:
     """Play every unfinished episode of ``seeds``' streams; returns the episodes that failed, with their error.
 
     ``progress`` is the command's one display (``textgym-compare`` shares one across groups); without one this
-    run shows its own.
+    run shows its own. ``stream_gate`` bounds the streams playing at once (default: ``cfg.concurrency`` of this
+    run's own); runs sharing one gate take turns stream by stream.
     """
     entry = textgym.env_entry(cfg.env.name)
     name = agent_name(cfg.agent._target_, cfg.agent.get("name"))
@@ -284,7 +286,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
         progress = RunProgress(enabled=cfg.progress)
     group = f"{cfg.env.name} L{cfg.level} {name}"
     progress.add_group(group, todo)
-    gate = asyncio.Semaphore(cfg.concurrency)
+    gate = stream_gate or asyncio.Semaphore(cfg.concurrency)
     failures: dict[EpisodeKey, str] = {}
     logged = 0
 
@@ -393,10 +395,12 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
 
 
 async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient | None,
-                         progress: RunProgress | None = None) -> EvalOutcome:
+                         progress: RunProgress | None = None,
+                         stream_gate: asyncio.Semaphore | None = None) -> EvalOutcome:
     """Run (or resume) ``cfg`` into ``run_dir`` with a client the caller owns (shared by several configs).
 
     ``progress``: a display shared with other runs of the same command (default: this run's own).
+    ``stream_gate``: a limit on streams at once shared with those runs (default: ``cfg.concurrency`` of its own).
     """
     validate_eval(cfg)
     textgym.env_entry(cfg.env.name)  # unknown env -> clear error before anything starts
@@ -412,7 +416,7 @@ async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient
     wandb_name = f"{cfg.env.name}-L{cfg.level}-{name}" + (f"-shard{shard.index}of{shard.count}" if shard else "")
     wandb_run = start_wandb(cfg, writer.run_dir, wandb_name, "eval")
     try:
-        failures = await _run_streams(cfg, writer, client, wandb_run, seeds, progress)
+        failures = await _run_streams(cfg, writer, client, wandb_run, seeds, progress, stream_gate)
     finally:
         if wandb_run is not None:
             wandb_run.finish()
