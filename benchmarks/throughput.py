@@ -10,7 +10,8 @@ It starts ``benchmarks/fixed_latency_server.py`` in a child process, then:
    naive-agent-sized request in a loop: the requests/s the server and loopback allow;
 2. **streams**: the real ``textgym-eval`` path (``evaluate_async`` with a composed config: naive agent, MountainCar,
    a fixed number of steps per episode since the scripted reply never reaches the goal, response cache off, result
-   files written to a temporary dir), and prints decisions/s, requests/s and the ratio to the ceiling;
+   files written to a temporary dir), in one process and with ``workers=2`` (``--workers``), and prints
+   decisions/s, requests/s and the ratio to the ceiling;
 3. **own CPU per decision**: one stream against a 0 ms server, this process's CPU seconds per decision (the
    server runs in another process, so its time is not counted).
 """
@@ -78,17 +79,18 @@ async def ceiling(base_url: str, in_flight: int, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-def eval_config(streams: int, steps: int, episodes: int, base_url: str):
-    return compose("eval", overrides=[
+def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1):
+    return compose("eval", overrides=[f"workers={workers}",
         f"env={ENV}", "agent=naive", "llm=server", f"llm.base_url={base_url}", "llm.model=fixed", "llm.cache=off",
         f"seeds=[{','.join(map(str, range(streams)))}]", f"episodes={episodes}", f"max_steps={steps}",
         f"concurrency={streams}", "logger=none", "progress=false", "level=5",
     ])
 
 
-async def run_streams(streams: int, steps: int, episodes: int, base_url: str) -> tuple[int, int, float, float]:
-    """(decisions, requests, wall s, CPU s) of ``streams`` streams through textgym-eval's code."""
-    cfg = eval_config(streams, steps, episodes, base_url)
+async def run_streams(streams: int, steps: int, episodes: int, base_url: str,
+                      workers: int = 1) -> tuple[int, int, float, float]:
+    """(decisions, requests, wall s, CPU s of this process) of ``streams`` streams through textgym-eval's code."""
+    cfg = eval_config(streams, steps, episodes, base_url, workers)
     client = LLMClient(model="fixed", base_url=base_url, api_key_env=None, max_concurrency=streams, cache=None)
     with tempfile.TemporaryDirectory() as run_dir:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -104,8 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8, 64, 256])
-    parser.add_argument("--steps", type=int, default=40, help="decisions per episode")
+    parser.add_argument("--steps", type=int, default=100, help="decisions per episode")
     parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker processes per run (1: one event loop); streams below 64 run in one only")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--cpu-steps", type=int, default=400, help="decisions for the 0 ms CPU figure")
     parser.add_argument("--only-cpu", action="store_true", help="just the 0 ms own-CPU figure (for profiling)")
@@ -116,13 +120,15 @@ def main() -> None:
             server, base_url = start_in_process(args.latency_ms)
             try:
                 print(f"server latency {args.latency_ms:.0f} ms, {args.steps} decisions per episode, env {ENV}")
-                print(f"{'streams':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} {'ratio':>6}")
+                print(f"{'streams':>8} {'workers':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} "
+                      f"{'ratio':>6}")
                 for streams in args.streams:
                     top = asyncio.run(ceiling(base_url, streams, args.ceiling_seconds))
-                    decisions, requests, wall, _ = asyncio.run(run_streams(streams, args.steps, args.episodes,
-                                                                           base_url))
-                    print(f"{streams:>8} {top:>14.0f} {decisions / wall:>12.0f} {requests / wall:>11.0f} "
-                          f"{requests / wall / top:>6.2f}")
+                    for workers in args.workers if streams >= 64 else [1]:
+                        decisions, requests, wall, _ = asyncio.run(run_streams(streams, args.steps, args.episodes,
+                                                                               base_url, workers))
+                        print(f"{streams:>8} {workers:>8} {top:>14.0f} {decisions / wall:>12.0f} "
+                              f"{requests / wall:>11.0f} {requests / wall / top:>6.2f}", flush=True)
             finally:
                 server.kill()
         server, base_url = start_in_process(0.0)

@@ -353,7 +353,7 @@ class ResultsWriter:
         self.failed[key] = row["error"]
 
     def state_path(self, key: EpisodeKey) -> Path:
-        return self.run_dir / STATE_DIR / key.stream / f"ep{key.episode}.json"
+        return state_file(self.run_dir, key)
 
     def save_state(self, key: EpisodeKey, state: dict[str, Any]) -> None:
         path = self.state_path(key)
@@ -364,5 +364,15 @@ class ResultsWriter:
 
     def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
         """The agent's state saved after episode ``key.episode``, if any."""
-        path = self.state_path(key)
-        return json.loads(path.read_text()) if path.exists() else None
+        return load_state(self.run_dir, key)
+
+
+def state_file(run_dir: Path, key: EpisodeKey) -> Path:
+    """Where the agent's state after episode ``key`` is kept in ``run_dir``."""
+    return Path(run_dir) / STATE_DIR / key.stream / f"ep{key.episode}.json"
+
+
+def load_state(run_dir: Path, key: EpisodeKey) -> dict[str, Any] | None:
+    """The agent's state saved in ``run_dir`` after episode ``key.episode``, if any (written atomically)."""
+    path = state_file(run_dir, key)
+    return json.loads(path.read_text()) if path.exists() else None

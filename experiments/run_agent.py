@@ -286,6 +286,17 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
         progress = RunProgress(enabled=cfg.progress)
     group = f"{cfg.env.name} L{cfg.level} {name}"
     progress.add_group(group, todo)
+    workers = int(cfg.get("workers") or 1)
+    if workers > 1 and len(seeds) > 1:
+        from experiments.workers import play_in_workers  # only when asked: it starts processes
+
+        try:
+            return await play_in_workers(cfg, writer, client, seeds, [key(s, k) for s in seeds
+                                                                      for k in range(cfg.episodes)],
+                                         progress, group, workers)
+        finally:
+            if own_progress:
+                progress.close()
     gate = stream_gate or asyncio.Semaphore(cfg.concurrency)
     failures: dict[EpisodeKey, str] = {}
     logged = 0

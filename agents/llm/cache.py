@@ -54,6 +54,10 @@ class ResponseCache:
             self._connection.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT)")
             self._connection.commit()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its file and mode (a worker process opens its own connection)."""
+        return (type(self), (self.path, self.mode))
+
     def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if self._connection is None:
             return None

@@ -24,6 +24,7 @@ What can go wrong, and what happens:
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import errno
 import importlib
@@ -281,6 +282,28 @@ class LLMClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._closer: Any = None
         self._proxy: str | None = None
+
+    def copy(self, **changes: Any) -> LLMClient:
+        """A client with these settings and ``changes`` (``max_concurrency``, ``slot_count``), fresh counters
+        and nothing bound to an event loop: for another process (it pickles) or another limit."""
+        clone = copy.copy(self)
+        clone.__setstate__(self.__getstate__())
+        for name, value in changes.items():
+            if name not in ("max_concurrency", "slot_count"):
+                raise TypeError(f"LLMClient.copy() can change max_concurrency and slot_count, not {name!r}")
+            setattr(clone, name, value)
+        clone._slots = _SlotTable(clone.slot_count) if clone.slot_count else None
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Settings only: counters start at zero and the session is made anew in the event loop that uses it."""
+        state = {**self.__dict__, "usage": Usage(), "retries": Counter(), "failures": 0, "in_flight": 0,
+                 "_loop": None, "_session": None, "_semaphore": None, "_closer": None}
+        state["_slots"] = _SlotTable(self.slot_count) if self.slot_count else None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:  # never shows the key
         return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"

@@ -1,0 +1,169 @@
+"""Streams in worker processes: one event loop per process, the parent the one writer of the run dir.
+
+``textgym-eval workers=N`` (N > 1) spreads a run's streams over N processes. One event loop on one core tops
+out at some hundreds of decisions a second (our own CPU per decision, ``benchmarks/throughput.py``); a fast
+server with hundreds of streams can take more. Each worker plays its seeds exactly as a one-process run does
+(``run_agent._run_streams``: same episodes, same reset seeds, same agent states), with its share of the LLM
+concurrency, and sends every finished or failed episode to the parent, which writes it through the run's one
+:class:`~experiments.results.ResultsWriter`. So the files, the resume rules and the rows are those of a
+one-process run: a rerun finds what the parent wrote, whatever happened to the workers.
+
+Workers are started with ``spawn`` (a fresh interpreter, no copy of the parent's threads or event loop) and
+ignore SIGINT: the parent decides. When the parent is interrupted it stops them, writes what they had sent,
+and the unfinished episodes are left for the rerun, as in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import queue as queue_module
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from agents.llm.client import LLMClient
+from experiments.progress import RunProgress
+from experiments.results import EpisodeKey, ResultsWriter, load_state
+
+__all__ = ["play_in_workers", "ForwardingWriter"]
+
+logger = logging.getLogger(__name__)
+POLL_S = 0.2  # how often the parent looks for a worker that died without a word
+
+
+class ForwardingWriter:
+    """What a worker's streams write through: the parent's writer, over a queue.
+
+    ``is_done`` answers from the parent's view when the worker started (plus what this worker finished);
+    ``load_state`` reads the state files, which the parent writes before it writes an episode's row.
+    """
+
+    def __init__(self, run_dir: Path, done: Iterable[EpisodeKey], outbox: Any) -> None:
+        self.run_dir = run_dir
+        self.done = set(done)
+        self.outbox = outbox
+
+    def is_done(self, key: EpisodeKey) -> bool:
+        return key in self.done
+
+    def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
+        return load_state(self.run_dir, key)
+
+    def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                      agent_state: dict[str, Any] | None = None, calls: Iterable[dict[str, Any]] = ()) -> None:
+        self.outbox.put(("episode", row, list(steps), agent_state, list(calls)))
+        self.done.add(EpisodeKey.of(row))
+
+    def write_failure(self, row: dict[str, Any]) -> None:
+        self.outbox.put(("failure", row))
+
+
+def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[EpisodeKey],
+            client: LLMClient | None, outbox: Any) -> None:
+    """A worker process: play ``seeds``' streams, send every episode, then the client's counters."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; a Ctrl-C reaches the whole group
+    from experiments.run_agent import _run_streams  # the one stream loop; imported here to keep imports one-way
+
+    cfg = OmegaConf.create(config)
+    writer = ForwardingWriter(Path(run_dir), done, outbox)
+
+    async def play() -> None:
+        try:
+            await _run_streams(cfg, writer, client, None, seeds, RunProgress(enabled=False))  # type: ignore[arg-type]
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    try:
+        asyncio.run(play())
+    finally:
+        if client is not None:
+            outbox.put(("counters", client.usage, dict(client.retries), client.failures))
+        outbox.put(("finished",))
+
+
+def _share(total: int, workers: int, index: int) -> int:
+    return total // workers + int(index < total % workers)
+
+
+async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMClient | None, seeds: list[int],
+                          keys: list[EpisodeKey], progress: RunProgress, group: str,
+                          workers: int) -> dict[EpisodeKey, str]:
+    """Play ``seeds``' streams in ``workers`` processes, writing their episodes through ``writer``.
+
+    Seeds are dealt round-robin; ``cfg.concurrency`` and the client's request limit are split between the
+    workers. Returns the episodes that failed, with their error, as ``_run_streams`` does. The workers'
+    LLM usage and retries are added to ``client``'s counters.
+    """
+    workers = min(workers, len(seeds))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    context = multiprocessing.get_context("spawn")
+    outbox = context.Queue()
+    done = [key for key in keys if writer.is_done(key)]
+    processes = []
+    for index in range(workers):
+        worker_config = {**config, "workers": 1, "progress": False,
+                         "concurrency": max(1, _share(int(cfg.concurrency), workers, index))}
+        worker_client = None
+        if client is not None:
+            worker_client = client.copy(max_concurrency=max(1, _share(client.max_concurrency, workers, index)),
+                                        slot_count=None)  # slot tables of several processes would collide
+        process = context.Process(target=_worker, daemon=True, name=f"textgym-worker-{index}",
+                                  args=(worker_config, str(writer.run_dir), seeds[index::workers], done,
+                                        worker_client, outbox))
+        process.start()
+        processes.append(process)
+    logger.info("%s: %d streams in %d worker processes (pids %s)", group, len(seeds), workers,
+                ", ".join(str(process.pid) for process in processes))
+    failures: dict[EpisodeKey, str] = {}
+    loop = asyncio.get_running_loop()
+    running = len(processes)
+    try:
+        while running:
+            try:
+                message = await loop.run_in_executor(None, outbox.get, True, POLL_S)
+            except queue_module.Empty:
+                if not any(process.is_alive() for process in processes):
+                    logger.error("a worker process ended without finishing (exit codes %s); its unfinished "
+                                 "episodes are left for the rerun", [p.exitcode for p in processes])
+                    break
+                continue
+            running -= _handle(message, writer, client, progress, group, failures)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        with contextlib.suppress(Exception):  # what the workers sent before they stopped is still written
+            while True:
+                _handle(outbox.get(timeout=POLL_S), writer, client, progress, group, failures)
+        for process in processes:
+            process.join(timeout=5)
+    return failures
+
+
+def _handle(message: tuple[Any, ...], writer: ResultsWriter, client: LLMClient | None, progress: RunProgress,
+            group: str, failures: dict[EpisodeKey, str]) -> int:
+    """Write one worker message; 1 when it says that worker is finished."""
+    kind = message[0]
+    if kind == "episode":
+        _, row, steps, state, calls = message
+        writer.write_episode(row, steps, state, calls=calls)
+        progress.episode_finished(group)
+    elif kind == "failure":
+        row = message[1]
+        writer.write_failure(row)
+        failures[EpisodeKey.of(row)] = row["error"]
+        progress.episode_finished(group, failed=True)
+    elif kind == "counters" and client is not None:
+        usage, retries, failed_requests = message[1:]
+        client.usage += usage
+        client.retries.update(retries)
+        client.failures += failed_requests
+    return int(kind == "finished")

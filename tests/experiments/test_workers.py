@@ -1,0 +1,79 @@
+"""workers=N: a run's streams spread over N processes give the one-process run's files; the parent writes them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from experiments.results import iter_jsonl, load_episodes
+from experiments.transcripts import Transcript
+from tests.experiments.conftest import default_sigint, run_cli
+from tests.fake_llm_server import FakeLLMServer
+
+TIMING_FIELDS = ("wall_time_s", "llm_latency_s", "latency_s", "cached_prompt_tokens")
+
+
+def _untimed(rows: list[dict]) -> dict[tuple, dict]:
+    return {(r["seed"], r["episode"], r.get("step")): {k: v for k, v in r.items() if k not in TIMING_FIELDS}
+            for r in rows}
+
+
+def _args(server: FakeLLMServer, tmp_path: Path, results: str, *extra: str) -> list[str]:
+    # L3 with 2 episodes a stream: the second episode starts from what the first taught (its saved state).
+    return ["experiments.run_agent", "agent=naive", "level=3", "seeds=[0,1,2,3,4]", "episodes=2", "max_steps=5",
+            "concurrency=4", "llm=server", f"llm.base_url={server.base_url}", "llm.model=scripted", "llm.cache=off",
+            "logger=none", "progress=false", f"results_dir={tmp_path / results}", *extra]
+
+
+def test_workers_write_what_one_process_writes(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        run_cli(_args(server, tmp_path, "one"), cwd=tmp_path)
+        result = run_cli(_args(server, tmp_path, "two", "workers=2"), cwd=tmp_path)
+    assert "10 episodes done, 0 failed" in result.stdout
+    assert "cartpole L3 naive: 5 streams in 2 worker processes" in result.stderr + result.stdout
+    one, two = (tmp_path / name / "eval" / "cartpole-L3-naive" for name in ("one", "two"))
+    assert _untimed(load_episodes([two])) == _untimed(load_episodes([one]))
+    assert _untimed(list(iter_jsonl(two / "steps.jsonl"))) == _untimed(list(iter_jsonl(one / "steps.jsonl")))
+    # One writer: the plain files only, every LLM call on record with its texts, every state saved.
+    assert sorted(p.name for p in two.glob("*.jsonl")) == ["calls.jsonl", "episodes.jsonl", "steps.jsonl",
+                                                           "texts.jsonl"]
+    rows = load_episodes([two])
+    calls = Transcript(two).calls_by_episode()
+    assert len(calls) == 10 and sum(map(len, calls.values())) == sum(row["llm_calls"] for row in rows)
+    assert len(list((two / "agent_state").rglob("*.json"))) == 10
+
+
+def test_an_interrupted_run_with_workers_resumes_without_duplicates(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        server.delay_s = 0.05
+        args = _args(server, tmp_path, "runs", "workers=2")
+        episodes = tmp_path / "runs" / "eval" / "cartpole-L3-naive" / "episodes.jsonl"
+        process = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+                                   env={**os.environ, "WANDB_MODE": "disabled"})
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(iter_jsonl(episodes))) < 2:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr[-2000:]
+        before = list(iter_jsonl(episodes))
+        assert 2 <= len(before) < 10
+        result = run_cli(args, cwd=tmp_path)
+    assert "10 episodes done, 0 failed" in result.stdout
+    rows = list(iter_jsonl(episodes))
+    keys = [(r["seed"], r["episode"]) for r in rows]
+    assert sorted(keys) == [(s, e) for s in range(5) for e in range(2)] and len(set(keys)) == len(keys)
+    assert rows[: len(before)] == before
+    steps = list(iter_jsonl(episodes.with_name("steps.jsonl")))
+    assert len(steps) == sum(r["steps"] for r in rows)
+
+
+def test_workers_must_be_a_positive_int(tmp_path: Path) -> None:
+    result = run_cli(["experiments.run_agent", "agent=random", "workers=0", "logger=none", "progress=false",
+                      f"results_dir={tmp_path}"], cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "workers must be an int >= 1, got 0" in result.stderr
