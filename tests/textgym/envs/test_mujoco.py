@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -248,8 +250,9 @@ def test_levels_without_an_expert_say_how_to_provide_one(name: str) -> None:
         gym.make(env_id, level=4, expert_policy_path="no/such/model.zip")
 
 
-def test_ppo_smoke_trains_and_its_policy_file_is_an_expert_for_l4(tmp_path, monkeypatch) -> None:
-    """A few thousand PPO steps on Hopper with the zoo's settings; the saved model then serves as L4's expert."""
+def test_ppo_smoke_trains_and_its_policy_file_is_an_expert_for_l4(tmp_path, monkeypatch, fake_llm) -> None:
+    """A few thousand PPO steps on Hopper with the zoo's settings; the saved model then serves as L4's expert, passed
+    by path to the env, to textgym-trajectories and to textgym-eval."""
     from hydra import compose, initialize_config_module
 
     from experiments.run_ppo import run
@@ -276,6 +279,18 @@ def test_ppo_smoke_trains_and_its_policy_file_is_an_expert_for_l4(tmp_path, monk
     assert translator.options["expert_policy_sha256"] and translator.options["expert_policy_path"] == str(model)
     trajectories.main(["--env", "hopper", "--policy", "expert", "--episodes", "1",
                                "--expert-policy-path", str(model)])
+    # The runner passes it through env.kwargs: a language agent's L4 prompt holds the policy's trajectories.
+    fake_llm.responder = lambda request: json.dumps({"action": {"thigh": 0.1, "leg": 0.0, "foot": -0.1}})
+    result = subprocess.run([sys.executable, "-m", "experiments.run_agent", "env=hopper", "level=4", "agent=naive",
+                             "max_steps=2", f"+env.kwargs.expert_policy_path={model}",
+                             "+env.kwargs.fewshot_episodes=2", "llm=server", f"llm.base_url={fake_llm.base_url}",
+                             "llm.model=scripted", "llm.cache=off", "logger=none", "progress=false",
+                             f"results_dir={tmp_path / 'runs'}"],
+                            timeout=300, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    prompt = fake_llm.prompts()[0]
+    assert "Example episode 1 (expert policy)" in prompt and "Example episode 2 (expert policy)" in prompt
+    assert "Each action is a list [thigh, leg, foot]" in prompt  # the compact steps and their legend
 
 
 # ---------------------------------------------------------------------------------------------------- agents
