@@ -220,11 +220,15 @@ def load_episodes(paths: Iterable[str | Path], include_failed: bool = False) -> 
     return list(done.values())
 
 
+# One encoder for every line: ``json.dumps(..., ensure_ascii=False)`` builds a new one per call.
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append ``rows`` as JSON lines, flushed and fsynced: a finished write survives a crash."""
     with path.open("a") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(_LINE_ENCODER.encode(row) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
