@@ -138,8 +138,8 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                     # playing stream keeps one server slot and its prompt cache (more streams than slots would make
                     # every request re-read its long prompt), and a stream that ends hands its turn to the next
                     # one of any group, so the slots stay busy until the last few streams instead of idling at
-                    # the end of every group. Streams start in config order: the groups of one (env, level),
-                    # which share most of their prompt, play close together.
+                    # the end of every group. Streams start in config order (conf/compare.yaml lists the longest
+                    # first); the groups of one (env, level), which share most of their prompt, play close together.
                     groups = [(env, level, agent) for env in cfg.envs for level in cfg.levels for agent in cfg.agents]
                     names = [f"{env}-L{level}-{agent}" for env, level, agent in groups]
                     turns = asyncio.Semaphore(cfg.concurrency)
