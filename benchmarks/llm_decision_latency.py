@@ -18,6 +18,8 @@ run's result files:
   served from its prefix cache (llama.cpp's ``timings.cache_n``), per env step; ``prompt tok/decision``
   is all of them, ``completion tok/decision`` what it generated.
 - ``LLM s/decision``: the time the agents' requests took (server queueing included), per env step.
+- ``other CPU``: cores that other processes kept busy meanwhile (from ``/proc/stat``): the figures only hold
+  for a machine left alone, so a case with other CPU well above 0 should be measured again.
 
 The settings each case ran with are printed first. Run it alone: the embedded server uses every core.
 """
@@ -62,6 +64,21 @@ class Case:
     new_prompt_per_decision: float | None
     completion_per_decision: float
     mean_return: float
+    other_cores: float | None
+
+
+def _busy_cpu_s() -> float | None:
+    """CPU seconds every process has used since boot (Linux), or None where /proc/stat is missing."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def compose_case(agent: str, level: int, args: argparse.Namespace, results_dir: Path) -> DictConfig:
@@ -76,7 +93,11 @@ def compose_case(agent: str, level: int, args: argparse.Namespace, results_dir: 
 
 
 def measure(agent: str, cfg: DictConfig, run_dir: Path) -> Case:
+    started, busy_before, own_before = time.perf_counter(), _busy_cpu_s(), _own_cpu_s()
     outcome = evaluate(cfg, run_dir)
+    busy_after, wall = _busy_cpu_s(), time.perf_counter() - started
+    other_cores = (None if busy_before is None or busy_after is None
+                   else max(0.0, busy_after - busy_before - (_own_cpu_s() - own_before)) / wall)
     if outcome.failed:
         raise RuntimeError(f"{cfg.agent._target_} L{cfg.level}: {len(outcome.failed)} episodes failed: "
                            f"{sorted(set(outcome.failed.values()))}")
@@ -98,7 +119,7 @@ def measure(agent: str, cfg: DictConfig, run_dir: Path) -> Case:
         calls_per_decision=per_decision("llm_calls"), prompt_per_decision=per_decision("prompt_tokens"),
         new_prompt_per_decision=per_decision("prompt_tokens") - per_decision("cached_prompt_tokens") if known else None,
         completion_per_decision=per_decision("completion_tokens"),
-        mean_return=sum(float(r["return"]) for r in rows) / len(rows),
+        mean_return=sum(float(r["return"]) for r in rows) / len(rows), other_cores=other_cores,
     )
 
 
@@ -121,13 +142,13 @@ def _fmt(value: float | None, digits: int) -> str:
 
 def table(cases: list[Case]) -> str:
     lines = ["| agent | level | episodes | steps | s/decision | decisions/s | LLM s/decision | calls/decision "
-             "| prompt tok/decision | new prompt tok/decision | completion tok/decision | mean return |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| prompt tok/decision | new prompt tok/decision | completion tok/decision | mean return | other CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         lines.append(f"| {c.agent} | L{c.level} | {c.episodes} | {c.steps} | {c.s_per_decision:.3f} "
                      f"| {c.decisions_per_s:.2f} | {c.llm_s_per_decision:.3f} | {c.calls_per_decision:.2f} "
                      f"| {c.prompt_per_decision:.0f} | {_fmt(c.new_prompt_per_decision, 0)} "
-                     f"| {c.completion_per_decision:.1f} | {c.mean_return:.1f} |")
+                     f"| {c.completion_per_decision:.1f} | {c.mean_return:.1f} | {_fmt(c.other_cores, 2)} |")
     return "\n".join(lines)
 
 

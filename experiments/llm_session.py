@@ -29,6 +29,11 @@ def _is_loopback(url: str | None) -> bool:
 def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
     """Yield a ready client; the embedded server (if any) stops when the block ends.
 
+    Slot pinning (``LLMClient(slot_count=...)``: each stream's requests name the llama.cpp slot that holds its
+    previous prompt) is on for the embedded server unless ``llm.pin_slots=false``, with one slot per
+    ``llm.parallel``. Another llama.cpp server turns it on with ``+llm.slot_count=N`` (its ``--parallel``);
+    other servers do not know ``id_slot``, so it is off for them by default.
+
     Raises:
         ValueError: a config value is wrong (unknown provider or cache mode, an unset API-key variable).
         LLMUnavailableError: for ``provider: openai_compatible``, nothing answers at ``base_url`` or the
@@ -41,6 +46,10 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
     if cfg.api_key_env and not os.environ.get(cfg.api_key_env) and not _is_loopback(cfg.base_url):
         raise ValueError(f"llm.api_key_env={cfg.api_key_env} names an unset environment variable: export it, "
                          f"or set llm.api_key_env=null for a server that needs no key")
+    slot_count = cfg.get("slot_count")
+    if slot_count is not None and (isinstance(slot_count, bool) or not isinstance(slot_count, int) or slot_count < 1):
+        raise ValueError(f"llm.slot_count must be a whole number >= 1 (the server's slots) or null, "
+                         f"actually {slot_count!r}")
     with contextlib.ExitStack() as stack:
         base_url, model, namespace = cfg.base_url, cfg.model, None
         if cfg.provider == "embedded":
@@ -48,6 +57,8 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
                                     threads=cfg.threads)
             stack.enter_context(server)
             base_url, model, namespace = server.base_url, model or server.model_name, server.identity
+            if slot_count is None and cfg.get("pin_slots", True):
+                slot_count = server.parallel
         cache = ResponseCache(cfg.cache_path, cfg.cache) if cfg.cache != "off" else None
         if cache is not None:
             stack.callback(cache.close)
@@ -61,7 +72,7 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
             cache_sampled=cfg.cache_sampled, price_per_million=prices.get(model),
             max_n_per_request=cfg.get("max_n_per_request"), cache_namespace=namespace,
             backoff_s=cfg.get("backoff_s", 0.5), max_backoff_s=cfg.get("max_backoff_s", 30.0),
-            max_retry_after_s=cfg.get("max_retry_after_s", 60.0),
+            max_retry_after_s=cfg.get("max_retry_after_s", 60.0), slot_count=slot_count,
         )
         if cfg.provider == "openai_compatible" and cfg.get("preflight", True):
             # A missing server or a bad key fails here in a second (LLMUnavailableError), before any episode.

@@ -1,12 +1,20 @@
-"""Cached prompt tokens as the real embedded llama.cpp server (xllamacpp, what ``llm=local`` runs) reports them."""
+"""Cached prompt tokens as the real embedded llama.cpp server (xllamacpp, what ``llm=local`` runs) reports them, and
+slot pinning as ``experiments.llm_session`` sets it up from the real ``conf/llm`` files."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
 
 from agents.llm.client import LLMClient
+from experiments.llm_session import llm_session
+from tests.fake_llm_server import FakeLLMServer
 
 SYSTEM = "You are playing CartPole. Push the cart left or right to keep the pole upright. " * 6
+CONF_LLM = Path(__file__).resolve().parents[2] / "conf" / "llm"
 
 
 def test_second_request_with_the_same_prefix_reports_cached_prompt_tokens(embedded_llm) -> None:
@@ -28,3 +36,60 @@ def test_second_request_with_the_same_prefix_reports_cached_prompt_tokens(embedd
     assert usage["prompt_tokens"] - 20 < usage["cached_prompt_tokens"] < usage["prompt_tokens"]
     assert second.usage.cached_prompt_tokens == usage["cached_prompt_tokens"]
     assert client.usage.cached_prompt_tokens == first.usage.cached_prompt_tokens + second.usage.cached_prompt_tokens
+
+
+def _llm_cfg(name: str, **settings) -> DictConfig:
+    cfg = OmegaConf.load(CONF_LLM / f"{name}.yaml")
+    cfg.merge_with({"cache": "off", **settings})
+    return cfg
+
+
+def test_embedded_streams_keep_their_slots(tmp_path: Path) -> None:
+    # Two streams with different long system prompts take turns on a 2-slot server: each step of a stream is
+    # read only from where it differs from that stream's previous prompt, which its slot still holds.
+    prompts = {"cartpole": SYSTEM, "lake": "You walk on a frozen lake to a gift, around the holes in the ice. " * 6}
+
+    async def steps(client: LLMClient) -> dict[str, list[dict]]:
+        usages: dict[str, list[dict]] = {name: [] for name in prompts}
+        try:
+            for step in range(3):
+                for name, system in prompts.items():
+                    completion = await client.complete(
+                        [{"role": "system", "content": system}, {"role": "user", "content": f"Step {step}?"}],
+                        max_tokens=2, session=name)
+                    usages[name].append(completion.records[0]["usage"])
+        finally:
+            await client.aclose()
+        return usages
+
+    with llm_session(_llm_cfg("local", parallel=2), max_concurrency=2) as client:
+        assert client.slot_count == 2  # pin_slots: true in conf/llm/local.yaml, one per slot
+        usages = asyncio.run(steps(client))
+    for name, stream in usages.items():
+        assert stream[0]["cached_prompt_tokens"] < 20, name  # only the chat template's first tokens are shared
+        for usage in stream[1:]:
+            assert usage["prompt_tokens"] - 20 < usage["cached_prompt_tokens"], (name, stream)
+    with llm_session(_llm_cfg("local", parallel=2, pin_slots=False), max_concurrency=2) as client:
+        assert client.slot_count is None
+
+
+def test_another_llama_cpp_server_pins_slots_when_told(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
+    def ask(cfg: DictConfig) -> None:
+        with llm_session(cfg, max_concurrency=2) as client:
+            asyncio.run(_ask_and_close(client))
+
+    server_cfg = {"model": "scripted", "base_url": fake_llm.base_url, "cache_path": str(tmp_path / "cache.sqlite")}
+    ask(_llm_cfg("server", **server_cfg))
+    assert "id_slot" not in fake_llm.requests[-1]  # off by default: other servers do not know id_slot
+    ask(_llm_cfg("server", **server_cfg, slot_count=3))  # +llm.slot_count=3 on the command line
+    assert fake_llm.requests[-1]["id_slot"] in (0, 1, 2)
+    for wrong in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"llm.slot_count must be a whole number >= 1"):
+            ask(_llm_cfg("server", **server_cfg, slot_count=wrong))
+
+
+async def _ask_and_close(client: LLMClient) -> None:
+    try:
+        await client.complete([{"role": "user", "content": "Which way?"}], session="stream-0")
+    finally:
+        await client.aclose()
