@@ -251,6 +251,14 @@ class _Attempt:
         )
 
 
+def log_episode(wandb_run: Any, row: dict[str, Any], step: int) -> None:
+    """One finished episode's metrics to wandb."""
+    wandb_run.log({"episode/return": row["return"], "episode/steps": row["steps"],
+                   "episode/invalid_actions": row["invalid_actions"], "episode/seed": row["seed"],
+                   "episode/index": row["episode"], "llm/prompt_tokens": row["prompt_tokens"],
+                   "llm/completion_tokens": row["completion_tokens"], "llm/cost_usd": row["cost_usd"]}, step=step)
+
+
 async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient | None, wandb_run: Any,
                        seeds: list[int], progress: RunProgress | None = None,
                        stream_gate: asyncio.Semaphore | None = None) -> dict[EpisodeKey, str]:
@@ -293,7 +301,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
         try:
             return await play_in_workers(cfg, writer, client, seeds, [key(s, k) for s in seeds
                                                                       for k in range(cfg.episodes)],
-                                         progress, group, workers)
+                                         progress, group, workers, wandb_run)
         finally:
             if own_progress:
                 progress.close()
@@ -335,11 +343,7 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
             progress.episode_finished(group)
             if wandb_run is not None:
                 logged += 1
-                wandb_run.log({"episode/return": row["return"], "episode/steps": row["steps"],
-                               "episode/invalid_actions": row["invalid_actions"], "episode/seed": seed,
-                               "episode/index": episode_key.episode, "llm/prompt_tokens": row["prompt_tokens"],
-                               "llm/completion_tokens": row["completion_tokens"],
-                               "llm/cost_usd": row["cost_usd"]}, step=logged)
+                log_episode(wandb_run, row, logged)
 
     async def stream(seed: int) -> None:
         keys = [key(seed, k) for k in range(cfg.episodes)]

@@ -94,12 +94,13 @@ def _share(total: int, workers: int, index: int) -> int:
 
 async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMClient | None, seeds: list[int],
                           keys: list[EpisodeKey], progress: RunProgress, group: str,
-                          workers: int) -> dict[EpisodeKey, str]:
+                          workers: int, wandb_run: Any = None) -> dict[EpisodeKey, str]:
     """Play ``seeds``' streams in ``workers`` processes, writing their episodes through ``writer``.
 
     Seeds are dealt round-robin; ``cfg.concurrency`` and the client's request limit are split between the
     workers. Returns the episodes that failed, with their error, as ``_run_streams`` does. The workers'
-    LLM usage and retries are added to ``client``'s counters.
+    LLM usage and retries are added to ``client``'s counters; finished episodes are logged to ``wandb_run`` here,
+    as the one-process loop does.
     """
     workers = min(workers, len(seeds))
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -123,6 +124,7 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
     logger.info("%s: %d streams in %d worker processes (pids %s)", group, len(seeds), workers,
                 ", ".join(str(process.pid) for process in processes))
     failures: dict[EpisodeKey, str] = {}
+    sink = _Sink(writer, client, progress, group, failures, wandb_run)
     loop = asyncio.get_running_loop()
     running = len(processes)
     try:
@@ -135,35 +137,47 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
                                  "episodes are left for the rerun", [p.exitcode for p in processes])
                     break
                 continue
-            running -= _handle(message, writer, client, progress, group, failures)
+            running -= sink.handle(message)
     finally:
         for process in processes:
             if process.is_alive():
                 process.terminate()
         with contextlib.suppress(Exception):  # what the workers sent before they stopped is still written
             while True:
-                _handle(outbox.get(timeout=POLL_S), writer, client, progress, group, failures)
+                sink.handle(outbox.get(timeout=POLL_S))
         for process in processes:
             process.join(timeout=5)
     return failures
 
 
-def _handle(message: tuple[Any, ...], writer: ResultsWriter, client: LLMClient | None, progress: RunProgress,
-            group: str, failures: dict[EpisodeKey, str]) -> int:
-    """Write one worker message; 1 when it says that worker is finished."""
-    kind = message[0]
-    if kind == "episode":
-        _, row, steps, state, calls = message
-        writer.write_episode(row, steps, state, calls=calls)
-        progress.episode_finished(group)
-    elif kind == "failure":
-        row = message[1]
-        writer.write_failure(row)
-        failures[EpisodeKey.of(row)] = row["error"]
-        progress.episode_finished(group, failed=True)
-    elif kind == "counters" and client is not None:
-        usage, retries, failed_requests = message[1:]
-        client.usage += usage
-        client.retries.update(retries)
-        client.failures += failed_requests
-    return int(kind == "finished")
+class _Sink:
+    """Where the workers' messages land: the writer, the progress display, the client's counters and wandb."""
+
+    def __init__(self, writer: ResultsWriter, client: LLMClient | None, progress: RunProgress, group: str,
+                 failures: dict[EpisodeKey, str], wandb_run: Any) -> None:
+        self.writer, self.client, self.progress, self.group = writer, client, progress, group
+        self.failures, self.wandb_run, self.logged = failures, wandb_run, 0
+
+    def handle(self, message: tuple[Any, ...]) -> int:
+        """Write one worker message; 1 when it says that worker is finished."""
+        kind = message[0]
+        if kind == "episode":
+            _, row, steps, state, calls = message
+            self.writer.write_episode(row, steps, state, calls=calls)
+            self.progress.episode_finished(self.group)
+            if self.wandb_run is not None:
+                from experiments.run_agent import log_episode
+
+                self.logged += 1
+                log_episode(self.wandb_run, row, self.logged)
+        elif kind == "failure":
+            row = message[1]
+            self.writer.write_failure(row)
+            self.failures[EpisodeKey.of(row)] = row["error"]
+            self.progress.episode_finished(self.group, failed=True)
+        elif kind == "counters" and self.client is not None:
+            usage, retries, failed_requests = message[1:]
+            self.client.usage += usage
+            self.client.retries.update(retries)
+            self.client.failures += failed_requests
+        return int(kind == "finished")

@@ -77,3 +77,11 @@ def test_workers_must_be_a_positive_int(tmp_path: Path) -> None:
     result = run_cli(["experiments.run_agent", "agent=random", "workers=0", "logger=none", "progress=false",
                       f"results_dir={tmp_path}"], cwd=tmp_path, check=False)
     assert result.returncode == 2 and "workers must be an int >= 1, got 0" in result.stderr
+
+
+def test_episodes_from_workers_are_logged_to_wandb(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        args = [a for a in _args(server, tmp_path, "runs", "workers=2") if a != "logger=none"]
+        run_cli([*args, "logger=wandb", "seeds=[0,1]", "episodes=1"], cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    (log,) = (tmp_path / "runs").rglob("*.wandb")
+    assert log.read_bytes().count(b"episode/return") >= 2  # each episode's metrics, logged by the parent
