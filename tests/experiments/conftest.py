@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -16,6 +17,15 @@ from experiments.config import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What may differ between two runs of the same episodes: how long things took, and what the server's prompt cache
+# held, which depends on the order concurrent streams (or a launcher's jobs) reached it. Nothing else may.
+TIMING_FIELDS = ("wall_time_s", "llm_latency_s", "latency_s", "cached_prompt_tokens")
+
+
+def untimed(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """Episode or step rows by (seed, episode, step), without :data:`TIMING_FIELDS`: what two runs must agree on."""
+    return {(r["seed"], r["episode"], r.get("step")): {k: v for k, v in r.items() if k not in TIMING_FIELDS}
+            for r in rows}
 
 
 def default_sigint() -> None:

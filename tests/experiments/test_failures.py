@@ -20,22 +20,13 @@ from typing import Any
 import pytest
 
 from experiments.results import iter_jsonl, load_episodes
-from tests.experiments.conftest import default_sigint, run_cli
+from tests.experiments.conftest import default_sigint, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer, Faults, first_action_responder
-
-# Timing, and what the server's (simulated) prompt cache held, which depends on the order concurrent streams
-# reached it, differ between two runs of the same episodes; nothing else may.
-TIMING_FIELDS = ("wall_time_s", "llm_latency_s", "latency_s", "cached_prompt_tokens")
 
 
 def _llm_args(server: FakeLLMServer, tmp_path: Path) -> list[str]:
     return ["llm=server", f"llm.base_url={server.base_url}", "llm.model=scripted", "llm.cache=off",
             f"llm.cache_path={tmp_path / 'cache.sqlite'}", "logger=none", "progress=false"]
-
-
-def _untimed(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    return {(r["seed"], r["episode"], r.get("step")): {k: v for k, v in r.items() if k not in TIMING_FIELDS}
-            for r in rows}
 
 
 def _breaks_on(word: str):
@@ -123,7 +114,7 @@ def test_faulty_server_run_records_failures_and_rerun_fixes_them(tmp_path: Path)
         assert len(server.requests) - requests_before == 5 * len(failed)
         final = load_episodes([run_dir])
         assert sorted(r["seed"] for r in final) == list(range(8)) and all(r["status"] == "done" for r in final)
-        assert _untimed([r for r in final if r["seed"] in {d["seed"] for d in done}]) == _untimed(done)
+        assert untimed([r for r in final if r["seed"] in {d["seed"] for d in done}]) == untimed(done)
 
         # The key went out in the Authorization header and nowhere else: no request body, file, or log line.
         assert server.authorizations and set(server.authorizations) == {f"Bearer {secret}"}
@@ -170,8 +161,8 @@ def _slow_eval_args(server: FakeLLMServer, tmp_path: Path, results: str) -> list
 
 
 def _run_files(run_dir: Path) -> tuple[dict, dict]:
-    return (_untimed(list(iter_jsonl(run_dir / "episodes.jsonl"))),
-            _untimed(list(iter_jsonl(run_dir / "steps.jsonl"))))
+    return (untimed(list(iter_jsonl(run_dir / "episodes.jsonl"))),
+            untimed(list(iter_jsonl(run_dir / "steps.jsonl"))))
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),

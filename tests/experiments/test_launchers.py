@@ -27,14 +27,11 @@ import yaml
 from omegaconf import OmegaConf
 
 from experiments.results import iter_jsonl
-from tests.experiments.conftest import REPO_ROOT, run_cli
+from tests.experiments.conftest import REPO_ROOT, TIMING_FIELDS, run_cli
 
 # Two envs x two levels x (no LLM, scripted LLM), two seeds of two episodes each: 8 sweep points.
 SWEEP = ["-m", "env=cartpole,frozenlake", "level=1,5", "agent=random,naive", "seeds=[0,1]", "episodes=2",
          "max_steps=6", "llm.cache=off"]
-# What a launcher may change: how long things took, and how much of each prompt the server found in its prefix
-# cache, which depends on what the other jobs sent it just before.
-SCHEDULE_FIELDS = frozenset({"wall_time_s", "llm_latency_s", "latency_s", "cached_prompt_tokens"})
 RAY_START_S = 120
 
 
@@ -95,7 +92,7 @@ def ray_head(ray_env: dict[str, str], ray_temp_dir: Path) -> Iterator[str]:
 
 
 def _strip_schedule(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in row.items() if key not in SCHEDULE_FIELDS}
+    return {key: value for key, value in row.items() if key not in TIMING_FIELDS}
 
 
 def _row_order(row: dict[str, Any]) -> tuple[int, int, int]:
@@ -103,7 +100,7 @@ def _row_order(row: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def sweep_results(results_dir: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Episode and step rows of each sweep point under ``results_dir``, minus SCHEDULE_FIELDS, in a stable order."""
+    """Episode and step rows of each sweep point under ``results_dir``, minus TIMING_FIELDS, in a stable order."""
     results = {}
     for episodes in sorted((results_dir / "sweep").rglob("episodes.jsonl")):
         point = episodes.parent

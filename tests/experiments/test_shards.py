@@ -10,16 +10,10 @@ import time
 from pathlib import Path
 
 from experiments.results import iter_jsonl, load_episodes
-from tests.experiments.conftest import REPO_ROOT, run_cli
+from tests.experiments.conftest import REPO_ROOT, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer
 
 SEEDS = "[" + ",".join(map(str, range(16))) + "]"
-TIMING_FIELDS = ("wall_time_s", "llm_latency_s", "latency_s", "cached_prompt_tokens")
-
-
-def _untimed(rows: list[dict]) -> dict[tuple, dict]:
-    return {(r["seed"], r["episode"], r.get("step")): {k: v for k, v in r.items() if k not in TIMING_FIELDS}
-            for r in rows}
 
 
 def _steps(run_dir: Path) -> list[dict]:
@@ -45,8 +39,8 @@ def test_four_parallel_shards_give_the_unsharded_run(tmp_path: Path) -> None:
     # Shard i holds seeds[i-1::4], by position in the list.
     assert sorted({r["seed"] for r in iter_jsonl(split / "episodes.shard2of4.jsonl")}) == [1, 5, 9, 13]
     assert "shard" not in (split / "run_identity.json").read_text()
-    assert _untimed(load_episodes([split])) == _untimed(load_episodes([whole]))
-    assert _untimed(_steps(split)) == _untimed(_steps(whole))
+    assert untimed(load_episodes([split])) == untimed(load_episodes([whole]))
+    assert untimed(_steps(split)) == untimed(_steps(whole))
 
     # textgym-report over the shards' run dir prints the unsharded table.
     tables = [[line for line in run_cli(["experiments.report", f"results=[{d}]",

@@ -11,15 +11,8 @@ from pathlib import Path
 
 from experiments.results import iter_jsonl, load_episodes
 from experiments.transcripts import Transcript
-from tests.experiments.conftest import default_sigint, run_cli
+from tests.experiments.conftest import default_sigint, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer
-
-TIMING_FIELDS = ("wall_time_s", "llm_latency_s", "latency_s", "cached_prompt_tokens")
-
-
-def _untimed(rows: list[dict]) -> dict[tuple, dict]:
-    return {(r["seed"], r["episode"], r.get("step")): {k: v for k, v in r.items() if k not in TIMING_FIELDS}
-            for r in rows}
 
 
 def _args(server: FakeLLMServer, tmp_path: Path, results: str, *extra: str) -> list[str]:
@@ -36,8 +29,8 @@ def test_workers_write_what_one_process_writes(tmp_path: Path) -> None:
     assert "10 episodes done, 0 failed" in result.stdout
     assert "cartpole L3 naive: 5 streams in 2 worker processes" in result.stderr + result.stdout
     one, two = (tmp_path / name / "eval" / "cartpole-L3-naive" for name in ("one", "two"))
-    assert _untimed(load_episodes([two])) == _untimed(load_episodes([one]))
-    assert _untimed(list(iter_jsonl(two / "steps.jsonl"))) == _untimed(list(iter_jsonl(one / "steps.jsonl")))
+    assert untimed(load_episodes([two])) == untimed(load_episodes([one]))
+    assert untimed(list(iter_jsonl(two / "steps.jsonl"))) == untimed(list(iter_jsonl(one / "steps.jsonl")))
     # One writer: the plain files only, every LLM call on record with its texts, every state saved.
     assert sorted(p.name for p in two.glob("*.jsonl")) == ["calls.jsonl", "episodes.jsonl", "steps.jsonl",
                                                            "texts.jsonl"]
