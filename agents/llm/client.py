@@ -24,7 +24,6 @@ What can go wrong, and what happens:
 from __future__ import annotations
 
 import asyncio
-import copy
 import email.utils
 import errno
 import importlib
@@ -122,6 +121,10 @@ class ServerStatusError(Exception):
             self.body: Any = json.loads(self.text)
         except ValueError:
             self.body = None
+
+
+# An HTTP error status, from our chat requests or from the SDK's (the preflight, users' own code).
+STATUS_ERRORS = (ServerStatusError, openai.APIStatusError)
 
 
 @dataclass
@@ -286,24 +289,21 @@ class LLMClient:
     def copy(self, **changes: Any) -> LLMClient:
         """A client with these settings and ``changes`` (``max_concurrency``, ``slot_count``), fresh counters
         and nothing bound to an event loop: for another process (it pickles) or another limit."""
-        clone = copy.copy(self)
-        clone.__setstate__(self.__getstate__())
-        for name, value in changes.items():
-            if name not in ("max_concurrency", "slot_count"):
-                raise TypeError(f"LLMClient.copy() can change max_concurrency and slot_count, not {name!r}")
-            setattr(clone, name, value)
-        clone._slots = _SlotTable(clone.slot_count) if clone.slot_count else None
+        unknown = set(changes) - {"max_concurrency", "slot_count"}
+        if unknown:
+            raise TypeError(f"LLMClient.copy() can change max_concurrency and slot_count, not {sorted(unknown)}")
+        clone = LLMClient.__new__(LLMClient)
+        clone.__setstate__({**self.__getstate__(), **changes})
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
-        """Settings only: counters start at zero and the session is made anew in the event loop that uses it."""
-        state = {**self.__dict__, "usage": Usage(), "retries": Counter(), "failures": 0, "in_flight": 0,
-                 "_loop": None, "_session": None, "_semaphore": None, "_closer": None}
-        state["_slots"] = _SlotTable(self.slot_count) if self.slot_count else None
-        return state
+        """Settings only: counters start at zero, and the session and the slot table are made anew."""
+        return {**self.__dict__, "usage": Usage(), "retries": Counter(), "failures": 0, "in_flight": 0,
+                "_loop": None, "_session": None, "_semaphore": None, "_closer": None, "_slots": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._slots = _SlotTable(self.slot_count) if self.slot_count else None
 
     def __repr__(self) -> str:  # never shows the key
         return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"
@@ -501,10 +501,10 @@ class LLMClient:
 
     def _final_error(self, error: BaseException, attempts: int, structured: bool) -> LLMError:
         kind = fault_kind(error)
-        if kind is None and isinstance(error, (ServerStatusError, openai.APIStatusError)):
+        if kind is None and isinstance(error, STATUS_ERRORS):
             return self._rejection(error, structured)
-        status = error.status_code if isinstance(error, (ServerStatusError, openai.APIStatusError)) else None
-        if isinstance(error, (ServerStatusError, openai.APIStatusError)):
+        status = error.status_code if isinstance(error, STATUS_ERRORS) else None
+        if isinstance(error, STATUS_ERRORS):
             detail = _server_says(error)
         elif isinstance(error, TimeoutError):
             detail = f"no answer within {self.timeout_s:g} s"
@@ -633,24 +633,21 @@ class _SlotTable:
 
     def __init__(self, count: int) -> None:
         self.busy = [0] * count
-        self.owner: list[Hashable | None] = [None] * count
+        self.owner: list[Hashable | None] = [None] * count  # the session whose prompt each slot holds
         self.last_used = [0] * count
-        self.home: dict[Hashable, int] = {}
         self._clock = 0
 
     def claim(self, session: Hashable | None) -> int | None:
-        slot = self.home.get(session) if session is not None else None
-        if slot is None or self.busy[slot] or self.owner[slot] != session:
+        slot = self.owner.index(session) if session is not None and session in self.owner else None
+        if slot is None or self.busy[slot]:
             free = [index for index, busy in enumerate(self.busy) if not busy]
             if not free:
                 return None
+            if slot is not None:
+                self.owner[slot] = None  # a session's prompt lives on in one slot: the one it moves to
             slot = min(free, key=lambda index: (self.owner[index] is not None, self.last_used[index]))
             if session is not None:
-                previous = self.owner[slot]
-                if previous is not None:
-                    self.home.pop(previous, None)
                 self.owner[slot] = session
-                self.home[session] = slot
         self._clock += 1
         self.busy[slot] += 1
         self.last_used[slot] = self._clock
@@ -728,7 +725,7 @@ def fault_kind(error: BaseException | None) -> str | None:
         >>> fault_kind(ValueError("a bug")) is None
         True
     """
-    if isinstance(error, (ServerStatusError, openai.APIStatusError)):
+    if isinstance(error, STATUS_ERRORS):
         status = error.status_code
         return f"HTTP {status}" if status in RETRYABLE_STATUSES or status >= 500 else None
     if isinstance(error, HOPELESS_AIOHTTP_ERRORS):
@@ -821,4 +818,4 @@ def _connection_reason(error: BaseException) -> str:
 
 def _safe_cause(error: BaseException) -> BaseException | None:
     """Chain transport errors for debugging; not what repeats the server's words (which may quote the key)."""
-    return None if isinstance(error, (ServerStatusError, openai.APIStatusError, MalformedReply)) else error
+    return None if isinstance(error, (*STATUS_ERRORS, MalformedReply)) else error
