@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.llm.client import LLMClient
 from experiments.progress import RunProgress
 from experiments.results import EpisodeKey, ResultsWriter, load_state
+from experiments.run_agent import _run_streams, log_episode  # run_agent imports this module only when asked
 
 __all__ = ["play_in_workers", "ForwardingWriter"]
 
@@ -68,8 +69,6 @@ def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[E
             client: LLMClient | None, outbox: Any) -> None:
     """A worker process: play ``seeds``' streams, send every episode, then the client's counters."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; a Ctrl-C reaches the whole group
-    from experiments.run_agent import _run_streams  # the one stream loop; imported here to keep imports one-way
-
     cfg = OmegaConf.create(config)
     writer = ForwardingWriter(Path(run_dir), done, outbox)
 
@@ -166,8 +165,6 @@ class _Sink:
             self.writer.write_episode(row, steps, state, calls=calls)
             self.progress.episode_finished(self.group)
             if self.wandb_run is not None:
-                from experiments.run_agent import log_episode
-
                 self.logged += 1
                 log_episode(self.wandb_run, row, self.logged)
         elif kind == "failure":
