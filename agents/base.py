@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import logging
 import re
 from abc import ABCMeta, abstractmethod
@@ -53,7 +55,7 @@ from agents.parsing import action_json_schema, parse_reply
 from textgym.templating import fixed
 
 __all__ = ["Agent", "LanguageAgent", "EpisodeContext", "Transition", "EpisodeResult", "render_trajectory",
-           "render_lines_within", "TEACHING_KEYS"]
+           "render_lines_within", "prompt_templates_fingerprint", "TEACHING_KEYS"]
 
 logger = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -258,6 +260,16 @@ class Agent(metaclass=_SnapshotAfterInit):
 
 
 @functools.cache
+def prompt_templates_fingerprint() -> str:
+    """A short hash of every prompt template in ``agents/prompts``: results made under other prompts belong to
+    another protocol, so a run records it and refuses to resume under a different one."""
+    digest = hashlib.sha256()
+    for path in sorted(PROMPTS_DIR.rglob("*.j2")):
+        digest.update(path.relative_to(PROMPTS_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
 def _prompt_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False,
@@ -287,21 +299,27 @@ class LanguageAgent(Agent):
     """Base of the LLM agents: prompt rendering, constrained action requests, the L3 trial memory.
 
     Prompts are Jinja2 templates in ``agents/prompts/<name>/`` (shared parts in ``prompts/common/``), laid
-    out so that consecutive requests share a long prefix (servers re-read only what changed): the system
-    prompt holds what is fixed for an episode - the method's demonstrations (L1-L4), the descriptions, the
-    level's offline knowledge (trajectories at L2/L4, teaching at L5) and the memory of earlier trials (L3:
-    an LLM summary of each, ``purpose="experience_summary"``) - and the user prompt what changes each step:
-    the last ``history_window`` transitions, the state and the reply format.
+    out so that each request of an episode extends the one before it (servers re-read only what was added):
+
+    * the system message holds what is fixed for an episode: the method's demonstrations (L1-L4), the
+      descriptions, the level's offline knowledge (trajectories at L2/L4, teaching at L5) and the memory of
+      earlier trials (L3: an LLM summary of each, ``purpose="experience_summary"``);
+    * then the episode as a conversation, one exchange per recent transition (the last ``history_window``):
+      a user turn with the reward of the step before and the state (``common/step.j2``), and an assistant
+      turn naming the action played (:meth:`history_reply`). A turn's text never changes once written, so
+      the next request repeats it token for token;
+    * last, the current step's turn, the same step text followed by the method's request (its ``act.j2``).
 
     Every request names its ``purpose`` and its records land in :attr:`Agent.calls`.
 
     Args:
         llm: the shared client.
         seed: agent seed.
-        history_window: recent transitions shown in each action prompt (0: none).
+        history_window: recent transitions shown as conversation turns in each action request (0: none).
         history_trim: ``"sliding"`` shows exactly the last ``history_window`` transitions; ``"block"`` shows
             at least that many (up to twice as many) and moves the start only every ``history_window`` steps,
-            so consecutive prompts share their history as a prefix that a server's prompt cache can reuse.
+            so a prefix cache that cannot shift cached chunks (vLLM, OpenAI) still reuses the whole history
+            between trims; llama.cpp's ``n_cache_reuse`` reuses a sliding window as well.
         memory_size: earlier trials remembered at L3 (and reflections, for Reflexion).
         action_max_tokens: completion budget of an action reply (a thought field adds its own).
         demonstrations: show the method's worked examples on unrelated tasks (L1-L4; a level with its own
@@ -344,6 +362,16 @@ class LanguageAgent(Agent):
         self.experience: list[dict[str, Any]] = []
         self._system_prompt_key: tuple[Any, ...] | None = None
         self._system_prompt = ""
+        self._step_texts: list[str] = []  # this episode's user turns, rendered once: later requests repeat them
+        self._observation = ""  # the state of the step being acted on
+
+    async def reset(self, context: EpisodeContext) -> None:
+        self._step_texts = []
+        await super().reset(context)
+
+    async def act(self, observation: str, info: dict[str, Any]) -> str:
+        self._observation = observation
+        return await super().act(observation, info)
 
     # Prompts -----------------------------------------------------------------------------------
     def render(self, template: str, **values: Any) -> str:
@@ -351,7 +379,7 @@ class LanguageAgent(Agent):
         assert self.context is not None
         context = self.context
         return _prompt_environment().get_template(template).render(
-            ctx=context, knowledge=context.knowledge, recent=self.recent_transitions(), **values,
+            ctx=context, knowledge=context.knowledge, **values,
         ).strip()
 
     def recent_transitions(self) -> list[Transition]:
@@ -363,6 +391,42 @@ class LanguageAgent(Agent):
         if self.history_trim == "sliding":
             return self.transitions[-window:]
         return self.transitions[max(0, seen - window) // window * window:]
+
+    def step_text(self, index: int) -> str:
+        """The user turn of step ``index`` of this episode: the reward of the step before (when there is a
+        history to show) and the state the agent acted in. Rendered once per step and kept, so every later
+        request that shows the step repeats the same text."""
+        if index > len(self.transitions):
+            raise IndexError(f"step {index} of an episode with {len(self.transitions)} transitions so far")
+        template = _prompt_environment().get_template("common/step.j2")
+        while len(self._step_texts) <= index:
+            step = len(self._step_texts)
+            observation = self.transitions[step].observation if step < len(self.transitions) else self._observation
+            previous = self.transitions[step - 1] if step and self.history_window else None
+            self._step_texts.append(template.render(observation=observation, previous=previous).strip())
+        return self._step_texts[index]
+
+    def history_reply(self, transition: Transition) -> str:
+        """The assistant turn that stands for an earlier step: the action played, in the reply format of the
+        action requests (JSON here; PAL overrides). Only the action, as the protocol's history shows; the
+        reasoning a method wrote before it is not repeated."""
+        if transition.invalid_action:
+            return '{"action": null}'
+        assert self.context is not None
+        value = transition.action if self.context.action_spec["type"] != "discrete" else json.dumps(transition.action)
+        return f'{{"action": {value}}}'
+
+    def conversation(self, user_prompt: str) -> list[dict[str, str]]:
+        """The episode's turns for an action request: one exchange per recent transition, then this step's
+        turn (its step text and ``user_prompt``, the method's request)."""
+        recent = self.recent_transitions()
+        first = len(self.transitions) - len(recent)
+        turns: list[dict[str, str]] = []
+        for index, transition in enumerate(recent, first):
+            turns += [{"role": "user", "content": self.step_text(index)},
+                      {"role": "assistant", "content": self.history_reply(transition)}]
+        turns.append({"role": "user", "content": f"{self.step_text(len(self.transitions))}\n{user_prompt}"})
+        return turns
 
     def demonstrations_text(self) -> str:
         """The method's demonstrations, when this agent and level show them (else ``""``)."""
@@ -391,8 +455,11 @@ class LanguageAgent(Agent):
             self._system_prompt_key = key
         return self._system_prompt
 
-    def messages(self, user_prompt: str, memory: bool = True) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system_prompt(memory)}, {"role": "user", "content": user_prompt}]
+    def messages(self, user_prompt: str, memory: bool = True, episode: bool = False) -> list[dict[str, str]]:
+        """The system prompt and ``user_prompt``; with ``episode`` the prompt is this step's request and the
+        episode's recent turns come before it (see :meth:`conversation`)."""
+        turns = self.conversation(user_prompt) if episode else [{"role": "user", "content": user_prompt}]
+        return [{"role": "system", "content": self.system_prompt(memory)}, *turns]
 
     def trajectory_text(self, result: EpisodeResult) -> str:
         """``result`` within :attr:`trajectory_budget_tokens` (see :func:`render_trajectory`)."""
@@ -411,10 +478,10 @@ class LanguageAgent(Agent):
         return completion.texts
 
     async def ask_text(self, user_prompt: str, max_tokens: int = 160, *, purpose: str = "text",
-                       memory: bool = True, temperature: float | None = None) -> str:
+                       memory: bool = True, temperature: float | None = None, episode: bool = False) -> str:
         """A free-text answer (reflections, suggestions, summaries); ``memory=False`` leaves the memory of
-        earlier trials out of the system prompt."""
-        texts = await self.ask(self.messages(user_prompt, memory), purpose=purpose, max_tokens=max_tokens,
+        earlier trials out of the system prompt; ``episode=True`` asks within the step's conversation."""
+        texts = await self.ask(self.messages(user_prompt, memory, episode), purpose=purpose, max_tokens=max_tokens,
                                temperature=temperature)
         return texts[0].strip() if texts else ""
 
@@ -424,7 +491,7 @@ class LanguageAgent(Agent):
         assert self.context is not None
         schema = action_json_schema(self.context.action_spec, thought_chars)
         budget = self.action_max_tokens + thought_chars // 3
-        texts = await self.ask(self.messages(user_prompt), purpose=purpose, json_schema=schema, n=n,
+        texts = await self.ask(self.messages(user_prompt, episode=True), purpose=purpose, json_schema=schema, n=n,
                                max_tokens=budget, temperature=temperature)
         self.last_replies = texts
         return [self.parse_action(text) for text in texts]

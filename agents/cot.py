@@ -48,9 +48,9 @@ class CoTAgent(LanguageAgent):
         super().__init__(llm, seed, **kwargs)
         self.thought_chars = thought_chars
 
-    def act_prompt(self, observation: str) -> str:
-        """The user prompt of this step's action request."""
-        return self.render(self.template, observation=observation, thought_chars=self.thought_chars)
+    def act_prompt(self) -> str:
+        """This step's request (it follows the state in the step's user turn)."""
+        return self.render(self.template, thought_chars=self.thought_chars)
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
-        return await self.ask_one_action(self.act_prompt(observation), thought_chars=self.thought_chars)
+        return await self.ask_one_action(self.act_prompt(), thought_chars=self.thought_chars)

@@ -163,7 +163,7 @@ class EXEAgent(LanguageAgent):
         self._notes.update(suggestion=self.suggestion or None, insight=self.insight or None)
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
-        prompt = self.render("exe/act.j2", observation=observation, thought_chars=self.thought_chars)
+        prompt = self.render("exe/act.j2", thought_chars=self.thought_chars)
         return await self.ask_one_action(prompt, thought_chars=self.thought_chars)
 
     async def _end_episode(self, result: EpisodeResult) -> None:

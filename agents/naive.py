@@ -15,4 +15,4 @@ class NaiveAgent(LanguageAgent):
     name = "naive"
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
-        return await self.ask_one_action(self.render("naive/act.j2", observation=observation))
+        return await self.ask_one_action(self.render("naive/act.j2"))

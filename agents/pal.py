@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.base import LanguageAgent
+from agents.base import LanguageAgent, Transition
 from agents.llm.client import LLMClient
 from agents.parsing import parse_tail
 
@@ -44,9 +44,13 @@ class PALAgent(LanguageAgent):
         self.program_max_tokens = program_max_tokens
         self.tail_lines = tail_lines
 
+    def history_reply(self, transition: Transition) -> str:
+        """An earlier step as the line its program ended with (the protocol's history shows the action only)."""
+        return "# Action: (none valid)" if transition.invalid_action else f"# Action: {transition.action}"
+
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         assert self.context is not None
-        texts = await self.ask(self.messages(self.render("pal/act.j2", observation=observation)), purpose="action",
+        texts = await self.ask(self.messages(self.render("pal/act.j2"), episode=True), purpose="action",
                                max_tokens=self.program_max_tokens)
         self.last_replies = texts
         parsed = parse_tail(texts[0] if texts else "", self.context.action_spec, self.tail_lines)

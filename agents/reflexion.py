@@ -52,7 +52,7 @@ class ReflexionAgent(LanguageAgent):
         return self.render("reflexion/memory.j2", reflections=self.reflections)
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
-        return await self.ask_one_action(self.render("reflexion/act.j2", observation=observation))
+        return await self.ask_one_action(self.render("reflexion/act.j2"))
 
     async def _end_episode(self, result: EpisodeResult) -> None:
         assert self.context is not None

@@ -46,7 +46,7 @@ class SelfAskAgent(LanguageAgent):
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         questions = await self.ask_text(
-            self.render("self_ask/questions.j2", observation=observation, max_questions=self.max_questions),
-            self.questions_max_tokens, purpose="questions")
-        prompt = self.render("self_ask/act.j2", observation=observation, questions=questions)
+            self.render("self_ask/questions.j2", max_questions=self.max_questions),
+            self.questions_max_tokens, purpose="questions", episode=True)
+        prompt = self.render("self_ask/act.j2", questions=questions)
         return await self.ask_one_action(prompt)

@@ -91,7 +91,7 @@ class SelfConsistencyAgent(CoTAgent):
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         assert self.context is not None
-        samples = await self.ask_action(self.act_prompt(observation), thought_chars=self.thought_chars,
+        samples = await self.ask_action(self.act_prompt(), thought_chars=self.thought_chars,
                                         n=self.n, temperature=self.temperature)
         if len(samples) < self.n and not self._warned_short:
             logger.warning("asked for %d samples, the server returned %d; voting over those",

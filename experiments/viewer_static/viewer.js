@@ -138,14 +138,17 @@
         ? call.latency_s.toFixed(3) + " s" : "–"),
       call.from_cache ? el("span", { class: "badge cache", text: "from response cache" }) : null);
     const body = el("div", { class: "call", "data-call": call.call }, head);
-    for (const message of request.messages || []) {
+    const messages = request.messages || [];
+    messages.forEach((message, index) => {
       const text = textOf(message.text);
       const details = el("details", { class: "msg" },
         el("summary", {}, el("span", { class: "role", text: message.role }), " · " + text.length + " chars"),
         el("pre", { class: "prompt", text: text }));
-      details.open = message.role !== "system"; // the long shared system prompt starts folded
+      // Only the newest turn starts open: the system prompt and the episode's earlier turns repeat what
+      // earlier calls already showed.
+      details.open = index === messages.length - 1 && message.role !== "system";
       body.append(details);
-    }
+    });
     if (request.response_format != null) {
       body.append(el("details", { class: "msg" }, el("summary", { text: "response format" }),
         el("pre", { text: JSON.stringify(JSON.parse(textOf(request.response_format)), null, 1) })));

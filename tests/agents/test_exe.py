@@ -18,7 +18,7 @@ from tests.fake_llm_server import first_action_responder
 
 # Each free-text request kind, told apart by a phrase of its template.
 MARKERS = {"suggestion": "Suggest a plan", "summary": "Summarize this episode in two parts", "insight": "Distil"}
-RECENT_BLOCK = re.compile(r"Recent steps:\n(?:- .*\n)+\n")
+FEEDBACK_LINE = re.compile(r"^That action earned reward [-\d.]+\.\n")  # a step turn's report of the step before
 
 
 def kind_of(request: dict[str, Any]) -> str:
@@ -65,7 +65,9 @@ def test_exe_cycle_as_published(fake_llm) -> None:
     assert all("Plan for this episode: SUGGESTION-1" in p and "Insight" not in p for p in actions)
     schema = first.requests[1]["response_format"]["json_schema"]["schema"]
     assert list(schema["properties"]) == ["thought", "action"] and schema["properties"]["thought"]["maxLength"] == 300
-    assert "Recent steps:" in actions[-1] and "Think step by step" in actions[0]
+    assert "That action earned reward" in actions[-1] and "Think step by step" in actions[0]
+    last_action = [r for r in first.requests if kind_of(r) == "action"][-1]
+    assert [m["role"] for m in last_action["messages"]][:4] == ["system", "user", "assistant", "user"]
     # The summary sees the suggestion that guided the episode and its whole trajectory.
     summary = first.prompts("summary")[0]
     assert "The plan that guided this episode:\nSUGGESTION-1" in summary
@@ -176,7 +178,7 @@ ABLATIONS = {  # preset -> (the purpose it removes, the prompt headings it remov
     "exe_no_insight": ("insight", ["Insight so far", "Current insight"]),
     "exe_no_suggestion": ("suggestion", ["Plan for this episode", "The plan that guided"]),
     "exe_no_summary": ("summary", ["Summaries of earlier episodes", "Summarize this episode"]),
-    "exe_no_history": (None, ["Recent steps:"]),
+    "exe_no_history": (None, ["That action earned reward"]),
 }
 
 
@@ -195,9 +197,9 @@ def test_each_ablation_removes_exactly_its_calls_or_fields(fake_llm, preset: str
         pairs = [(f, a) for fe, ae in zip(full, ablated, strict=True) for f, a in zip(fe.requests, ae.requests,
                                                                                         strict=True)]
         for f, a in pairs:
-            if kind_of(f) == "action":
-                assert RECENT_BLOCK.sub("", f["messages"][-1]["content"]) == a["messages"][-1]["content"]
-                assert f["messages"][0] == a["messages"][0]
+            if kind_of(f) == "action":  # the system prompt and the step's turn, without the earlier turns
+                step_turn = {"role": "user", "content": FEEDBACK_LINE.sub("", f["messages"][-1]["content"])}
+                assert a["messages"] == [f["messages"][0], step_turn]
             else:
                 assert f["messages"] == a["messages"]
     if preset == "exe_no_summary":  # the insight is distilled from the trajectory itself

@@ -61,19 +61,29 @@ def test_random_agent_plays_valid_seeded_actions(env_id: str) -> None:
 
 
 @pytest.mark.parametrize("trim", ["sliding", "block"])
-def test_history_shows_at_least_the_window(fake_llm, trim: str) -> None:
+def test_history_is_a_conversation_of_at_least_the_window(fake_llm, trim: str) -> None:
     agent = NaiveAgent(llm=client_for(fake_llm), history_window=3, history_trim=trim)
     fake_llm.responder = lambda request: '{"action": "push right"}' if len(fake_llm.requests) % 2 else \
         '{"action": "push left"}'  # alternate, so the pole stays up for a while
     record = play(agent, "TextGym-CartPole-v0", level=1, episodes=1, max_episode_steps=9)[0]
-    shown = [p.count("\n- ") for p in fake_llm.prompts()]
+    conversations = [request["messages"] for request in fake_llm.requests]
+    shown = [sum(m["role"] == "assistant" for m in messages) for messages in conversations]
     expected = {"sliding": [min(k, 3) for k in range(record.steps)],
                 "block": [k if k < 3 else k - (k - 3) // 3 * 3 for k in range(record.steps)]}[trim]
     assert record.steps == 9 and shown == expected
-    if trim == "block":  # the history block starts at the same step for three steps running
-        firsts = [p.split("Recent steps:\n- ")[1].split(" You chose")[0] if "Recent steps" in p else None
-                  for p in fake_llm.prompts()]
-        assert firsts[3] == firsts[4] == firsts[5] and firsts[6] == firsts[7] == firsts[8] != firsts[3]
+    # Each request's last turn is its step's text and then the request; an earlier step shows up in later
+    # requests as that same text, word for word, and the action that was played.
+    step_texts = [messages[-1]["content"].split("\nChoose the next action")[0] for messages in conversations]
+    actions = [step["action_text"] for step in record.step_records]
+    for k, messages in enumerate(conversations):
+        first = k - shown[k]
+        assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * shown[k] + ["user"]
+        assert [m["content"] for m in messages[1:-1:2]] == step_texts[first:k]
+        assert [m["content"] for m in messages[2:-1:2]] == [f'{{"action": "{a}"}}' for a in actions[first:k]]
+        assert step_texts[k].startswith("That action earned reward 1.00.\nCurrent state: " if k else "Current state: ")
+    if trim == "block":  # the shown history starts at the same step for three steps running
+        firsts = [k - n for k, n in enumerate(shown)]
+        assert firsts[3] == firsts[4] == firsts[5] == 0 and firsts[6] == firsts[7] == firsts[8] == 3
 
 
 def test_history_trim_is_checked(fake_llm) -> None:

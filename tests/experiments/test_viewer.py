@@ -194,13 +194,27 @@ def test_viewer_in_headless_chromium(runs: Path, tmp_path: Path, browser: Any) -
     system, user = (m["content"] for m in call["request"]["messages"])
     assert not steps[0].find_elements(By.CSS_SELECTOR, ".call")  # prompts are built when asked for
     steps[0].find_element(By.CSS_SELECTOR, "details.calls > summary").click()
-    shown = steps[0].find_element(By.CSS_SELECTOR, ".call")
+    shown = WebDriverWait(browser, 20).until(lambda d: steps[0].find_elements(By.CSS_SELECTOR, ".call"))[0]
     prompts = shown.find_elements(By.CSS_SELECTOR, "pre.prompt")
     assert prompts[1].text == user.strip() and not prompts[0].is_displayed()  # the system prompt starts folded
     shown.find_element(By.CSS_SELECTOR, "details.msg > summary").click()
     assert prompts[0].is_displayed() and prompts[0].text.startswith(system.strip()[:200])
     assert shown.find_element(By.CSS_SELECTOR, "pre.reply-text").text == call["texts"][0]
     assert "action" in shown.find_element(By.CSS_SELECTOR, ".head").text
+    # A later step's request holds the episode so far as turns: all there, only the newest one open.
+    later = next(c for c in load_calls(runs / "cartpole-L3-exe", 0, 0) if c["phase"] == "step" and c["step"] == 2)
+    summary = steps[2].find_element(By.CSS_SELECTOR, "details.calls > summary")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", summary)
+    summary.click()
+    # The calls are built on the "toggle" event, which fires after the click returns.
+    built = WebDriverWait(browser, 20).until(lambda d: steps[2].find_elements(By.CSS_SELECTOR, ".call"))
+    boxes = built[0].find_elements(By.CSS_SELECTOR, "details.msg")
+    turns = [box for box in boxes if box.find_elements(By.CSS_SELECTOR, "summary > .role")]  # not the response format
+    sent = later["request"]["messages"]
+    assert [t.find_element(By.CSS_SELECTOR, ".role").text for t in turns] == [m["role"] for m in sent] == \
+        ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [t.get_attribute("open") is not None for t in turns] == [False] * 5 + [True]
+    assert turns[-1].find_element(By.CSS_SELECTOR, "pre.prompt").text == sent[-1]["content"].strip()
 
     # A 120-step episode pages its timeline 50 steps at a time.
     Select(browser.find_element(By.CSS_SELECTOR, 'select[data-filter="agent"]')).select_by_visible_text("random")
