@@ -8,14 +8,16 @@ Two files sit beside ``episodes.jsonl``:
   of the step it decided, or null), ``purpose`` (``action``, ``suggestion``, ``summary``, ``insight``,
   ``reflection``, ...), ``request`` (model, sampling parameters, ``messages: [{"role", "sha256"}]`` and
   ``response_format_sha256``), every returned text, ``usage`` (prompt, completion and cached prompt tokens),
-  ``latency_s`` and ``from_cache``.
+  ``latency_s`` and ``from_cache``. An agent's requests repeat the episode's earlier turns, so an item of
+  ``messages`` may instead be ``{"previous": [start, stop]}``: the messages ``start:stop`` of the episode's call
+  before (on 200-step MountainCar episodes a call line then names about 4 items instead of 21).
 - ``texts.jsonl``: each message text (and each response format, as canonical JSON) once per run dir, addressed by
   the sha256 of its UTF-8 bytes, so a long system prompt repeated on every step is stored once. A text is a line
   ``{"sha256", "text"}``; a long multi-line text (at least ``LINE_SPLIT_MIN_CHARS``) is instead
   ``{"sha256", "lines": [ref, ...]}``, its lines joined with ``"\n"``, each line a text of its own and ``ref`` the
-  first ``LINE_REF_CHARS`` hex digits of that line's sha256. A user prompt that shows the last ten transitions
-  then costs its one new transition, not all ten again (on 200-step MountainCar episodes about 1.4 KB a step in
-  all, against 2.7 KB with whole texts; see the README). Line texts come before the texts made of them.
+  first ``LINE_REF_CHARS`` hex digits of that line's sha256, so long texts that differ in a few lines (a system
+  prompt as the L3 memory grows) share the rest. On 200-step MountainCar episodes a step costs about 1.6 KB of
+  transcript in all, at L1 and L5 alike. Line texts come before the texts made of them.
 
 A shard of a run (see :class:`~experiments.results.Shard`) writes its own ``calls.shard<i>of<n>.jsonl`` and
 ``texts.shard<i>of<n>.jsonl``, so shards running at once never append to one file; readers take them all.
@@ -45,7 +47,7 @@ __all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "TranscriptWriter", "Transcript
 
 CALLS_FILE = "calls.jsonl"
 TEXTS_FILE = "texts.jsonl"
-TRANSCRIPT_SCHEMA_VERSION = 1
+TRANSCRIPT_SCHEMA_VERSION = 2  # 2: messages may name a run of the previous call's
 PHASES = ("reset", "step", "end")
 LINE_SPLIT_MIN_CHARS = 256  # shorter texts are stored whole: their line references would cost as much
 LINE_REF_CHARS = 16  # 64 bits of a line's sha256: a clash is detected on write (the text is then stored whole)
@@ -137,7 +139,13 @@ class TranscriptWriter:
         for record in calls:
             _check_record(record)
         new_texts: dict[str, dict[str, Any]] = {}
-        lines = [self._line(key, index, record, new_texts) for index, record in enumerate(calls)]
+        lines, previous = [], []
+        for index, record in enumerate(calls):
+            line = self._line(key, index, record, new_texts)
+            messages = line["request"]["messages"]
+            line["request"]["messages"] = _refer_to_previous(messages, previous)
+            lines.append(line)
+            previous = messages
         if not lines:
             return
         # Texts first: a call line never points at a text that is not on disk.
@@ -228,9 +236,15 @@ class Transcript:
         return "\n".join(self.texts[line] for line in self.line_texts[sha])
 
     def raw_calls(self) -> Iterator[dict[str, Any]]:
-        """Call lines as stored (messages as ``{"role", "sha256"}``), file by file (shards in name order)."""
+        """Call lines as stored, file by file (shards in name order), with each message as ``{"role", "sha256"}``
+        (runs named from the previous call put back)."""
         for path in run_files(self.run_dir, CALLS_FILE):
-            yield from iter_jsonl(path)
+            previous: dict[EpisodeKey, list[dict[str, str]]] = {}  # an episode's calls are in one file, in order
+            for line in iter_jsonl(path):
+                key = EpisodeKey.of(line)
+                messages = _expand(line["request"]["messages"], previous.get(key, []) if line["call"] else [])
+                previous[key] = messages
+                yield {**line, "request": {**line["request"], "messages": messages}}
 
     def resolve(self, line: dict[str, Any]) -> dict[str, Any]:
         """A stored call line with its message texts and response format put back in place.
@@ -273,6 +287,44 @@ class Transcript:
             raise ValueError(f"{len(matching)} episodes in {self.run_dir} match {wanted}; narrow it down with "
                              f"env=, level=, agent=, train_seed= or llm_model=: {matching}")
         return [self.resolve(line) for line in sorted(lines, key=lambda line: line["call"])]
+
+
+def _refer_to_previous(messages: list[dict[str, str]], previous: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """``messages`` with each run of two or more that the previous call also sent (in the same order) replaced by
+    ``{"previous": [start, stop]}``, its place there; the longest run wins where a message occurs twice."""
+    positions: dict[tuple[str, str], list[int]] = {}
+    for position, message in enumerate(previous):
+        positions.setdefault((message["role"], message["sha256"]), []).append(position)
+    compact: list[dict[str, Any]] = []
+    i = 0
+    while i < len(messages):
+        start, length = 0, 0
+        for j in positions.get((messages[i]["role"], messages[i]["sha256"]), ()):
+            run = 1
+            while i + run < len(messages) and j + run < len(previous) and messages[i + run] == previous[j + run]:
+                run += 1
+            if run > length:
+                start, length = j, run
+        if length >= 2:
+            compact.append({"previous": [start, start + length]})
+            i += length
+        else:
+            compact.append(messages[i])
+            i += 1
+    return compact
+
+
+def _expand(messages: list[dict[str, Any]], previous: list[dict[str, str]]) -> list[dict[str, str]]:
+    expanded: list[dict[str, str]] = []
+    for item in messages:
+        if "previous" in item:
+            start, stop = item["previous"]
+            if stop > len(previous):
+                raise KeyError(f"a call names messages {start}:{stop} of a previous call that has {len(previous)}")
+            expanded += previous[start:stop]
+        else:
+            expanded.append(item)
+    return expanded
 
 
 def load_calls(run_dir: str | Path, seed: int, episode: int, **key: Any) -> list[dict[str, Any]]:

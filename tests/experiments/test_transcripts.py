@@ -304,5 +304,12 @@ def test_transcript_bytes_per_step_stay_near_the_step_records(tmp_path: Path, le
           f"{step_records / steps:.0f} B/step, messages sent {sent / steps:.0f} B/step, "
           f"system prompt {len(system_prompt)} chars")
     assert [t["sha256"] for t in text_lines(tmp_path)].count(text_sha256(system_prompt)) == 1
+    # A full history window (21 messages) is stored as the system prompt, one run of the call before and the
+    # step's new turns; reading it back gives every message as it was sent.
+    stored = [json.loads(line)["request"]["messages"] for line in (tmp_path / CALLS_FILE).read_text().splitlines()]
+    assert max(len(messages) for messages in stored[20:]) <= 5 and any("previous" in m for m in stored[20])
+    sent_messages = [[{"role": m["role"], "sha256": text_sha256(m["content"])} for m in r["messages"]]
+                     for r in server.requests]
+    assert [line["request"]["messages"] for line in Transcript(tmp_path).raw_calls()] == sent_messages
     assert transcript < 3.5 * step_records  # about what a step's own new prompt lines add, whatever the level
     assert (tmp_path / TEXTS_FILE).stat().st_size < sent / 2
