@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import textgym
-from agents.base import Agent
+from agents.base import Agent, prompt_templates_fingerprint
 from agents.llm.client import LLMClient, LLMError, Usage
 from experiments.config import (
     ConfigComposed,
@@ -399,9 +399,13 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         llm = {k: cfg.llm.get(k) for k in LLM_IDENTITY_KEYS}
         if cfg.llm.provider != "embedded":  # the embedded server's address is new every start
             llm["base_url"] = cfg.llm.base_url
+        else:  # the weights it serves: the shipped file or its Q8_0 copy
+            llm["requantize"] = cfg.llm.get("requantize")
     identity = {"env": cfg.env.name, "env_kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
                 "level": cfg.level, "agent": OmegaConf.to_container(cfg.agent, resolve=True), "llm": llm,
                 "max_steps": cfg.max_steps, "episodes": cfg.episodes}
+    if llm is not None:  # the library's prompts are part of the protocol (a user's own templates are not seen)
+        identity["prompt_templates"] = prompt_templates_fingerprint()
     # The reset-seed rule changes which episodes are played (and textgym-replay reads it from here). Recorded only
     # when it differs from the default, so run dirs of the default protocol keep their identity.
     if cfg.get("protocol") and cfg.protocol.get("same_reset_seed"):

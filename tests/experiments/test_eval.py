@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
+from agents.base import prompt_templates_fingerprint
 from experiments.results import RunIdentityError, iter_jsonl, load_episodes
 from experiments.run_agent import evaluate
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
@@ -90,6 +91,13 @@ def test_resume_under_other_settings_is_refused(fake_llm, fake_llm_overrides, tm
         with pytest.raises(RunIdentityError, match="holds results made with other settings"):
             evaluate(compose_config("eval", [*overrides, changed]), tmp_path)
     assert len(list(iter_jsonl(tmp_path / "episodes.jsonl"))) == 1  # nothing computed was lost
+    # A run made under other prompt templates (an older TextGym) is another protocol: refused, naming them.
+    identity_file = tmp_path / "run_identity.json"
+    recorded = json.loads(identity_file.read_text())
+    assert recorded["prompt_templates"] == prompt_templates_fingerprint()
+    identity_file.write_text(json.dumps({**recorded, "prompt_templates": "0123456789abcdef"}))
+    with pytest.raises(RunIdentityError, match=r"\(prompt_templates differ"):
+        evaluate(compose_config("eval", overrides), tmp_path)
 
 
 def test_torn_last_line_is_cut_before_appending(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
