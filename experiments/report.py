@@ -4,14 +4,14 @@
 
 Reads only the result files under the given paths: the episodes files (``episodes.jsonl`` and per-shard
 ``episodes.shard<i>of<n>.jsonl``), PPO's ``learning_curve.csv``, and, for episodes with no prompt tokens served
-from the server's cache, their ``calls.jsonl`` (did the server report 0, or nothing?). Per env x level x agent: mean return +- 95% CI over seeds
-(each seed's episodes are averaged first), the return of the streams' last episode (for streams of several
-episodes: what an agent that learns across episodes ends with), the normalized score (random = 0, PPO = 1,
-on the same env), the invalid-action rate, tokens and dollars per episode, prompt tokens per decision and how
-many of them were new (not served from the server's prefix cache), and how many episodes failed. Failed episodes
-never count as returns; ``report.md`` lists their reasons. Plots: ``scores.png`` (bars per
-env x level x agent with PPO/random lines) and ``learning_curves.png`` (language agents' return over
-episodes beside PPO's return over env steps).
+from the server's cache, their ``calls.jsonl`` (did the server report 0, or nothing?). Per env x level x agent:
+mean return +- 95% CI over seeds (each seed's episodes are averaged first), the return of the streams' last episode
+(for streams of several episodes: what an agent that learns across episodes ends with), the normalized score
+(random = 0, PPO = 1, on the same env), the invalid-action rate, tokens and dollars per episode, prompt tokens per
+decision and how many of them were new (not served from the server's prefix cache), and how many episodes failed.
+Failed episodes never count as returns; ``report.md`` lists their reasons. Plots: ``scores.png`` (bars per env x
+level x agent with PPO/random lines) and ``learning_curves.png`` (language agents' return over episodes beside
+PPO's return over env steps).
 """
 
 from __future__ import annotations
