@@ -22,22 +22,27 @@ Measured (this script, 2 cores; deterministic, so any machine gives the same), `
 
 | agent | level | trials x steps | actor est | all est per decision | all c/4 | new c/4 | original |
 |---|---|---|---|---|---|---|---|
-| naive | L1 | 1 x 200 | 765 | 765 | 643 | 456 | 932 |
-| naive | L3 | 5 x 200 | 1012 | 1020 | 932 | 462 | |
-| naive | L4 | 1 x 200 | 3094 | 3094 | 2512 | 465 | |
-| naive | L5 | 1 x 200 | 1134 | 1134 | 1011 | 457 | |
-| exe | L1 | 1 x 200 | 928 | 929 | 826 | 505 | 1,489 |
-| exe | L3 | 5 x 200 | 981 | 994 | 896 | 513 | |
-| exe | L4 | 1 x 200 | 994 | 1019 | 922 | 519 | |
-| exe | L5 | 1 x 200 | 1297 | 1300 | 1196 | 507 | |
+| naive | L1 | 1 x 200 | 857 | 857 | 724 | 527 | 932 |
+| naive | L3 | 5 x 200 | 1104 | 1113 | 1013 | 533 | |
+| naive | L4 | 1 x 200 | 3186 | 3186 | 2593 | 536 | |
+| naive | L5 | 1 x 200 | 1226 | 1226 | 1093 | 528 | |
+| exe | L1 | 1 x 200 | 1020 | 1021 | 908 | 576 | 1,489 |
+| exe | L3 | 5 x 200 | 1073 | 1087 | 978 | 584 | |
+| exe | L4 | 1 x 200 | 1086 | 1111 | 1004 | 590 | |
+| exe | L5 | 1 x 200 | 1389 | 1392 | 1278 | 578 | |
 
-``--trim block`` (``agent.history_trim=block``: 10 to 19 transitions, the block moved every 10 steps) costs
-about 235 more prompt tokens per decision (naive L1 1000, EXE L1 1164) but a prefix cache re-reads about
-3.5x fewer (new c/4: naive 130-138, EXE 179-192). Naive L4 is large because the naive agent reads the five
+The history is a conversation (a user turn per recent step, an assistant turn naming its action; see
+:class:`agents.base.LanguageAgent`). The scripted server's cache keeps plain prefixes only, as vLLM's and OpenAI's
+do, so a window sliding by one step re-reads every turn after the system prompt: ``new`` is high above.
+llama.cpp's ``n_cache_reuse`` (the embedded server) also reuses the shifted turns, so there a sliding step re-reads
+only its new turns (~110 SmolLM2 tokens on CartPole; ``benchmarks/llm_decision_latency.py``). ``--trim block``
+(``agent.history_trim=block``: 10 to 19 steps, the block moved every 10) is what a plain prefix cache needs:
+about 270 more prompt tokens per decision (naive L1 1130, EXE L1 1293) but about 4.5x fewer new ones (new c/4:
+naive 110-119, EXE 159-172). Naive L4 is large because the naive agent reads the five
 offline trajectories as text (the env's default budget of ~400 c/4 tokens each); EXE reads LLM summaries.
-The embedded model's own tokenizer (SmolLM2, via llama.cpp's ``/tokenize``, on the last action prompt of a
-30-step episode) counts more, as it splits every digit: naive L1 978 (estimate 780), naive L4 4,029 (3,109;
-close to the 4,096-token slot of ``llm=local``), EXE L1 1,142 (943), EXE L5 1,576 (1,312).
+The embedded model's own tokenizer (SmolLM2, via llama.cpp's ``/tokenize``) counts more, as it splits every digit:
+naive L4 with a full block history (19 steps) reaches 4,197 tokens on CartPole and 5,684 on Acrobot, which is
+why ``llm=local`` gives each slot 6,144 (``tests/agents/test_embedded_llm.py`` checks all ten envs).
 """
 
 from __future__ import annotations

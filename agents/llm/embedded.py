@@ -191,7 +191,7 @@ class EmbeddedServer:
     """
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, parallel: int = 4,
-                 context_per_slot: int = 4096, threads: int | None = None, verbose: bool = False,
+                 context_per_slot: int = 6144, threads: int | None = None, verbose: bool = False,
                  requantize: str = "q8_0") -> None:
         _check_requantize(requantize)
         if parallel < 1 or context_per_slot < 256:

@@ -175,3 +175,27 @@ def test_processes_starting_together_convert_once(tmp_path: Path) -> None:
     assert [out.strip() for out, _ in outputs] == [str(target)] * 2
     assert sum(err.count("agents.llm.embedded: converting") for _, err in outputs) == 1
     assert sorted(p.name for p in target.parent.iterdir()) == ["convert.lock", "tiny.Q8_0.gguf"]
+
+
+CLASSIC_ENVS = ["CartPole", "Acrobot", "MountainCar", "MountainCarContinuous", "Pendulum", "LunarLander",
+                "Blackjack", "Taxi", "CliffWalking", "FrozenLake"]
+
+
+def test_the_longest_action_prompts_fit_an_embedded_slot(embedded_llm, fake_llm) -> None:
+    """Naive at L4 reads five offline trajectories as text; with block trimming its history reaches 19 steps by
+    step 20. Counted with SmolLM2's own tokenizer (it splits every digit), that prompt and a reply must fit the
+    slot ``llm=local`` gives each stream, or llama.cpp rejects the request."""
+    local = OmegaConf.load(REPO_ROOT / "conf" / "llm" / "local.yaml")
+    server = embedded_llm.base_url.removesuffix("/v1")
+    longest = {}
+    for task in CLASSIC_ENVS:
+        before = len(fake_llm.requests)
+        agent = NaiveAgent(llm=LLMClient(model="scripted", base_url=fake_llm.base_url, api_key_env=None),
+                           history_trim="block")
+        play(agent, f"TextGym-{task}-v0", level=4, episodes=1, max_episode_steps=20)
+        messages = fake_llm.requests[-1]["messages"]  # the last request holds the most turns
+        assert len(fake_llm.requests) - before < 20 or sum(m["role"] == "assistant" for m in messages) == 19
+        prompt = httpx.post(f"{server}/apply-template", json={"messages": messages}).json()["prompt"]
+        longest[task] = len(httpx.post(f"{server}/tokenize", json={"content": prompt}).json()["tokens"])
+    assert max(longest.values()) + local.max_tokens <= local.context_per_slot, longest
+    assert max(longest.values()) > local.context_per_slot / 2  # the slot is sized to the work, not far above it
