@@ -363,10 +363,12 @@ class LanguageAgent(Agent):
         self._system_prompt_key: tuple[Any, ...] | None = None
         self._system_prompt = ""
         self._step_texts: list[str] = []  # this episode's user turns, rendered once: later requests repeat them
+        self._exchanges: list[tuple[dict[str, str], dict[str, str]]] = []  # (user, assistant) turn of each step
+        self._rendered: dict[tuple[Any, ...], str] = {}  # this episode's renders by template and values
         self._observation = ""  # the state of the step being acted on
 
     async def reset(self, context: EpisodeContext) -> None:
-        self._step_texts = []
+        self._step_texts, self._exchanges, self._rendered = [], [], {}
         await super().reset(context)
 
     async def act(self, observation: str, info: dict[str, Any]) -> str:
@@ -375,12 +377,25 @@ class LanguageAgent(Agent):
 
     # Prompts -----------------------------------------------------------------------------------
     def render(self, template: str, **values: Any) -> str:
-        """Render ``prompts/<template>`` (e.g. ``"naive/act.j2"``) with the episode context available."""
+        """Render ``prompts/<template>`` (e.g. ``"naive/act.j2"``) with the episode context available.
+
+        A request that is the same on every step of an episode (most methods' ``act.j2``) is rendered once.
+        """
         assert self.context is not None
         context = self.context
-        return _prompt_environment().get_template(template).render(
+        try:
+            key = (id(context), template, tuple(sorted(values.items())))
+            hash(key)
+        except TypeError:  # values such as lists: render every time
+            key = None
+        if key is not None and key in self._rendered:
+            return self._rendered[key]
+        text = _prompt_environment().get_template(template).render(
             ctx=context, knowledge=context.knowledge, **values,
         ).strip()
+        if key is not None:
+            self._rendered[key] = text
+        return text
 
     def recent_transitions(self) -> list[Transition]:
         """The transitions the action prompt shows: the last ``history_window`` of this episode (``"block"``
@@ -396,6 +411,8 @@ class LanguageAgent(Agent):
         """The user turn of step ``index`` of this episode: the reward of the step before (when there is a
         history to show) and the state the agent acted in. Rendered once per step and kept, so every later
         request that shows the step repeats the same text."""
+        if index < len(self._step_texts):
+            return self._step_texts[index]
         if index > len(self.transitions):
             raise IndexError(f"step {index} of an episode with {len(self.transitions)} transitions so far")
         template = _prompt_environment().get_template("common/step.j2")
@@ -419,12 +436,13 @@ class LanguageAgent(Agent):
     def conversation(self, user_prompt: str) -> list[dict[str, str]]:
         """The episode's turns for an action request: one exchange per recent transition, then this step's
         turn (its step text and ``user_prompt``, the method's request)."""
-        recent = self.recent_transitions()
-        first = len(self.transitions) - len(recent)
-        turns: list[dict[str, str]] = []
-        for index, transition in enumerate(recent, first):
-            turns += [{"role": "user", "content": self.step_text(index)},
-                      {"role": "assistant", "content": self.history_reply(transition)}]
+        exchanges = self._exchanges
+        while len(exchanges) < len(self.transitions):  # each step's exchange is built once, then reused
+            index = len(exchanges)
+            exchanges.append(({"role": "user", "content": self.step_text(index)},
+                              {"role": "assistant", "content": self.history_reply(self.transitions[index])}))
+        first = len(self.transitions) - len(self.recent_transitions())
+        turns = [message for exchange in exchanges[first:] for message in exchange]
         turns.append({"role": "user", "content": f"{self.step_text(len(self.transitions))}\n{user_prompt}"})
         return turns
 

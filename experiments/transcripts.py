@@ -113,6 +113,7 @@ class TranscriptWriter:
         self._known: set[str] = set()
         # Reference -> sha256 of the first whole text in this file that has it, as a reader resolves them.
         self._line_refs: dict[str, str] = {}
+        self._addresses: dict[str, str] = {}  # text -> sha256, within the episode being written
         for entry in iter_jsonl(self.texts_path):
             self._known.add(entry["sha256"])
             if "text" in entry:
@@ -139,6 +140,7 @@ class TranscriptWriter:
         for record in calls:
             _check_record(record)
         new_texts: dict[str, dict[str, Any]] = {}
+        self._addresses = {}
         lines, previous = [], []
         for index, record in enumerate(calls):
             line = self._line(key, index, record, new_texts)
@@ -156,7 +158,10 @@ class TranscriptWriter:
 
     def _address(self, text: str, new_texts: dict[str, dict[str, Any]]) -> str:
         """The sha256 of ``text``, adding it (and, for a long text, its lines) to ``new_texts`` if not stored yet."""
-        sha = text_sha256(text)
+        sha = self._addresses.get(text)  # an episode's calls repeat its turns: each is hashed once
+        if sha is not None:
+            return sha
+        sha = self._addresses[text] = text_sha256(text)
         if sha in self._known or sha in new_texts:
             return sha
         lines = text.split("\n")
@@ -292,16 +297,18 @@ class Transcript:
 def _refer_to_previous(messages: list[dict[str, str]], previous: list[dict[str, str]]) -> list[dict[str, Any]]:
     """``messages`` with each run of two or more that the previous call also sent (in the same order) replaced by
     ``{"previous": [start, stop]}``, its place there; the longest run wins where a message occurs twice."""
+    keys = [(m["role"], m["sha256"]) for m in messages]
+    previous_keys = [(m["role"], m["sha256"]) for m in previous]
     positions: dict[tuple[str, str], list[int]] = {}
-    for position, message in enumerate(previous):
-        positions.setdefault((message["role"], message["sha256"]), []).append(position)
+    for position, key in enumerate(previous_keys):
+        positions.setdefault(key, []).append(position)
     compact: list[dict[str, Any]] = []
     i = 0
-    while i < len(messages):
+    while i < len(keys):
         start, length = 0, 0
-        for j in positions.get((messages[i]["role"], messages[i]["sha256"]), ()):
+        for j in positions.get(keys[i], ()):
             run = 1
-            while i + run < len(messages) and j + run < len(previous) and messages[i + run] == previous[j + run]:
+            while i + run < len(keys) and j + run < len(previous_keys) and keys[i + run] == previous_keys[j + run]:
                 run += 1
             if run > length:
                 start, length = j, run

@@ -43,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pydantic
 import tenacity
 
@@ -468,7 +469,7 @@ class LLMClient:
             self.in_flight += 1
             try:
                 # The body is read and parsed here, inside the retry policy (see the note at the top).
-                async with http.post(self._chat_url, data=json.dumps(request).encode(), proxy=self._proxy) as response:
+                async with http.post(self._chat_url, data=orjson.dumps(request), proxy=self._proxy) as response:
                     content = await response.read()
                     if response.status >= 400:
                         raise ServerStatusError(response.status, response.headers, content)
@@ -477,7 +478,7 @@ class LLMClient:
                 if slot is not None:
                     self._slots.release(slot)  # type: ignore[union-attr]
             latency = time.perf_counter() - started
-        return _parse_reply(json.loads(content), latency)
+        return _parse_reply(orjson.loads(content), latency)  # its JSONDecodeError is json's (retried alike)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         """The server's ``Retry-After`` (capped) when it sent one, else exponential backoff with jitter."""
