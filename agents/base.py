@@ -308,7 +308,9 @@ class LanguageAgent(Agent):
       a user turn with the reward of the step before and the state (``common/step.j2``), and an assistant
       turn naming the action played (:meth:`history_reply`). A turn's text never changes once written, so
       the next request repeats it token for token;
-    * last, the current step's turn, the same step text followed by the method's request (its ``act.j2``).
+    * last, the current step's turn: the same step text, and anything only this step adds (self-ask's
+      questions). The method's request (its ``act.j2``: what to do each step, in what reply format) is the
+      same on every step, so it closes the system message of action requests rather than each turn.
 
     Every request names its ``purpose`` and its records land in :attr:`Agent.calls`.
 
@@ -443,7 +445,8 @@ class LanguageAgent(Agent):
                               {"role": "assistant", "content": self.history_reply(self.transitions[index])}))
         first = len(self.transitions) - len(self.recent_transitions())
         turns = [message for exchange in exchanges[first:] for message in exchange]
-        turns.append({"role": "user", "content": f"{self.step_text(len(self.transitions))}\n{user_prompt}"})
+        step = self.step_text(len(self.transitions))
+        turns.append({"role": "user", "content": f"{step}\n{user_prompt}" if user_prompt else step})
         return turns
 
     def demonstrations_text(self) -> str:
@@ -458,26 +461,30 @@ class LanguageAgent(Agent):
         """Agent-specific memory for the end of the system prompt (fixed within an episode); ``""`` here."""
         return ""
 
-    def system_prompt(self, memory: bool = True) -> str:
-        """Demonstrations, descriptions, level knowledge and (with ``memory``) what earlier trials taught.
+    def system_prompt(self, memory: bool = True, request: str = "") -> str:
+        """Demonstrations, descriptions, level knowledge, (with ``memory``) what earlier trials taught and, for
+        action requests, the method's ``request`` (what to do on each step, in what reply format).
 
-        Rendered once per episode and memory state: it is the same on every step, and re-rendering it (the
-        demonstrations, the level's knowledge) was a good part of our own CPU per decision.
+        Rendered once per episode, memory state and request: it is the same on every step, and re-rendering it
+        (the demonstrations, the level's knowledge) was a good part of our own CPU per decision.
         """
         memory_text = self.memory_prompt() if memory else ""
-        key = (id(self.context), memory, memory_text, len(self.experience) if memory else 0)
+        key = (id(self.context), memory, memory_text, len(self.experience) if memory else 0, request)
         if self._system_prompt_key != key:
             self._system_prompt = self.render("common/system.j2", demonstrations=self.demonstrations_text(),
                                               show_fewshot=self.shows_fewshot_examples,
-                                              experience=self.experience if memory else [], memory=memory_text)
+                                              experience=self.experience if memory else [], memory=memory_text,
+                                              request=request)
             self._system_prompt_key = key
         return self._system_prompt
 
-    def messages(self, user_prompt: str, memory: bool = True, episode: bool = False) -> list[dict[str, str]]:
-        """The system prompt and ``user_prompt``; with ``episode`` the prompt is this step's request and the
-        episode's recent turns come before it (see :meth:`conversation`)."""
+    def messages(self, user_prompt: str, memory: bool = True, episode: bool = False,
+                 request: str = "") -> list[dict[str, str]]:
+        """The system prompt and ``user_prompt``. With ``episode`` the episode's recent turns come first and the
+        last turn is this step's state followed by ``user_prompt`` (see :meth:`conversation`); ``request``, the
+        same on every step, closes the system prompt instead, where a prompt cache reads it once."""
         turns = self.conversation(user_prompt) if episode else [{"role": "user", "content": user_prompt}]
-        return [{"role": "system", "content": self.system_prompt(memory)}, *turns]
+        return [{"role": "system", "content": self.system_prompt(memory, request)}, *turns]
 
     def trajectory_text(self, result: EpisodeResult) -> str:
         """``result`` within :attr:`trajectory_budget_tokens` (see :func:`render_trajectory`)."""
@@ -503,14 +510,19 @@ class LanguageAgent(Agent):
                                temperature=temperature)
         return texts[0].strip() if texts else ""
 
-    async def ask_action(self, user_prompt: str, thought_chars: int = 0, n: int = 1,
-                         temperature: float | None = None, *, purpose: str = "action") -> list[str | None]:
-        """``n`` replies constrained to valid actions, parsed; ``None`` marks an unparsable reply (counted)."""
+    async def ask_action(self, request: str, thought_chars: int = 0, n: int = 1,
+                         temperature: float | None = None, *, purpose: str = "action",
+                         step_prompt: str = "") -> list[str | None]:
+        """``n`` replies constrained to valid actions, parsed; ``None`` marks an unparsable reply (counted).
+
+        ``request`` is the method's ask, the same on every step (it closes the system prompt, so a server's
+        prompt cache reads it once per episode); ``step_prompt`` is what only this step adds (it follows the
+        state in the step's turn)."""
         assert self.context is not None
         schema = action_json_schema(self.context.action_spec, thought_chars)
         budget = self.action_max_tokens + thought_chars // 3
-        texts = await self.ask(self.messages(user_prompt, episode=True), purpose=purpose, json_schema=schema, n=n,
-                               max_tokens=budget, temperature=temperature)
+        texts = await self.ask(self.messages(step_prompt, episode=True, request=request), purpose=purpose,
+                               json_schema=schema, n=n, max_tokens=budget, temperature=temperature)
         self.last_replies = texts
         return [self.parse_action(text) for text in texts]
 
@@ -522,9 +534,9 @@ class LanguageAgent(Agent):
             self.invalid_replies += 1
         return parsed.action
 
-    async def ask_one_action(self, user_prompt: str, thought_chars: int = 0) -> str:
-        """One constrained action request; the fallback text when the reply is unusable."""
-        action = (await self.ask_action(user_prompt, thought_chars=thought_chars))[0]
+    async def ask_one_action(self, request: str, thought_chars: int = 0, step_prompt: str = "") -> str:
+        """One constrained action request (see :meth:`ask_action`); the fallback text when the reply is unusable."""
+        action = (await self.ask_action(request, thought_chars=thought_chars, step_prompt=step_prompt))[0]
         return action if action is not None else self.fallback_action()
 
     def fallback_action(self) -> str:

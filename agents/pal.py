@@ -50,7 +50,7 @@ class PALAgent(LanguageAgent):
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:
         assert self.context is not None
-        texts = await self.ask(self.messages(self.render("pal/act.j2"), episode=True), purpose="action",
+        texts = await self.ask(self.messages("", episode=True, request=self.render("pal/act.j2")), purpose="action",
                                max_tokens=self.program_max_tokens)
         self.last_replies = texts
         parsed = parse_tail(texts[0] if texts else "", self.context.action_spec, self.tail_lines)

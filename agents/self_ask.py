@@ -48,5 +48,5 @@ class SelfAskAgent(LanguageAgent):
         questions = await self.ask_text(
             self.render("self_ask/questions.j2", max_questions=self.max_questions),
             self.questions_max_tokens, purpose="questions", episode=True)
-        prompt = self.render("self_ask/act.j2", questions=questions)
-        return await self.ask_one_action(prompt)
+        # The answers differ every step, so this request stays in the step's turn.
+        return await self.ask_one_action("", step_prompt=self.render("self_ask/act.j2", questions=questions))

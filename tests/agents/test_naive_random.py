@@ -71,9 +71,13 @@ def test_history_is_a_conversation_of_at_least_the_window(fake_llm, trim: str) -
     expected = {"sliding": [min(k, 3) for k in range(record.steps)],
                 "block": [k if k < 3 else k - (k - 3) // 3 * 3 for k in range(record.steps)]}[trim]
     assert record.steps == 9 and shown == expected
-    # Each request's last turn is its step's text and then the request; an earlier step shows up in later
+    # Each request's last turn is its step's text; an earlier step shows up in later
     # requests as that same text, word for word, and the action that was played.
-    step_texts = [messages[-1]["content"].split("\nChoose the next action")[0] for messages in conversations]
+    step_texts = [messages[-1]["content"] for messages in conversations]
+    # The request, the same every step, closes the system prompt (read once by a prompt cache), not each turn.
+    assert all(messages[0]["content"].endswith("Choose the next action. Reply as JSON: {\"action\": ...}.")
+               and messages[0] == conversations[0][0] for messages in conversations)
+    assert not any("Choose the next action" in m["content"] for messages in conversations for m in messages[1:])
     actions = [step["action_text"] for step in record.step_records]
     for k, messages in enumerate(conversations):
         first = k - shown[k]
