@@ -22,24 +22,25 @@ Measured (this script, 2 cores; deterministic, so any machine gives the same), `
 
 | agent | level | trials x steps | actor est | all est per decision | all c/4 | new c/4 | original |
 |---|---|---|---|---|---|---|---|
-| naive | L1 | 1 x 200 | 857 | 857 | 724 | 527 | 932 |
-| naive | L3 | 5 x 200 | 1104 | 1113 | 1013 | 533 | |
-| naive | L4 | 1 x 200 | 3186 | 3186 | 2593 | 536 | |
-| naive | L5 | 1 x 200 | 1226 | 1226 | 1093 | 528 | |
-| exe | L1 | 1 x 200 | 1020 | 1021 | 908 | 576 | 1,489 |
-| exe | L3 | 5 x 200 | 1073 | 1087 | 978 | 584 | |
-| exe | L4 | 1 x 200 | 1086 | 1111 | 1004 | 590 | |
-| exe | L5 | 1 x 200 | 1389 | 1392 | 1278 | 578 | |
+| naive | L1 | 1 x 200 | 866 | 866 | 735 | 513 | 932 |
+| naive | L3 | 5 x 200 | 1113 | 1122 | 1023 | 519 | |
+| naive | L4 | 1 x 200 | 3195 | 3195 | 2604 | 522 | |
+| naive | L5 | 1 x 200 | 1235 | 1235 | 1103 | 514 | |
+| exe | L1 | 1 x 200 | 1029 | 1030 | 918 | 514 | 1,489 |
+| exe | L3 | 5 x 200 | 1082 | 1096 | 988 | 522 | |
+| exe | L4 | 1 x 200 | 1095 | 1120 | 1014 | 527 | |
+| exe | L5 | 1 x 200 | 1398 | 1401 | 1288 | 516 | |
 
 The history is a conversation (a user turn per recent step, an assistant turn naming its action; see
 :class:`agents.base.LanguageAgent`). The scripted server's cache keeps plain prefixes only, as vLLM's and OpenAI's
-do, so a window sliding by one step re-reads every turn after the system prompt: ``new`` is high above.
-llama.cpp's ``n_cache_reuse`` (the embedded server) also reuses the shifted turns, so there a sliding step re-reads
-only its new turns (~110 SmolLM2 tokens on CartPole; ``benchmarks/llm_decision_latency.py``). ``--trim block``
-(``agent.history_trim=block``: 10 to 19 steps, the block moved every 10) is what a plain prefix cache needs:
-about 270 more prompt tokens per decision (naive L1 1130, EXE L1 1293) but about 4.5x fewer new ones (new c/4:
-naive 110-119, EXE 159-172). Naive L4 is large because the naive agent reads the five
-offline trajectories as text (the env's default budget of ~400 c/4 tokens each); EXE reads LLM summaries.
+do, so a window sliding by one step re-reads every turn after the system prompt: ``new`` is high above. llama.cpp's
+``n_cache_reuse`` (the embedded server) also reuses the shifted turns, so there a sliding step re-reads only its new
+turns (~85 SmolLM2 tokens on CartPole; ``benchmarks/llm_decision_latency.py``). ``--trim block``
+(``agent.history_trim=block``: 10 to 19 steps, the block moved every 10) is what a plain prefix cache needs: about
+270 more prompt tokens per decision (naive L1 1139, EXE L1 1302) but about 5x fewer new ones (new c/4: naive 96-105,
+EXE 97-110; the method's request sits in the system prompt, so a step adds only its turns). Naive L4 is large
+because the naive agent reads the five offline trajectories as text (the env's default budget of ~400 c/4 tokens
+each); EXE reads LLM summaries.
 The embedded model's own tokenizer (SmolLM2, via llama.cpp's ``/tokenize``) counts more, as it splits every digit:
 naive L4 with a full block history (19 steps) reaches 4,197 tokens on CartPole and 5,684 on Acrobot, which is
 why ``llm=local`` gives each slot 6,144 (``tests/agents/test_embedded_llm.py`` checks all ten envs).
