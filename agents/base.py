@@ -399,15 +399,15 @@ class LanguageAgent(Agent):
             self._rendered[key] = text
         return text
 
-    def recent_transitions(self) -> list[Transition]:
-        """The transitions the action prompt shows: the last ``history_window`` of this episode (``"block"``
-        trimming: from the latest multiple of ``history_window`` that leaves at least that many)."""
+    def history_start(self) -> int:
+        """The first transition the action request shows: the last ``history_window`` of this episode are shown
+        (``"block"`` trimming: from the latest multiple of ``history_window`` that leaves at least that many)."""
         window, seen = self.history_window, len(self.transitions)
         if not window:
-            return []
+            return seen
         if self.history_trim == "sliding":
-            return self.transitions[-window:]
-        return self.transitions[max(0, seen - window) // window * window:]
+            return max(0, seen - window)
+        return max(0, seen - window) // window * window
 
     def step_text(self, index: int) -> str:
         """The user turn of step ``index`` of this episode: the reward of the step before (when there is a
@@ -443,8 +443,7 @@ class LanguageAgent(Agent):
             index = len(exchanges)
             exchanges.append(({"role": "user", "content": self.step_text(index)},
                               {"role": "assistant", "content": self.history_reply(self.transitions[index])}))
-        first = len(self.transitions) - len(self.recent_transitions())
-        turns = [message for exchange in exchanges[first:] for message in exchange]
+        turns = [message for exchange in exchanges[self.history_start():] for message in exchange]
         step = self.step_text(len(self.transitions))
         turns.append({"role": "user", "content": f"{step}\n{user_prompt}" if user_prompt else step})
         return turns
