@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
            "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files", "append_jsonl",
            "cut_torn_line", "Shard", "DONE", "FAILED"]
@@ -220,15 +222,24 @@ def load_episodes(paths: Iterable[str | Path], include_failed: bool = False) -> 
     return list(done.values())
 
 
-# One encoder for every line: ``json.dumps(..., ensure_ascii=False)`` builds a new one per call.
+# For what orjson does not write (an int beyond 64 bits, a key that is not a string); one encoder for all.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
+def _json_line(row: dict[str, Any]) -> bytes:
+    # orjson: a tenth of the standard encoder's time, and these lines (one per step and per LLM call) are on
+    # the event loop. It writes a NaN as null (standard JSON) where json.dumps wrote the non-standard NaN.
+    try:
+        return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (_LINE_ENCODER.encode(row) + "\n").encode("utf-8")
+
+
 def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Append ``rows`` as JSON lines, flushed and fsynced: a finished write survives a crash."""
-    with path.open("a") as handle:
+    """Append ``rows`` as JSON lines (UTF-8), flushed and fsynced: a finished write survives a crash."""
+    with path.open("ab") as handle:
         for row in rows:
-            handle.write(_LINE_ENCODER.encode(row) + "\n")
+            handle.write(_json_line(row))
         handle.flush()
         os.fsync(handle.fileno())
 

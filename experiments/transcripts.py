@@ -33,6 +33,7 @@ calls with the message texts and response format resolved, so no caller needs to
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator
@@ -51,6 +52,7 @@ TRANSCRIPT_SCHEMA_VERSION = 2  # 2: messages may name a run of the previous call
 PHASES = ("reset", "step", "end")
 LINE_SPLIT_MIN_CHARS = 256  # shorter texts are stored whole: their line references would cost as much
 LINE_REF_CHARS = 16  # 64 bits of a line's sha256: a clash is detected on write (the text is then stored whole)
+FORMATS_REMEMBERED = 4  # reply schemas an episode's writer compares before encoding one (most agents use one or two)
 IDENTITY_FIELDS = ("env", "level", "agent", "seed", "episode", "train_seed", "llm_model")
 # Request fields that could carry credentials in a hand-made or third-party record: never written.
 SECRET_FIELDS = frozenset({"api_key", "authorization", "headers", "extra_headers", "default_headers"})
@@ -82,12 +84,17 @@ def tag_calls(records: Iterable[dict[str, Any]], phase: str, step: int | None = 
 
 
 def _check_record(record: dict[str, Any]) -> None:
-    messages = record.get("request", {}).get("messages") if isinstance(record.get("request"), dict) else None
-    if not isinstance(messages, list) or not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-            for m in messages):
+    request = record.get("request")
+    messages = request.get("messages") if isinstance(request, dict) else None
+    valid = isinstance(messages, list)
+    if valid:
+        for m in messages:  # a plain loop: this runs for every message of every call
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                valid = False
+                break
+    if not valid:
         raise ValueError("a call record needs request.messages as a list of {'role': str, 'content': str}, "
-                         f"actually {str(record.get('request'))[:200]}")
+                         f"actually {str(request)[:200]}")
     if record.get("phase") not in PHASES:
         raise ValueError(f"a call record needs a phase in {PHASES} (see tag_calls), actually {record.get('phase')!r}")
 
@@ -114,6 +121,7 @@ class TranscriptWriter:
         # Reference -> sha256 of the first whole text in this file that has it, as a reader resolves them.
         self._line_refs: dict[str, str] = {}
         self._addresses: dict[str, str] = {}  # text -> sha256, within the episode being written
+        self._formats: list[tuple[Any, str]] = []  # (response_format, sha256), newest first, this episode
         for entry in iter_jsonl(self.texts_path):
             self._known.add(entry["sha256"])
             if "text" in entry:
@@ -141,13 +149,16 @@ class TranscriptWriter:
             _check_record(record)
         new_texts: dict[str, dict[str, Any]] = {}
         self._addresses = {}
-        lines, previous = [], []
+        self._formats = []
+        lines = []
+        previous = _MessageKeys([])
         for index, record in enumerate(calls):
             line = self._line(key, index, record, new_texts)
             messages = line["request"]["messages"]
-            line["request"]["messages"] = _refer_to_previous(messages, previous)
+            keys = _MessageKeys(messages)
+            line["request"]["messages"] = _refer_to_previous(messages, keys, previous)
             lines.append(line)
-            previous = messages
+            previous = keys
         if not lines:
             return
         # Texts first: a call line never points at a text that is not on disk.
@@ -178,6 +189,16 @@ class TranscriptWriter:
             self._whole(text, new_texts)
         return sha
 
+    def _format_address(self, response_format: Any, new_texts: dict[str, dict[str, Any]]) -> str:
+        # An episode's calls share a few reply schemas: comparing one is cheaper than encoding it on every call.
+        for known, sha in self._formats:
+            if known == response_format:
+                return sha
+        sha = self._address(_canonical_json(response_format), new_texts)
+        # A copy: a caller that changes its dict in place later must not match the old one.
+        self._formats = [(copy.deepcopy(response_format), sha), *self._formats[:FORMATS_REMEMBERED - 1]]
+        return sha
+
     def _whole(self, text: str, new_texts: dict[str, dict[str, Any]]) -> str:
         sha = text_sha256(text)
         if sha not in self._known and sha not in new_texts:
@@ -192,8 +213,8 @@ class TranscriptWriter:
                     for m in request.pop("messages")]
         response_format = request.pop("response_format", None)
         request["messages"] = messages
-        request["response_format_sha256"] = (None if response_format is None
-                                             else self._address(_canonical_json(response_format), new_texts))
+        request["response_format_sha256"] = None if response_format is None else self._format_address(
+            response_format, new_texts)
         return {
             "schema_version": TRANSCRIPT_SCHEMA_VERSION, **key.identity, "call": index, "phase": record["phase"],
             "step": record.get("step"), "purpose": record.get("purpose"), "request": request,
@@ -294,14 +315,25 @@ class Transcript:
         return [self.resolve(line) for line in sorted(lines, key=lambda line: line["call"])]
 
 
-def _refer_to_previous(messages: list[dict[str, str]], previous: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """``messages`` with each run of two or more that the previous call also sent (in the same order) replaced by
-    ``{"previous": [start, stop]}``, its place there; the longest run wins where a message occurs twice."""
-    keys = [(m["role"], m["sha256"]) for m in messages]
-    previous_keys = [(m["role"], m["sha256"]) for m in previous]
-    positions: dict[tuple[str, str], list[int]] = {}
-    for position, key in enumerate(previous_keys):
-        positions.setdefault(key, []).append(position)
+class _MessageKeys:
+    """A call's messages as (role, sha256) keys, with where each key occurs: built once per call, used to
+    compact it and then again as the previous call of the next one."""
+
+    __slots__ = ("keys", "positions")
+
+    def __init__(self, messages: list[dict[str, str]]) -> None:
+        self.keys = [(m["role"], m["sha256"]) for m in messages]
+        self.positions: dict[tuple[str, str], list[int]] = {}
+        for position, key in enumerate(self.keys):
+            self.positions.setdefault(key, []).append(position)
+
+
+def _refer_to_previous(messages: list[dict[str, str]], current: _MessageKeys,
+                       previous: _MessageKeys) -> list[dict[str, Any]]:
+    """``messages`` (whose keys are ``current``) with each run of two or more that the previous call also sent
+    (in the same order) replaced by ``{"previous": [start, stop]}``, its place there; the longest run wins where
+    a message occurs twice."""
+    keys, previous_keys, positions = current.keys, previous.keys, previous.positions
     compact: list[dict[str, Any]] = []
     i = 0
     while i < len(keys):

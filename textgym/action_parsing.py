@@ -331,6 +331,18 @@ def parse_discrete_action(text: object, names: Sequence[str]) -> int | None:
     True
     """
     names = tuple(names)
+    exact = _exact_names(names).get(text) if isinstance(text, str) else None
+    if exact is not None:
+        return exact  # an agent's canonical action text, as the rules below read it too (a test checks it)
+    return _parse_discrete_by_rules(text, names)
+
+
+@lru_cache(maxsize=64)
+def _exact_names(names: tuple[str, ...]) -> dict[str, int]:
+    return {name: index for index, name in enumerate(names)}
+
+
+def _parse_discrete_by_rules(text: object, names: tuple[str, ...]) -> int | None:
     text = _visible_text(text)
     if text is None:
         return None

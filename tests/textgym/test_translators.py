@@ -79,6 +79,22 @@ def test_actions_round_trip(name: str) -> None:
             assert base.action_space.contains(parsed.action)
 
 
+def test_exact_action_names_read_as_the_rules_read_them() -> None:
+    # parse_discrete_action answers a text that is exactly an action name from a table, before its rules:
+    # that shortcut is only right if the rules give every name of every env its own index too.
+    from textgym.action_parsing import _parse_discrete_by_rules
+
+    checked = 0
+    for name in ENV_NAMES:
+        _, translator = _translator(name)
+        if translator.is_discrete:
+            names = tuple(translator.action_names)
+            assert [_parse_discrete_by_rules(action_name, names) for action_name in names] == list(
+                range(len(names))), name
+            checked += 1
+    assert checked >= 10  # the classic discrete envs and the Atari ones
+
+
 @pytest.mark.parametrize("name", ENV_NAMES)
 def test_continuous_actions_clip_and_fallback(name: str) -> None:
     base, translator = _translator(name)
