@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import signal
@@ -117,6 +118,37 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# Collector settings while streams play: young generation collected every 20,000 allocations (not 700) and a
+# full collection only after 100 (not 10) middle ones. See streaming_gc().
+STREAMING_GC_THRESHOLDS = (20_000, 10, 100)
+_streaming_gc_blocks: list[tuple[int, int, int]] = []  # the thresholds before the first open block, per block
+
+
+@contextlib.contextmanager
+def streaming_gc() -> Iterator[None]:
+    """Fewer and shorter garbage-collector pauses for the block (the streams of a run).
+
+    A full collection stops every stream at once: at 64 streams its pauses of 100-140 ms, three per 12,800
+    decisions, cost more throughput than all of our JSON. So what exists when the streams start (modules,
+    configs, templates: 130k objects) is frozen out of the collector's scans (``gc.freeze``), and the
+    thresholds are raised; a decision's own garbage is freed by reference counting anyway. Both are undone when
+    the last open block ends (blocks may overlap: runs played side by side in one event loop).
+    """
+    if not _streaming_gc_blocks:
+        gc.freeze()
+        _streaming_gc_blocks.append(gc.get_threshold())
+        gc.set_threshold(*STREAMING_GC_THRESHOLDS)
+    else:
+        _streaming_gc_blocks.append(_streaming_gc_blocks[0])
+    try:
+        yield
+    finally:
+        previous = _streaming_gc_blocks.pop()
+        if not _streaming_gc_blocks:
+            gc.set_threshold(*previous)
+            gc.unfreeze()
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -371,11 +403,12 @@ async def _run_streams(cfg: DictConfig, writer: ResultsWriter, client: LLMClient
     try:
         # return_exceptions: a stream that breaks in a way it could not record (a full disk) must not cancel
         # the others; it is raised once they are all over.
-        if own_progress:
-            async with progress.watching(client):
+        with streaming_gc():
+            if own_progress:
+                async with progress.watching(client):
+                    results = await asyncio.gather(*(stream(seed) for seed in seeds), return_exceptions=True)
+            else:
                 results = await asyncio.gather(*(stream(seed) for seed in seeds), return_exceptions=True)
-        else:
-            results = await asyncio.gather(*(stream(seed) for seed in seeds), return_exceptions=True)
     finally:
         if own_progress:
             progress.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from agents.base import prompt_templates_fingerprint
 from experiments.results import RunIdentityError, iter_jsonl, load_episodes
-from experiments.run_agent import evaluate
+from experiments.run_agent import STREAMING_GC_THRESHOLDS, evaluate, streaming_gc
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
 from textgym.registration import ENVS
 
@@ -81,6 +82,21 @@ def test_eval_writes_results_and_resumes(fake_llm, fake_llm_overrides, tmp_path:
     new_prompts = fake_llm.prompts()[calls:]
     assert len(new_prompts) == 4 and all("Trial 1 (return 4.00 in 4 steps)" in p for p in new_prompts)
     assert len(list(iter_jsonl(run_dir / "steps.jsonl"))) == 6 * 4
+
+
+def test_streaming_gc_is_undone_by_the_last_open_block(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    first, second = streaming_gc(), streaming_gc()
+    first.__enter__()
+    assert gc.get_threshold() == STREAMING_GC_THRESHOLDS and gc.get_freeze_count() > 0
+    second.__enter__()  # a run side by side with the first, in the same process
+    first.__exit__(None, None, None)
+    assert gc.get_threshold() == STREAMING_GC_THRESHOLDS  # the second run still plays
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    evaluate(compose_config("eval", ["env=cartpole", "agent=naive", "max_steps=3", "llm.cache=off",
+                                     *fake_llm_overrides]), tmp_path / "run")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_resume_under_other_settings_is_refused(fake_llm, fake_llm_overrides, tmp_path: Path) -> None:
