@@ -83,15 +83,20 @@ def tag_calls(records: Iterable[dict[str, Any]], phase: str, step: int | None = 
     return [{**record, "phase": phase, "step": step} for record in records]
 
 
-def _check_record(record: dict[str, Any]) -> None:
+def _check_record(record: dict[str, Any], checked: set[int]) -> None:
+    """Raise unless ``record`` has a phase and request.messages of {'role': str, 'content': str}; ``checked``
+    holds the ids of message dicts already checked in this episode (its calls share most of them)."""
     request = record.get("request")
     messages = request.get("messages") if isinstance(request, dict) else None
     valid = isinstance(messages, list)
     if valid:
-        for m in messages:  # a plain loop: this runs for every message of every call
+        for m in messages:
+            if id(m) in checked:
+                continue
             if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
                 valid = False
                 break
+            checked.add(id(m))
     if not valid:
         raise ValueError("a call record needs request.messages as a list of {'role': str, 'content': str}, "
                          f"actually {str(request)[:200]}")
@@ -145,20 +150,26 @@ class TranscriptWriter:
             ValueError: a record without messages or phase; nothing is written then.
         """
         calls = list(calls)
+        # Message dicts by id: every record is alive until this returns, so an id names one dict throughout.
+        checked: set[int] = set()
         for record in calls:
-            _check_record(record)
+            _check_record(record, checked)
         new_texts: dict[str, dict[str, Any]] = {}
         self._addresses = {}
         self._formats = []
+        keys_of: dict[int, tuple[str, str]] = {}  # id of a message dict -> its (role, sha256)
         lines = []
         previous = _MessageKeys([])
         for index, record in enumerate(calls):
-            line = self._line(key, index, record, new_texts)
-            messages = line["request"]["messages"]
-            keys = _MessageKeys(messages)
-            line["request"]["messages"] = _refer_to_previous(messages, keys, previous)
-            lines.append(line)
-            previous = keys
+            keys = []
+            for m in record["request"]["messages"]:
+                message_key = keys_of.get(id(m))
+                if message_key is None:
+                    message_key = keys_of[id(m)] = (m["role"], self._address(m["content"], new_texts))
+                keys.append(message_key)
+            current = _MessageKeys(keys)
+            lines.append(self._line(key, index, record, _refer_to_previous(current, previous), new_texts))
+            previous = current
         if not lines:
             return
         # Texts first: a call line never points at a text that is not on disk.
@@ -206,11 +217,10 @@ class TranscriptWriter:
             self._line_refs.setdefault(sha[:LINE_REF_CHARS], sha)  # registered in file order, as readers do
         return sha
 
-    def _line(self, key: EpisodeKey, index: int, record: dict[str, Any],
+    def _line(self, key: EpisodeKey, index: int, record: dict[str, Any], messages: list[dict[str, Any]],
               new_texts: dict[str, dict[str, Any]]) -> dict[str, Any]:
         request = {name: value for name, value in record["request"].items() if name.lower() not in SECRET_FIELDS}
-        messages = [{"role": m["role"], "sha256": self._address(m["content"], new_texts)}
-                    for m in request.pop("messages")]
+        del request["messages"]  # given as ``messages``: addressed and compacted
         response_format = request.pop("response_format", None)
         request["messages"] = messages
         request["response_format_sha256"] = None if response_format is None else self._format_address(
@@ -321,18 +331,17 @@ class _MessageKeys:
 
     __slots__ = ("keys", "positions")
 
-    def __init__(self, messages: list[dict[str, str]]) -> None:
-        self.keys = [(m["role"], m["sha256"]) for m in messages]
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        self.keys = keys
         self.positions: dict[tuple[str, str], list[int]] = {}
-        for position, key in enumerate(self.keys):
+        for position, key in enumerate(keys):
             self.positions.setdefault(key, []).append(position)
 
 
-def _refer_to_previous(messages: list[dict[str, str]], current: _MessageKeys,
-                       previous: _MessageKeys) -> list[dict[str, Any]]:
-    """``messages`` (whose keys are ``current``) with each run of two or more that the previous call also sent
-    (in the same order) replaced by ``{"previous": [start, stop]}``, its place there; the longest run wins where
-    a message occurs twice."""
+def _refer_to_previous(current: _MessageKeys, previous: _MessageKeys) -> list[dict[str, Any]]:
+    """A call's messages (``current``) as ``{"role", "sha256"}``, with each run of two or more that the previous
+    call also sent (in the same order) replaced by ``{"previous": [start, stop]}``, its place there; the longest
+    run wins where a message occurs twice."""
     keys, previous_keys, positions = current.keys, previous.keys, previous.positions
     compact: list[dict[str, Any]] = []
     i = 0
@@ -348,7 +357,7 @@ def _refer_to_previous(messages: list[dict[str, str]], current: _MessageKeys,
             compact.append({"previous": [start, start + length]})
             i += length
         else:
-            compact.append(messages[i])
+            compact.append({"role": keys[i][0], "sha256": keys[i][1]})
             i += 1
     return compact
 
