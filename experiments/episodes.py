@@ -17,7 +17,7 @@ import numpy as np
 
 from agents.base import Agent, EpisodeContext, EpisodeResult, Transition
 from agents.llm.client import Usage
-from experiments.transcripts import tag_calls
+from experiments.transcripts import EpisodeCalls, tag_calls
 
 __all__ = ["EpisodeRecord", "run_episode", "jsonable", "episode_seed"]
 
@@ -62,8 +62,9 @@ class EpisodeRecord:
     usage: Usage
     wall_time_s: float
     step_records: list[dict[str, Any]] = field(default_factory=list)
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    """The agent's LLM call records, in order, each tagged with its ``phase`` and ``step`` (for ``calls.jsonl``)."""
+    calls: EpisodeCalls = field(default_factory=EpisodeCalls)
+    """The agent's LLM call records, in order, each tagged with its ``phase`` and ``step``; iterating gives them.
+    Each is already its ``calls.jsonl`` line (see :class:`~experiments.transcripts.EpisodeCalls`)."""
 
 
 def _take_calls(agent: Agent, phase: str, step: int | None = None) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
     usage_before, invalid_replies_before = agent.usage, agent.invalid_replies
     obs, info = env.reset(seed=episode_seed(seed, episode_index, same_reset_seed))
     await agent.reset(EpisodeContext.from_reset_info(info, episode_index, episodes_total))
-    calls = _take_calls(agent, "reset")
+    calls = EpisodeCalls(_take_calls(agent, "reset"))  # each call becomes its transcript line as it comes
     total, steps, invalid_actions, done, terminated = 0.0, 0, 0, False, False
     transitions: list[Transition] = []
     records: list[dict[str, Any]] = []
@@ -97,7 +98,7 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
         step_usage_before = agent.usage
         action_text = await agent.act(obs, info)
         step_usage = agent.usage - step_usage_before
-        calls += _take_calls(agent, "step", steps)
+        calls.add(_take_calls(agent, "step", steps))
         next_obs, reward, terminated, truncated, info = env.step(action_text)
         done = terminated or truncated
         transition = Transition(obs, action_text, float(reward), next_obs, terminated, truncated,
@@ -121,7 +122,7 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
         steps += 1
         obs = next_obs
     await agent.end_episode(EpisodeResult(episode_index, total, steps, transitions))
-    calls += _take_calls(agent, "end")
+    calls.add(_take_calls(agent, "end"))
     return EpisodeRecord(
         episode_index=episode_index, seed=seed, episode_return=total, steps=steps, terminated=bool(terminated),
         invalid_actions=invalid_actions, invalid_replies=agent.invalid_replies - invalid_replies_before,

@@ -40,11 +40,13 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 # The one fsync'd JSONL append and torn-line repair of the result files (private there, shared on purpose).
 from experiments.results import EpisodeKey, append_jsonl, cut_torn_line, iter_jsonl, run_files
 
-__all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "TranscriptWriter", "Transcript", "load_calls", "tag_calls",
-           "text_sha256"]
+__all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "EpisodeCalls", "TranscriptWriter", "Transcript", "load_calls",
+           "tag_calls", "text_sha256"]
 
 CALLS_FILE = "calls.jsonl"
 TEXTS_FILE = "texts.jsonl"
@@ -125,8 +127,6 @@ class TranscriptWriter:
         self._known: set[str] = set()
         # Reference -> sha256 of the first whole text in this file that has it, as a reader resolves them.
         self._line_refs: dict[str, str] = {}
-        self._addresses: dict[str, str] = {}  # text -> sha256, within the episode being written
-        self._formats: list[tuple[Any, str]] = []  # (response_format, sha256), newest first, this episode
         for entry in iter_jsonl(self.texts_path):
             self._known.add(entry["sha256"])
             if "text" in entry:
@@ -144,48 +144,28 @@ class TranscriptWriter:
             tmp.replace(self.calls_path)
 
     def write_episode(self, key: EpisodeKey, calls: Iterable[dict[str, Any]]) -> None:
-        """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`).
+        """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`): an
+        :class:`EpisodeCalls` that took them as they came, or the records themselves.
 
         Raises:
             ValueError: a record without messages or phase; nothing is written then.
         """
-        calls = list(calls)
-        # Message dicts by id: every record is alive until this returns, so an id names one dict throughout.
-        checked: set[int] = set()
-        for record in calls:
-            _check_record(record, checked)
-        new_texts: dict[str, dict[str, Any]] = {}
-        self._addresses = {}
-        self._formats = []
-        keys_of: dict[int, tuple[str, str]] = {}  # id of a message dict -> its (role, sha256)
-        lines = []
-        previous = _MessageKeys([])
-        for index, record in enumerate(calls):
-            keys = []
-            for m in record["request"]["messages"]:
-                message_key = keys_of.get(id(m))
-                if message_key is None:
-                    message_key = keys_of[id(m)] = (m["role"], self._address(m["content"], new_texts))
-                keys.append(message_key)
-            current = _MessageKeys(keys)
-            lines.append(self._line(key, index, record, _refer_to_previous(current, previous), new_texts))
-            previous = current
-        if not lines:
+        episode = calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)
+        if not episode.lines:
             return
+        new_texts: dict[str, dict[str, Any]] = {}
+        for sha, text in episode.texts.items():
+            if sha not in self._known and sha not in new_texts:
+                self._store(text, sha, new_texts)
         # Texts first: a call line never points at a text that is not on disk.
         if new_texts:
             append_jsonl(self.texts_path, ({"sha256": sha, **entry} for sha, entry in new_texts.items()))
             self._known.update(new_texts)
-        append_jsonl(self.calls_path, lines)
+        head = {"schema_version": TRANSCRIPT_SCHEMA_VERSION, **key.identity}
+        append_jsonl(self.calls_path, ({**head, **line} for line in episode.lines))
 
-    def _address(self, text: str, new_texts: dict[str, dict[str, Any]]) -> str:
-        """The sha256 of ``text``, adding it (and, for a long text, its lines) to ``new_texts`` if not stored yet."""
-        sha = self._addresses.get(text)  # an episode's calls repeat its turns: each is hashed once
-        if sha is not None:
-            return sha
-        sha = self._addresses[text] = text_sha256(text)
-        if sha in self._known or sha in new_texts:
-            return sha
+    def _store(self, text: str, sha: str, new_texts: dict[str, dict[str, Any]]) -> None:
+        """Add the new ``text`` to ``new_texts``: whole, or as references to its lines when it is long."""
         lines = text.split("\n")
         refs = []
         if len(text) >= LINE_SPLIT_MIN_CHARS and len(lines) > 1:
@@ -197,36 +177,98 @@ class TranscriptWriter:
         if len(refs) == len(lines):
             new_texts[sha] = {"lines": refs}
         else:
-            self._whole(text, new_texts)
-        return sha
+            self._whole(text, new_texts, sha)
 
-    def _format_address(self, response_format: Any, new_texts: dict[str, dict[str, Any]]) -> str:
-        # An episode's calls share a few reply schemas: comparing one is cheaper than encoding it on every call.
-        for known, sha in self._formats:
-            if known == response_format:
-                return sha
-        sha = self._address(_canonical_json(response_format), new_texts)
-        # A copy: a caller that changes its dict in place later must not match the old one.
-        self._formats = [(copy.deepcopy(response_format), sha), *self._formats[:FORMATS_REMEMBERED - 1]]
-        return sha
-
-    def _whole(self, text: str, new_texts: dict[str, dict[str, Any]]) -> str:
-        sha = text_sha256(text)
+    def _whole(self, text: str, new_texts: dict[str, dict[str, Any]], sha: str | None = None) -> str:
+        sha = sha or text_sha256(text)
         if sha not in self._known and sha not in new_texts:
             new_texts[sha] = {"text": text}
             self._line_refs.setdefault(sha[:LINE_REF_CHARS], sha)  # registered in file order, as readers do
         return sha
 
-    def _line(self, key: EpisodeKey, index: int, record: dict[str, Any], messages: list[dict[str, Any]],
-              new_texts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+
+class EpisodeCalls:
+    """One episode's call records, turned into transcript lines as they come (:meth:`add`), so that writing the
+    finished episode (:meth:`TranscriptWriter.write_episode`) only stores what is new. Iterating gives the
+    records.
+
+    Each message is checked, hashed and keyed once: by its dict (the same dict in several calls of an episode is
+    one message, unless its content was replaced) and by its text. A call's messages that repeat a run of the
+    previous call's become ``{"previous": [start, stop]}``.
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.lines: list[dict[str, Any]] = []  # without the schema version and the episode identity
+        self.texts: dict[str, str] = {}  # sha256 -> text, in the order the lines first name them
+        self._addresses: dict[str, str] = {}  # text -> sha256
+        self._formats: list[tuple[Any, str]] = []  # (response_format, sha256), newest first
+        self._keys_of: dict[int, tuple[str, str, str]] = {}  # id of a message dict -> (content, role, sha256)
+        self._previous = _MessageKeys([])
+        self.add(records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, records: Iterable[dict[str, Any]]) -> None:
+        """Take the next calls of the episode, in order.
+
+        Raises:
+            ValueError: a record without messages or phase; none of ``records`` is taken then.
+        """
+        records = list(records)
+        checked: set[int] = set()
+        for record in records:
+            _check_record(record, checked)
+        keys_of = self._keys_of
+        for record in records:
+            keys = []
+            for m in record["request"]["messages"]:
+                content = m["content"]
+                known = keys_of.get(id(m))
+                # The records hold their dicts, so an id names one dict; a content replaced in place is new.
+                if known is None or known[0] is not content or known[1] != m["role"]:
+                    known = keys_of[id(m)] = (content, m["role"], self._address(content))
+                keys.append((known[1], known[2]))
+            current = _MessageKeys(keys)
+            self.lines.append(self._line(record, _refer_to_previous(current, self._previous)))
+            self.records.append(record)
+            self._previous = current
+
+    def _address(self, text: str) -> str:
+        sha = self._addresses.get(text)  # an episode's calls repeat its turns: each is hashed once
+        if sha is None:
+            sha = self._addresses[text] = text_sha256(text)
+            self.texts.setdefault(sha, text)
+        return sha
+
+    def _format_address(self, response_format: Any) -> str:
+        # An episode's calls share a few reply schemas: comparing one is cheaper than encoding it on every call.
+        for known, sha in self._formats:
+            if known == response_format:
+                return sha
+        sha = self._address(_canonical_json(response_format))
+        # A copy: a caller that changes its dict in place later must not match the old one. A schema is JSON
+        # (it was sent as such), and an orjson round trip copies it in a hundredth of deepcopy's time.
+        try:
+            snapshot = orjson.loads(orjson.dumps(response_format))
+        except TypeError:
+            snapshot = copy.deepcopy(response_format)
+        self._formats = [(snapshot, sha), *self._formats[:FORMATS_REMEMBERED - 1]]
+        return sha
+
+    def _line(self, record: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
         request = {name: value for name, value in record["request"].items() if name.lower() not in SECRET_FIELDS}
         del request["messages"]  # given as ``messages``: addressed and compacted
         response_format = request.pop("response_format", None)
         request["messages"] = messages
         request["response_format_sha256"] = None if response_format is None else self._format_address(
-            response_format, new_texts)
+            response_format)
         return {
-            "schema_version": TRANSCRIPT_SCHEMA_VERSION, **key.identity, "call": index, "phase": record["phase"],
+            "call": len(self.lines), "phase": record["phase"],
             "step": record.get("step"), "purpose": record.get("purpose"), "request": request,
             "texts": list(record.get("texts", [])), "usage": dict(record.get("usage", {})),
             "latency_s": record.get("latency_s"), "from_cache": bool(record.get("from_cache", False)),

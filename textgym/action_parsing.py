@@ -331,15 +331,21 @@ def parse_discrete_action(text: object, names: Sequence[str]) -> int | None:
     True
     """
     names = tuple(names)
-    exact = _exact_names(names).get(text) if isinstance(text, str) else None
+    exact = _exact_texts(names).get(text) if isinstance(text, str) else None
     if exact is not None:
-        return exact  # an agent's canonical action text, as the rules below read it too (a test checks it)
+        return exact  # a canonical text, read as the rules below read it too (a test checks it for every env)
     return _parse_discrete_by_rules(text, names)
 
 
 @lru_cache(maxsize=64)
-def _exact_names(names: tuple[str, ...]) -> dict[str, int]:
-    return {name: index for index, name in enumerate(names)}
+def _exact_texts(names: tuple[str, ...]) -> dict[str, int]:
+    """The texts most replies are, word for word: an action's name (what agents hand the env) and the
+    constrained-decoding reply ``{"action": "<name>"}``, with or without the space."""
+    table = {}
+    for index, name in enumerate(names):
+        for text in (name, f'{{"action": {json.dumps(name)}}}', f'{{"action":{json.dumps(name)}}}'):
+            table.setdefault(text, index)
+    return table
 
 
 def _parse_discrete_by_rules(text: object, names: tuple[str, ...]) -> int | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
+import functools
 import importlib
 import json
 import logging
@@ -618,6 +619,7 @@ def _env_proxy(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
+@functools.cache  # loading the CA bundle takes ~30 ms; one context serves every session of the process
 def _ssl_context() -> ssl.SSLContext:
     try:
         import certifi

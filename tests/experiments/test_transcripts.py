@@ -24,6 +24,7 @@ from experiments.results import EpisodeKey, ResultsWriter, Shard
 from experiments.transcripts import (
     CALLS_FILE,
     TEXTS_FILE,
+    EpisodeCalls,
     Transcript,
     TranscriptWriter,
     load_calls,
@@ -180,6 +181,27 @@ def test_a_failed_record_writes_nothing(tmp_path: Path) -> None:
         tag_calls(untagged, "during")
     with pytest.raises(ValueError, match="step index belongs to phase 'step'"):
         tag_calls(untagged, "reset", 3)
+
+
+def test_calls_taken_as_they_come_keep_what_each_sent(tmp_path: Path) -> None:
+    # An agent may hand the same message dict to several calls (cached turns), or replace the content of one it
+    # reuses: each call's line holds what that call sent when it was taken.
+    turn = {"role": "user", "content": "state 0"}
+    shared = {"role": "user", "content": "an earlier turn"}
+    calls = EpisodeCalls()
+    for step in range(3):
+        turn["content"] = f"state {step}"  # replaced in place, the dict stays the same object
+        one = record("action", "unused", '{"action": 1}', schema=SCHEMA)
+        one["request"]["messages"] = [{"role": "system", "content": SYSTEM}, shared, turn]
+        calls.add(tag_calls([one], "step", step))
+    assert len(calls) == 3 and [c["step"] for c in calls] == [0, 1, 2]  # iterating gives the records
+    ResultsWriter(tmp_path).write_episode(row(0), [], None, calls=calls)
+    read = load_calls(tmp_path, seed=0, episode=0)
+    assert [c["request"]["messages"][2]["content"] for c in read] == ["state 0", "state 1", "state 2"]
+    assert all(c["request"]["messages"][:2] == [{"role": "system", "content": SYSTEM}, shared] for c in read)
+    with pytest.raises(ValueError, match="request.messages"):
+        calls.add(tag_calls([{**record("action", "x", "y"), "request": {"messages": "not a list"}}], "step", 3))
+    assert len(calls) == 3  # a bad batch is not taken
 
 
 def test_secret_looking_request_fields_are_never_written(tmp_path: Path) -> None:

@@ -80,8 +80,8 @@ def test_actions_round_trip(name: str) -> None:
 
 
 def test_exact_action_names_read_as_the_rules_read_them() -> None:
-    # parse_discrete_action answers a text that is exactly an action name from a table, before its rules:
-    # that shortcut is only right if the rules give every name of every env its own index too.
+    # parse_discrete_action answers a text that is exactly an action name, or the reply {"action": name},
+    # from a table before its rules: only right if the rules give each of them that action for every env too.
     from textgym.action_parsing import _parse_discrete_by_rules
 
     checked = 0
@@ -89,8 +89,9 @@ def test_exact_action_names_read_as_the_rules_read_them() -> None:
         _, translator = _translator(name)
         if translator.is_discrete:
             names = tuple(translator.action_names)
-            assert [_parse_discrete_by_rules(action_name, names) for action_name in names] == list(
-                range(len(names))), name
+            for form in ("{}", '{{"action": "{}"}}', '{{"action":"{}"}}'):
+                assert [_parse_discrete_by_rules(form.format(action_name), names) for action_name in names] == list(
+                    range(len(names))), (name, form)
             checked += 1
     assert checked >= 10  # the classic discrete envs and the Atari ones
 
