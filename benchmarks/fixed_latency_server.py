@@ -5,7 +5,9 @@
 For throughput benchmarks only (tests use ``tests/fake_llm_server.py``): one asyncio event loop with
 HTTP/1.1 keep-alive, so the server itself is never the bottleneck at a few thousand requests per second.
 Each reply is the first valid action of the request's JSON schema (``0.5`` for numbers), with
-``usage`` estimated at 4 characters per token.
+``usage`` estimated at 4 characters per token. ``GET /stats`` returns (and restarts) the busy window: chat requests
+answered, the first one's arrival and the last reply's time, so a benchmark can count requests/s while the server was
+busy, without its client's start-up and wind-down.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import asyncio
 import json
 import multiprocessing
 import socket
+import time
 from typing import Any
 
 __all__ = ["serve", "start_in_process"]
+
+_busy = {"requests": 0, "first": None, "last": None}  # this server process's busy window, see GET /stats
 
 
 def _reply_text(body: dict[str, Any]) -> str:
@@ -53,15 +58,23 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
             body_bytes = await reader.readexactly(int(headers.get("content-length", 0)))
-            if request_line.startswith("GET") and "/models" in request_line:
-                payload = b'{"object":"list","data":[{"id":"fixed","object":"model"}]}'
+            if request_line.startswith("GET"):
+                if "/stats" in request_line:
+                    payload = json.dumps(_busy).encode()
+                    _busy.update(requests=0, first=None, last=None)
+                else:
+                    payload = b'{"object":"list","data":[{"id":"fixed","object":"model"}]}'
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(payload)).encode() + b"\r\n\r\n" + payload)
                 continue
+            if _busy["first"] is None:
+                _busy["first"] = time.time()
             if latency_s:
                 await asyncio.sleep(latency_s)
             writer.write(_response(json.loads(body_bytes or b"{}")))
             await writer.drain()
+            _busy["requests"] += 1
+            _busy["last"] = time.time()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:

@@ -85,25 +85,15 @@ def tag_calls(records: Iterable[dict[str, Any]], phase: str, step: int | None = 
     return [{**record, "phase": phase, "step": step} for record in records]
 
 
-def _check_record(record: dict[str, Any], checked: set[int]) -> None:
-    """Raise unless ``record`` has a phase and request.messages of {'role': str, 'content': str}; ``checked``
-    holds the ids of message dicts already checked in this episode (its calls share most of them)."""
-    request = record.get("request")
+def _bad_record(record: Any) -> ValueError:
+    """The error for a call record without a phase or without request.messages of {'role': str, 'content': str}."""
+    request = record.get("request") if isinstance(record, dict) else record
     messages = request.get("messages") if isinstance(request, dict) else None
-    valid = isinstance(messages, list)
-    if valid:
-        for m in messages:
-            if id(m) in checked:
-                continue
-            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-                valid = False
-                break
-            checked.add(id(m))
-    if not valid:
-        raise ValueError("a call record needs request.messages as a list of {'role': str, 'content': str}, "
-                         f"actually {str(request)[:200]}")
-    if record.get("phase") not in PHASES:
-        raise ValueError(f"a call record needs a phase in {PHASES} (see tag_calls), actually {record.get('phase')!r}")
+    if not (isinstance(messages, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                               and isinstance(m.get("content"), str) for m in messages)):
+        return ValueError("a call record needs request.messages as a list of {'role': str, 'content': str}, "
+                          f"actually {str(request)[:200]}")
+    return ValueError(f"a call record needs a phase in {PHASES} (see tag_calls), actually {record.get('phase')!r}")
 
 
 class TranscriptWriter:
@@ -220,29 +210,40 @@ class EpisodeCalls:
             ValueError: a record without messages or phase; none of ``records`` is taken then.
         """
         records = list(records)
-        checked: set[int] = set()
-        for record in records:
-            _check_record(record, checked)
         keys_of = self._keys_of
+        keyed_anew: dict[int, tuple[str, str, str]] = {}  # message dicts of these records not keyed before
+        taken = []  # per record: its messages' (role, sha256) keys and the texts it names first
         for record in records:
-            keys = []
-            for m in record["request"]["messages"]:
-                content = m["content"]
-                known = keys_of.get(id(m))
-                # The records hold their dicts, so an id names one dict; a content replaced in place is new.
-                if known is None or known[0] is not content or known[1] != m["role"]:
-                    known = keys_of[id(m)] = (content, m["role"], self._address(content))
-                keys.append((known[1], known[2]))
-            current = _MessageKeys(keys)
-            self.lines.append(self._line(record, _refer_to_previous(current, self._previous)))
+            keys, texts = [], []
+            try:
+                if record["phase"] not in PHASES:
+                    raise TypeError
+                for m in record["request"]["messages"]:
+                    content, role = m["content"], m["role"]
+                    known = keys_of.get(id(m)) or keyed_anew.get(id(m))
+                    # The records hold their dicts, so an id names one dict; a content replaced in place is new.
+                    # Only a dict not keyed before is checked: the others were, with this content.
+                    if known is None or known[0] is not content or known[1] != role:
+                        if not (isinstance(content, str) and isinstance(role, str)):
+                            raise TypeError
+                        known = keyed_anew[id(m)] = (content, role, self._address(content))
+                        texts.append(known)
+                    keys.append(known[1:])
+            except (TypeError, KeyError, IndexError):
+                raise _bad_record(record) from None
+            taken.append((keys, texts))
+        keys_of.update(keyed_anew)  # all records are valid: now they are taken
+        for record, (keys, texts) in zip(records, taken, strict=True):
+            for content, _, sha in texts:
+                self.texts.setdefault(sha, content)
+            compact, self._previous = self._previous.compact(keys)
+            self.lines.append(self._line(record, compact))
             self.records.append(record)
-            self._previous = current
 
     def _address(self, text: str) -> str:
         sha = self._addresses.get(text)  # an episode's calls repeat its turns: each is hashed once
         if sha is None:
             sha = self._addresses[text] = text_sha256(text)
-            self.texts.setdefault(sha, text)
         return sha
 
     def _format_address(self, response_format: Any) -> str:
@@ -250,7 +251,9 @@ class EpisodeCalls:
         for known, sha in self._formats:
             if known == response_format:
                 return sha
-        sha = self._address(_canonical_json(response_format))
+        text = _canonical_json(response_format)
+        sha = self._address(text)
+        self.texts.setdefault(sha, text)
         # A copy: a caller that changes its dict in place later must not match the old one. A schema is JSON
         # (it was sent as such), and an orjson round trip copies it in a hundredth of deepcopy's time.
         try:
@@ -368,40 +371,46 @@ class Transcript:
 
 
 class _MessageKeys:
-    """A call's messages as (role, sha256) keys, with where each key occurs: built once per call, used to
-    compact it and then again as the previous call of the next one."""
+    """A call's messages as (role, sha256) keys, with where each key occurs: used as the previous call of the
+    next one, to compact it (:meth:`compact`)."""
 
     __slots__ = ("keys", "positions")
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: list[tuple[str, str]], positions: dict[tuple[str, str], list[int]] | None = None,
+                 start: int = 0) -> None:
+        """``positions`` holds those of ``keys[:start]`` (taken over, not copied)."""
         self.keys = keys
-        self.positions: dict[tuple[str, str], list[int]] = {}
-        for position, key in enumerate(keys):
-            self.positions.setdefault(key, []).append(position)
+        self.positions = {} if positions is None else positions
+        for position in range(start, len(keys)):
+            self.positions.setdefault(keys[position], []).append(position)
 
-
-def _refer_to_previous(current: _MessageKeys, previous: _MessageKeys) -> list[dict[str, Any]]:
-    """A call's messages (``current``) as ``{"role", "sha256"}``, with each run of two or more that the previous
-    call also sent (in the same order) replaced by ``{"previous": [start, stop]}``, its place there; the longest
-    run wins where a message occurs twice."""
-    keys, previous_keys, positions = current.keys, previous.keys, previous.positions
-    compact: list[dict[str, Any]] = []
-    i = 0
-    while i < len(keys):
-        start, length = 0, 0
-        for j in positions.get(keys[i], ()):
-            run = 1
-            while i + run < len(keys) and j + run < len(previous_keys) and keys[i + run] == previous_keys[j + run]:
-                run += 1
-            if run > length:
-                start, length = j, run
-        if length >= 2:
-            compact.append({"previous": [start, start + length]})
-            i += length
-        else:
-            compact.append({"role": keys[i][0], "sha256": keys[i][1]})
-            i += 1
-    return compact
+    def compact(self, keys: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], _MessageKeys]:
+        """The next call's messages (``keys``) as ``{"role", "sha256"}``, with each run of two or more that this
+        call also sent (in the same order) replaced by ``{"previous": [start, stop]}``, its place here (the
+        longest run wins where a message occurs twice); and the next call's own keys. This object is spent."""
+        previous_keys, positions = self.keys, self.positions
+        compact: list[dict[str, Any]] = []
+        i = 0
+        grew = len(previous_keys) >= 2 and keys[:len(previous_keys)] == previous_keys
+        if grew:  # a conversation that grew by its new turns: the run from 0 is the longest one at 0
+            compact.append({"previous": [0, len(previous_keys)]})
+            i = len(previous_keys)
+        while i < len(keys):
+            start, length = 0, 0
+            for j in positions.get(keys[i], ()):
+                run = 1
+                while i + run < len(keys) and j + run < len(previous_keys) and keys[i + run] == previous_keys[j + run]:
+                    run += 1
+                if run > length:
+                    start, length = j, run
+            if length >= 2:
+                compact.append({"previous": [start, start + length]})
+                i += length
+            else:
+                compact.append({"role": keys[i][0], "sha256": keys[i][1]})
+                i += 1
+        # Grown: the shared start's positions are the same, so they are taken over rather than rebuilt.
+        return compact, (_MessageKeys(keys, positions, len(previous_keys)) if grew else _MessageKeys(keys))
 
 
 def _expand(messages: list[dict[str, Any]], previous: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -202,6 +202,15 @@ def test_calls_taken_as_they_come_keep_what_each_sent(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="request.messages"):
         calls.add(tag_calls([{**record("action", "x", "y"), "request": {"messages": "not a list"}}], "step", 3))
     assert len(calls) == 3  # a bad batch is not taken
+    fresh = {"role": "user", "content": "first seen in a batch that failed"}
+    good = record("action", "unused", '{"action": 1}', schema=SCHEMA)
+    good["request"]["messages"] = [shared, fresh]
+    bad = {**record("action", "x", "y"), "request": {"messages": [fresh, {"role": "user"}]}}
+    with pytest.raises(ValueError, match="request.messages"):
+        calls.add(tag_calls([good, bad], "step", 3))
+    assert len(calls) == 3
+    calls.add(tag_calls([good], "step", 3))  # its dict was not kept as known, so its text is stored now
+    assert text_sha256(fresh["content"]) in calls.texts
 
 
 def test_secret_looking_request_fields_are_never_written(tmp_path: Path) -> None:
