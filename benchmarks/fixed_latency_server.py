@@ -7,7 +7,8 @@ HTTP/1.1 keep-alive, so the server itself is never the bottleneck at a few thous
 Each reply is the first valid action of the request's JSON schema (``0.5`` for numbers), with
 ``usage`` estimated at 4 characters per token. ``GET /stats`` returns (and restarts) the busy window: chat requests
 answered, the first one's arrival and the last reply's time, so a benchmark can count requests/s while the server was
-busy, without its client's start-up and wind-down.
+busy, without its client's start-up and wind-down; and the clients' turnaround (total seconds and count) from a reply
+to the same connection's next request: the time a stream spends on our side between two requests.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import Any
 
 __all__ = ["serve", "start_in_process"]
 
-_busy = {"requests": 0, "first": None, "last": None}  # this server process's busy window, see GET /stats
+_busy: dict[str, Any] = {}  # this server process's busy window and clients' turnaround, see GET /stats
+
+
+def _restart_stats() -> None:
+    _busy.update(requests=0, first=None, last=None, turnaround_s=0.0, turnarounds=0)
+
+
+_restart_stats()
 
 
 def _reply_text(body: dict[str, Any]) -> str:
@@ -52,16 +60,20 @@ def _response(body: dict[str, Any]) -> bytes:
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latency_s: float) -> None:
+    replied = None  # when this connection's last chat reply was sent
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            if replied is not None and head.startswith(b"POST"):
+                _busy["turnaround_s"] += time.perf_counter() - replied
+                _busy["turnarounds"] += 1
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
             body_bytes = await reader.readexactly(int(headers.get("content-length", 0)))
             if request_line.startswith("GET"):
                 if "/stats" in request_line:
                     payload = json.dumps(_busy).encode()
-                    _busy.update(requests=0, first=None, last=None)
+                    _restart_stats()
                 else:
                     payload = b'{"object":"list","data":[{"id":"fixed","object":"model"}]}'
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -75,6 +87,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
             await writer.drain()
             _busy["requests"] += 1
             _busy["last"] = time.time()
+            replied = time.perf_counter()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:

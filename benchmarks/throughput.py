@@ -13,7 +13,8 @@ It starts ``benchmarks/fixed_latency_server.py`` in a child process, then:
    files written to a temporary dir), in one process and with ``workers=2`` (``--workers``), and prints
    decisions/s and requests/s over the whole run (start-up of the streams and their last writes included), and
    requests/s while the server was busy (its first request's arrival to its last reply, from the server's
-   ``/stats``) with that figure's ratio to the ceiling's, counted the same way;
+   ``/stats``) with that figure's ratio to the ceiling's, counted the same way; and the mean turnaround, from a
+   reply to the same connection's next request (our side's time per decision, queueing in the event loop included);
 3. **own CPU per decision**: one stream against a 0 ms server, this process's CPU seconds per decision (the
    server runs in another process, so its time is not counted).
 """
@@ -81,11 +82,12 @@ async def ceiling(base_url: str, in_flight: int, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-def busy_rate(base_url: str) -> float:
-    """Requests/s the server answered between its first request and its last reply since the last call (which
-    this call restarts)."""
+def server_stats(base_url: str) -> tuple[float, float]:
+    """Since the last call (which this call restarts): requests/s the server answered between its first request and
+    its last reply, and the clients' mean turnaround in ms (a reply to the same connection's next request)."""
     busy = httpx.get(f"{base_url}/stats").json()
-    return busy["requests"] / (busy["last"] - busy["first"]) if busy["requests"] > 1 else 0.0
+    rate = busy["requests"] / (busy["last"] - busy["first"]) if busy["requests"] > 1 else 0.0
+    return rate, 1000 * busy["turnaround_s"] / max(busy["turnarounds"], 1)
 
 
 def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1):
@@ -130,17 +132,18 @@ def main() -> None:
             try:
                 print(f"server latency {args.latency_ms:.0f} ms, {args.steps} decisions per episode, env {ENV}")
                 print(f"{'streams':>8} {'workers':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} "
-                      f"{'busy req/s':>11} {'ratio':>6}")
-                busy_rate(base_url)
+                      f"{'busy req/s':>11} {'ratio':>6} {'turnaround ms':>14}")
+                server_stats(base_url)
                 for streams in args.streams:
                     asyncio.run(ceiling(base_url, streams, args.ceiling_seconds))
-                    top = busy_rate(base_url)
+                    top, _ = server_stats(base_url)
                     for workers in args.workers if streams >= 64 else [1]:
                         decisions, requests, wall, _ = asyncio.run(run_streams(streams, args.steps, args.episodes,
                                                                                base_url, workers))
-                        busy = busy_rate(base_url)
+                        busy, turnaround = server_stats(base_url)
                         print(f"{streams:>8} {workers:>8} {top:>14.0f} {decisions / wall:>12.0f} "
-                              f"{requests / wall:>11.0f} {busy:>11.0f} {busy / top:>6.2f}", flush=True)
+                              f"{requests / wall:>11.0f} {busy:>11.0f} {busy / top:>6.2f} {turnaround:>14.1f}",
+                              flush=True)
             finally:
                 server.kill()
         server, base_url = start_in_process(0.0)
