@@ -240,8 +240,14 @@ class EmbeddedServer:
         params.kv_unified = False  # per-slot KV: attention over one stream's cells, not every stream's
         if not self.verbose:
             params.verbosity = 0
+        # Metrics are answered by the server's main loop: one request, below, waits until that loop runs.
+        params.endpoint_metrics = True
         started = time.perf_counter()
         self._server = xllamacpp.Server(params)
+        # The constructor returns just before llama.cpp's main loop starts, and a stop (terminate) that comes
+        # before the loop starts is overwritten by it: the loop then waits forever and stop() never returns
+        # (a start followed at once by a stop hung in about one of three tries here).
+        self._server.handle_metrics()
         logger.info("embedded LLM %s on %s (%d slots, %d threads) ready in %.1fs", self.model_name, self.base_url,
                     self.parallel, self.threads, time.perf_counter() - started)
         return self
