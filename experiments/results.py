@@ -27,9 +27,12 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from experiments.transcripts import EpisodeCalls, WrittenCalls  # it builds on this module
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
            "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files", "append_jsonl",
@@ -340,9 +343,10 @@ class ResultsWriter:
         return key in self.done
 
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                      agent_state: dict[str, Any] | None = None, calls: Iterable[dict[str, Any]] = ()) -> None:
-        """Record a finished episode: its steps, its LLM calls (``experiments/transcripts.py``), the agent's
-        state after it, then its summary line."""
+                      agent_state: dict[str, Any] | None = None,
+                      calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> None:
+        """Record a finished episode: its steps, its LLM calls (``experiments/transcripts.py``: the records, or
+        the lines built from them), the agent's state after it, then its summary line."""
         key = EpisodeKey.of(row)
         if key in self.done:
             return

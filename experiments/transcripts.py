@@ -37,6 +37,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ import orjson
 # The one fsync'd JSONL append and torn-line repair of the result files (private there, shared on purpose).
 from experiments.results import EpisodeKey, append_jsonl, cut_torn_line, iter_jsonl, run_files
 
-__all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "EpisodeCalls", "TranscriptWriter", "Transcript", "load_calls",
-           "tag_calls", "text_sha256"]
+__all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "EpisodeCalls", "WrittenCalls", "TranscriptWriter", "Transcript",
+           "load_calls", "tag_calls", "text_sha256"]
 
 CALLS_FILE = "calls.jsonl"
 TEXTS_FILE = "texts.jsonl"
@@ -133,14 +134,14 @@ class TranscriptWriter:
             tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
             tmp.replace(self.calls_path)
 
-    def write_episode(self, key: EpisodeKey, calls: Iterable[dict[str, Any]]) -> None:
+    def write_episode(self, key: EpisodeKey, calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]]) -> None:
         """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`): an
-        :class:`EpisodeCalls` that took them as they came, or the records themselves.
+        :class:`EpisodeCalls` that took them as they came, the :class:`WrittenCalls` it built, or the records.
 
         Raises:
             ValueError: a record without messages or phase; nothing is written then.
         """
-        episode = calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)
+        episode = calls if isinstance(calls, (EpisodeCalls, WrittenCalls)) else EpisodeCalls(calls)
         if not episode.lines:
             return
         new_texts: dict[str, dict[str, Any]] = {}
@@ -177,6 +178,15 @@ class TranscriptWriter:
         return sha
 
 
+@dataclass(frozen=True)
+class WrittenCalls:
+    """What :class:`EpisodeCalls` built for the transcript files, without the records it built them from: what a
+    worker process sends the run's one writer (the lines are ready, so the writer does not build them again)."""
+
+    lines: list[dict[str, Any]]  # without the schema version and the episode identity
+    texts: dict[str, str]  # sha256 -> text, in the order the lines first name them
+
+
 class EpisodeCalls:
     """One episode's call records, turned into transcript lines as they come (:meth:`add`), so that writing the
     finished episode (:meth:`TranscriptWriter.write_episode`) only stores what is new. Iterating gives the
@@ -202,6 +212,10 @@ class EpisodeCalls:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def written(self) -> WrittenCalls:
+        """The lines and texts so far, as the transcript files take them."""
+        return WrittenCalls(self.lines, self.texts)
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
         """Take the next calls of the episode, in order.

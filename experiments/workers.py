@@ -31,6 +31,7 @@ from agents.llm.client import LLMClient
 from experiments.progress import RunProgress
 from experiments.results import EpisodeKey, ResultsWriter, load_state
 from experiments.run_agent import _run_streams, log_episode  # run_agent imports this module only when asked
+from experiments.transcripts import EpisodeCalls
 
 __all__ = ["play_in_workers", "ForwardingWriter"]
 
@@ -57,8 +58,12 @@ class ForwardingWriter:
         return load_state(self.run_dir, key)
 
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                      agent_state: dict[str, Any] | None = None, calls: Iterable[dict[str, Any]] = ()) -> None:
-        self.outbox.put(("episode", row, list(steps), agent_state, list(calls)))
+                      agent_state: dict[str, Any] | None = None,
+                      calls: EpisodeCalls | Iterable[dict[str, Any]] = ()) -> None:
+        # The transcript lines travel as built (WrittenCalls), not as the records and their message dicts: the
+        # parent would only build them again.
+        written = (calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)).written()
+        self.outbox.put(("episode", row, list(steps), agent_state, written))
         self.done.add(EpisodeKey.of(row))
 
     def write_failure(self, row: dict[str, Any]) -> None:

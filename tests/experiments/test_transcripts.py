@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,17 @@ def test_calls_taken_as_they_come_keep_what_each_sent(tmp_path: Path) -> None:
     assert len(calls) == 3
     calls.add(tag_calls([good], "step", 3))  # its dict was not kept as known, so its text is stored now
     assert text_sha256(fresh["content"]) in calls.texts
+
+
+def test_built_lines_sent_across_processes_write_the_same_files(tmp_path: Path) -> None:
+    # A worker sends the parent its episode's built lines and texts (WrittenCalls, pickled), not the records.
+    built = EpisodeCalls(episode_calls(1))
+    ResultsWriter(tmp_path / "records").write_episode(row(0), [], None, calls=episode_calls(1))
+    ResultsWriter(tmp_path / "built").write_episode(row(0), [], None,
+                                                    calls=pickle.loads(pickle.dumps(built.written())))
+    for name in (CALLS_FILE, TEXTS_FILE):
+        assert (tmp_path / "built" / name).read_bytes() == (tmp_path / "records" / name).read_bytes()
+    assert load_calls(tmp_path / "built", seed=0, episode=0) == load_calls(tmp_path / "records", seed=0, episode=0)
 
 
 def test_secret_looking_request_fields_are_never_written(tmp_path: Path) -> None:
