@@ -64,9 +64,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            if replied is not None and head.startswith(b"POST"):
-                _busy["turnaround_s"] += time.perf_counter() - replied
-                _busy["turnarounds"] += 1
+            arrived = time.perf_counter()
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
             body_bytes = await reader.readexactly(int(headers.get("content-length", 0)))
@@ -79,6 +77,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(payload)).encode() + b"\r\n\r\n" + payload)
                 continue
+            if replied is not None:
+                _busy["turnaround_s"] += arrived - replied
+                _busy["turnarounds"] += 1
             if _busy["first"] is None:
                 _busy["first"] = time.time()
             if latency_s:
