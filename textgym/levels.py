@@ -56,5 +56,5 @@ def level_spec(level: object) -> LevelSpec:
     """
     if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
         allowed = ", ".join(str(n) for n in LEVELS)
-        raise ValueError(f"unknown level {level!r}: expected one of {allowed}")
+        raise ValueError(f"unknown level {level!r}: the level must be an int, one of {allowed}")
     return LEVELS[level]

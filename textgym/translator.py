@@ -30,7 +30,7 @@ from gymnasium import spaces
 from textgym.action_parsing import parse_continuous_action, parse_discrete_action, parse_vector_action
 from textgym.templating import PACKAGE_DIR, fixed, render
 
-__all__ = ["Translator", "ParsedAction", "Policy"]
+__all__ = ["Translator", "ParsedAction", "Policy", "step_limit_phrase"]
 
 Policy = Callable[[Any], Any]
 """A policy maps a raw observation to a raw action of the base env."""
@@ -209,8 +209,9 @@ class Translator(ABC):
     def game_description(self) -> str:
         return self._render("game")
 
-    def goal_description(self) -> str:
-        return self._render("goal")
+    def goal_description(self, step_limit: int | None = None) -> str:
+        """The goal, stating the episode's step limit (``None``: the env sets none)."""
+        return self._render("goal", step_limit=step_limit, step_limit_phrase=step_limit_phrase(step_limit))
 
     def action_description(self) -> str:
         return self._render("actions")
@@ -361,6 +362,11 @@ class Translator(ABC):
 
     def _render(self, part: str, **values: Any) -> str:
         return render(f"{self.template_folder()}/{part}.j2", **self.template_context(), **values)
+
+
+def step_limit_phrase(step_limit: int | None) -> str:
+    """How a goal text names the step limit: ``"the step limit of 500 steps"``."""
+    return "the step limit (none is set)" if step_limit is None else f"the step limit of {step_limit:,} steps"
 
 
 @functools.cache

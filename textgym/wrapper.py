@@ -2,24 +2,30 @@
 
 Observations and actions are strings (:class:`gymnasium.spaces.Text`); the raw observation stays in
 ``info["raw_obs"]``. Unparsable action text never raises: the translator's documented fallback is
-played and ``info["invalid_action"]`` is ``True``.
+played and ``info["invalid_action"]`` is ``True``. An integer action (``int`` or a numpy integer, as SB3 and
+gymnasium code pass) is the base env's 0-based action index, not text.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
+import numbers
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 from gymnasium import spaces
+from gymnasium.vector.utils import read_from_shared_memory
 
 from textgym.levels import FEWSHOT_SEED, level_spec
-from textgym.registration import ENVS, env_entry, latest_base_id
-from textgym.translator import Translator
+from textgym.registration import ENVS, env_entry, latest_base_id, text_env_id
+from textgym.translator import ParsedAction, Translator
 
-__all__ = ["TextEnv", "make_text_env", "make_base_env", "make_translator", "TEXT_CHARSET", "DEFAULT_FEWSHOT_EPISODES",
+__all__ = ["TextEnv", "TextSpace", "SharedTexts", "make_text_env", "state_step_limit", "registered_step_limit",
+           "make_base_env", "make_translator", "TEXT_CHARSET", "DEFAULT_FEWSHOT_EPISODES",
            "DEFAULT_FEWSHOT_TOKEN_BUDGET"]
 
 TEXT_CHARSET = frozenset(string.printable)
@@ -35,6 +41,48 @@ DEFAULT_FEWSHOT_TOKEN_BUDGET = 400
 beside the descriptions and ten steps of history. Raise it for long-context models."""
 MIN_FEWSHOT_TOKEN_BUDGET = 100
 """Room for a trajectory's header, its last observation and a few steps."""
+
+
+class TextSpace(spaces.Text):
+    """TextGym's observation and action space: :class:`gymnasium.spaces.Text` that async vector envs can share.
+
+    ``gym.make_vec(..., vectorization_mode="async")`` keeps observations in shared memory and reads them through
+    the object it got when it started; gymnasium reads a plain ``Text`` buffer into strings right then, so every
+    later observation came back as that first read (a string of tabs). This space's read is a view that decodes
+    the buffer when indexed (:class:`SharedTexts`); ``copy=True`` (the default) hands out a tuple of strings.
+    """
+
+
+class SharedTexts(Sequence[str]):
+    """The texts in an async vector env's shared memory, decoded on access; a deep copy is a tuple of strings."""
+
+    def __init__(self, space: spaces.Text, shared_memory: Any, n: int) -> None:
+        self._space, self._shared_memory, self._n = space, shared_memory, n
+
+    def _texts(self) -> tuple[str, ...]:
+        return read_from_shared_memory.dispatch(spaces.Text)(self._space, self._shared_memory, n=self._n)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._texts()[index]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and self._texts() == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[str, ...]:
+        return self._texts()
+
+    def __repr__(self) -> str:
+        return repr(self._texts())
+
+
+@read_from_shared_memory.register(TextSpace)
+def _read_shared_texts(space: TextSpace, shared_memory: Any, n: int = 1) -> SharedTexts:
+    return SharedTexts(space, shared_memory, n)
 
 
 class TextEnv(gym.Wrapper[str, str, Any, Any]):
@@ -67,6 +115,15 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         >>> obs, reward, terminated, truncated, info = env.step("Action: 2")
         >>> info["invalid_action"], info["action"]
         (False, 1)
+
+    Actions: text is read by the translator, whose action texts number actions from 1 (``"2: push right"``).
+    An integer (``int`` or a numpy integer, as SB3 and gymnasium code pass) is the base env's action index,
+    from 0, exactly as the base env takes it: ``env.step(1)`` pushes right on CartPole. An integer outside
+    the base action space raises ``ValueError`` (it is not a guess to be read as text).
+
+    The goal description states the step limit, :attr:`step_limit`: the one registered for the env. Gymnasium
+    applies ``gym.make(..., max_episode_steps=n)`` outside this wrapper, unseen by it: pass the made env to
+    :func:`state_step_limit` (TextGym's runners do), which sets :attr:`step_limit` to the limit it enforces.
     """
 
     def __init__(
@@ -96,10 +153,12 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         self.fewshot_seed = fewshot_seed
         self.teaching_with_trajectories = teaching_with_trajectories
         self.base_kwargs = dict(base_kwargs or {})
-        self.observation_space = spaces.Text(MAX_OBSERVATION_CHARS, charset=TEXT_CHARSET)
-        self.action_space = spaces.Text(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
+        self.observation_space = TextSpace(MAX_OBSERVATION_CHARS, charset=TEXT_CHARSET)
+        self.action_space = TextSpace(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
         self._knowledge: dict[str, Any] | None = None
         self._raw_obs: Any = None
+        self.step_limit: int | None = registered_step_limit(translator.name)
+        """The step limit the goal description states (see the class docstring)."""
 
     @property
     def fewshot_policy(self) -> str | None:
@@ -144,7 +203,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             **self._step_info(raw_obs, invalid_action=False),
             "level": self.level.level,
             "game_description": self.translator.game_description(),
-            "goal_description": self.translator.goal_description(),
+            "goal_description": self.translator.goal_description(self.step_limit),
             "action_description": self.translator.action_description(),
             "action_spec": self.translator.action_spec(),
             # A copy: callers may keep or edit what reset returns (gymnasium's checker insists).
@@ -152,8 +211,8 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         }
         return self.translator.render_observation(raw_obs), info
 
-    def step(self, action: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
-        parsed = self.translator.parse_action(action)
+    def step(self, action: str | int) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        parsed = self._index_action(action) if _is_integer(action) else self.translator.parse_action(action)
         raw_obs, reward, terminated, truncated, info = self.env.step(parsed.action)
         text = self.translator.render_step(self._raw_obs, parsed.action, float(reward), raw_obs)
         self._raw_obs = raw_obs
@@ -164,6 +223,17 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             "action_text": self.translator.action_to_text(parsed.action),
         }
         return text, reward, terminated, truncated, info
+
+    def _index_action(self, index: Any) -> ParsedAction:
+        """An integer action: the base env's action index (see the class docstring)."""
+        space = self.env.action_space
+        if not isinstance(space, spaces.Discrete):
+            return self.translator.parse_action(index)  # a number for a continuous action: the same value as text
+        if not space.contains(int(index)):
+            raise ValueError(f"action {index!r} is not an action index of {self.translator.name}: an integer action is "
+                             f"the base env's index, {space.start} to {space.start + space.n - 1} (text actions count "
+                             "from 1, e.g. \"1\")")
+        return ParsedAction(int(index), valid=True)
 
     def _step_info(self, raw_obs: Any, invalid_action: bool) -> dict[str, Any]:
         return {
@@ -217,6 +287,44 @@ def _translator(env_name: str, base: gym.Env, map_visible: bool | None) -> Trans
     return translator_class(base, map_visible=map_visible)
 
 
+def state_step_limit(env: gym.Env) -> gym.Env:
+    """Make the goal description of ``env`` (from ``gym.make``) state the step limit it enforces, overrides
+    (``max_episode_steps=n``, ``-1`` for none) included; returns ``env``."""
+    env.set_wrapper_attr("step_limit", env.spec.max_episode_steps if env.spec is not None else None)
+    return env
+
+
+def _is_integer(action: Any) -> bool:
+    return isinstance(action, numbers.Integral) and not isinstance(action, bool)
+
+
+def registered_step_limit(env_name: str) -> int | None:
+    """The step limit ``gym.make`` applies to ``env_name``'s text env by default (``None``: none)."""
+    text_id = env_entry(env_name).text_id
+    return gym.spec(text_id).max_episode_steps if text_id in gym.registry else None
+
+
+def _check_kwargs(env_name: str, base_kwargs: Mapping[str, Any]) -> None:
+    """An unknown kwarg fails here, in one line naming TextGym's kwargs and the base env's, not deep in its
+    ``__init__``. A base env whose constructor takes ``**kwargs`` is left to check its own."""
+    entry = env_entry(env_name)
+    base_id = latest_base_id(entry.task)
+    creator = gym.envs.registration.load_env_creator(gym.spec(base_id).entry_point)
+    parameters = inspect.signature(creator).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    base_names = [name for name in parameters if name not in entry.base_kwargs and name != "render_mode"]
+    unknown = [name for name in base_kwargs if name not in base_names]
+    if not unknown:
+        return
+    own = [name for name, p in inspect.signature(make_text_env).parameters.items()
+           if name != "env_name" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    close = difflib.get_close_matches(unknown[0], [*own, *base_names], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown kwarg {unknown[0]!r} for {text_env_id(entry.task)}{hint}: TextGym's own kwargs are "
+                     f"{', '.join(own)}; the base env {base_id} takes {', '.join(base_names) or 'none'}")
+
+
 def make_text_env(
     env_name: str,
     level: int = 1,
@@ -238,13 +346,14 @@ def make_text_env(
     ``textgym-ppo``) is the expert of a task TextGym has none for (see :mod:`textgym.policy_file`).
 
     Raises:
-        ValueError: for a level whose knowledge does not exist for this env: L4 without an expert, L5
-            without hand-written teaching.
+        ValueError: for an unknown kwarg (naming TextGym's kwargs and the base env's); for a level whose
+            knowledge does not exist for this env: L4 without an expert, L5 without hand-written teaching.
     """
     level_spec(level)  # fail before building anything
     if "fewshot_max_steps" in base_kwargs:
         raise ValueError("fewshot_max_steps was replaced by fewshot_token_budget (estimated tokens per whole "
                          f"trajectory, default {DEFAULT_FEWSHOT_TOKEN_BUDGET})")
+    _check_kwargs(env_name, base_kwargs)
     base = make_base_env(env_name, render_mode=render_mode, **base_kwargs)
     translator = make_translator(env_name, base, map_visible=map_visible, expert_policy_path=expert_policy_path)
     _check_knowledge_exists(translator, level_spec(level), teaching_with_trajectories)

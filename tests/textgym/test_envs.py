@@ -111,7 +111,7 @@ def test_module_import_form_and_kwargs() -> None:
 
 @pytest.mark.parametrize("bad_level", [0, 6, "3", 2.5, None])
 def test_unknown_level_lists_allowed(bad_level: object) -> None:
-    with pytest.raises(ValueError, match=r"expected one of 1, 2, 3, 4, 5"):
+    with pytest.raises(ValueError, match=r"the level must be an int, one of 1, 2, 3, 4, 5"):
         gym.make("TextGym-CartPole-v0", level=bad_level)
 
 
