@@ -354,6 +354,22 @@ class Translator(ABC):
         ``env.unwrapped`` gives model access for DP and heuristics.
         """
 
+    # ------------------------------------------------------------------ obfuscation (textgym.obfuscation)
+    def obfuscation_spec(self) -> Any:
+        """This env's :class:`~textgym.obfuscation.ObfuscationSpec`: what ``obfuscate=True`` renames and maps."""
+        raise NotImplementedError(f"{type(self).__name__} declares no obfuscated variant (obfuscation_spec)")
+
+    def obfuscation_values(self, obs: Any) -> np.ndarray:
+        """The quantities the obfuscated text shows, in the spec's order: :meth:`observation_values` here.
+
+        A grid world splits its cell number into row and column (so the grid can be mirrored and transposed).
+        """
+        return self.observation_values(obs)
+
+    def observation_from_obfuscation_values(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`observation_values` from :meth:`obfuscation_values`' output (its inverse; identity here)."""
+        return np.asarray(values, dtype=float)
+
     # ------------------------------------------------------------------ helpers
     @classmethod
     def template_folder(cls) -> str:

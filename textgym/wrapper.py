@@ -21,6 +21,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import read_from_shared_memory
 
 from textgym.levels import FEWSHOT_SEED, level_spec
+from textgym.obfuscation import ObfuscatedTranslator
 from textgym.registration import ENVS, env_entry, latest_base_id, text_env_id
 from textgym.translator import ParsedAction, Translator
 
@@ -220,6 +221,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             **info,
             **self._step_info(raw_obs, invalid_action=not parsed.valid),
             "action": parsed.action,
+            "base_action": parsed.action,  # what the base env received, the same with or without obfuscation
             "action_text": self.translator.action_to_text(parsed.action),
         }
         return text, reward, terminated, truncated, info
@@ -253,7 +255,8 @@ def make_base_env(env_name: str, render_mode: str | None = None, **base_kwargs: 
 
 
 def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = None,
-                    expert_policy_path: str | None = None, expert_policy_sha256: str | None = None) -> Translator:
+                    expert_policy_path: str | None = None, expert_policy_sha256: str | None = None,
+                    obfuscate: bool = False, obfuscation_seed: int = 0) -> Translator:
     """The translator of ``env_name`` speaking for ``base``.
 
     Args:
@@ -263,15 +266,19 @@ def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = Non
             CliffWalking): show it. ``None`` keeps the env's default (hidden).
         expert_policy_path: a ``model.zip`` saved by ``textgym-ppo``, used as the expert (see
             :mod:`textgym.policy_file`); ``expert_policy_sha256`` pins its content.
+        obfuscate: speak in neutral invented names and mapped numbers (:mod:`textgym.obfuscation`), seeded by
+            ``obfuscation_seed``.
 
     Raises:
         ValueError: if ``map_visible`` is not a bool, or is given for an env whose text hides no map; if the
-            policy file is missing or changed.
+            policy file is missing or changed; if ``obfuscate`` is not a bool or ``obfuscation_seed`` not an int >= 0.
     """
     translator = _translator(env_name, base, map_visible)
     if expert_policy_path is not None:
         translator.use_policy_file(expert_policy_path, expert_policy_sha256)
-    return translator
+    if not isinstance(obfuscate, bool):
+        raise ValueError(f"obfuscate must be true or false, actually {obfuscate!r}")
+    return ObfuscatedTranslator(translator, obfuscation_seed) if obfuscate else translator
 
 
 def _translator(env_name: str, base: gym.Env, map_visible: bool | None) -> Translator:
@@ -335,6 +342,8 @@ def make_text_env(
     teaching_with_trajectories: bool = False,
     map_visible: bool | None = None,
     expert_policy_path: str | None = None,
+    obfuscate: bool = False,
+    obfuscation_seed: int = 0,
     **base_kwargs: Any,
 ) -> TextEnv:
     """Entry point of every ``TextGym-*-v0`` id; extra kwargs go to the base task (e.g. ``is_slippery``).
@@ -344,6 +353,8 @@ def make_text_env(
     episodes are played on that task too. FrozenLake and CliffWalking hide their map, as the base
     observation does; ``map_visible=True`` shows it. ``expert_policy_path`` (a ``model.zip`` from
     ``textgym-ppo``) is the expert of a task TextGym has none for (see :mod:`textgym.policy_file`).
+    ``obfuscate=True`` plays the same task in neutral words and mapped numbers (:mod:`textgym.obfuscation`),
+    seeded by ``obfuscation_seed``.
 
     Raises:
         ValueError: for an unknown kwarg (naming TextGym's kwargs and the base env's); for a level whose
@@ -355,7 +366,8 @@ def make_text_env(
                          f"trajectory, default {DEFAULT_FEWSHOT_TOKEN_BUDGET})")
     _check_kwargs(env_name, base_kwargs)
     base = make_base_env(env_name, render_mode=render_mode, **base_kwargs)
-    translator = make_translator(env_name, base, map_visible=map_visible, expert_policy_path=expert_policy_path)
+    translator = make_translator(env_name, base, map_visible=map_visible, expert_policy_path=expert_policy_path,
+                                 obfuscate=obfuscate, obfuscation_seed=obfuscation_seed)
     _check_knowledge_exists(translator, level_spec(level), teaching_with_trajectories)
     return TextEnv(base, translator, level=level, fewshot_episodes=fewshot_episodes,
                    fewshot_token_budget=fewshot_token_budget, fewshot_seed=fewshot_seed,

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy, Translator
 
 __all__ = ["CartPoleTranslator"]
@@ -16,6 +17,17 @@ DIGITS = 3
 # State-feedback gains (position, velocity, angle, angular velocity): pushing towards the side the
 # pole falls to, with a small pull back to the centre, balances for the whole 500 steps.
 EXPERT_GAINS = np.array([0.1, 0.5, 3.0, 1.0])
+
+# The obfuscated variant (textgym.obfuscation): an unstable rod on a sliding body, in invented names.
+OBFUSCATION = ObfuscationSpec(
+    objects=("body", "rod", "first", "second"),
+    quantities=(Quantity("{body} offset"), Quantity("{body} drift"), Quantity("{rod} tilt"),
+                Quantity("{rod} tilt rate")),
+    actions=("press {first}", "press {second}"),
+    giveaways=("cart", "pole", "cartpole", "cart-pole", "CartPole-v1", "TextGym-CartPole-v0", "track", "hinge",
+               "hinged", "balance", "upright", "left", "right", "2.4", "12 degrees", "0.209", "0.2095"),
+    templates="cartpole/templates/obfuscated",
+)
 
 
 class CartPoleTranslator(Translator):
@@ -63,3 +75,6 @@ class CartPoleTranslator(Translator):
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return lambda obs: int(np.dot(EXPERT_GAINS, obs) > 0)
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION

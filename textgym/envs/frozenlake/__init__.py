@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text import frozen_lake
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.planning import intended_move_probability, optimal_policy
 from textgym.translator import Policy, Translator
 
@@ -31,6 +32,21 @@ PRACTICE_LAKE = ("SFF", "HFF", "FHG")
 # Slightly below 1: success probability is what counts, and among equally safe moves the discount
 # prefers the ones that get there sooner, so the step limit is rarely hit.
 DISCOUNT = 0.999
+
+TILE_KINDS = "SFHG"
+# The obfuscated variant (textgym.obfuscation): a grid of cells of four invented kinds, shifts along two axes.
+OBFUSCATION = ObfuscationSpec(
+    objects=("axis0", "axis1", "start", "safe", "trap", "target", "shift0", "shift1", "shift2", "shift3"),
+    quantities=(Quantity("{axis0} mark", "count"), Quantity("{axis1} mark", "count"),
+                Quantity("cell kind", "category", ("{start}", "{safe}", "{trap}", "{target}"))),
+    actions=("{shift0}", "{shift1}", "{shift2}", "{shift3}"),
+    # gymnasium's LEFT, DOWN, RIGHT, UP as (quantity, raw change) of (row, column).
+    action_effects=(((1, -1),), ((0, 1),), ((1, 1),), ((0, -1),)),
+    giveaways=("frozen", "lake", "ice", "icy", "hole", "holes", "slippery", "slide", "slip", "FrozenLake",
+               "FrozenLake-v1", "TextGym-FrozenLake-v0", "tile", "left", "right", "up", "down", "north", "south",
+               "east", "west", "row", "column"),
+    templates="frozenlake/templates/obfuscated",
+)
 
 
 class FrozenLakeTranslator(Translator):
@@ -122,6 +138,17 @@ class FrozenLakeTranslator(Translator):
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
+
+    def obfuscation_values(self, obs: Any) -> np.ndarray:
+        """Row, column and the kind of tile underfoot (an index into :data:`TILE_KINDS`)."""
+        row, col = divmod(int(obs), self.n_cols)
+        return np.array([row, col, TILE_KINDS.index(self.map_rows[row][col])])
+
+    def observation_from_obfuscation_values(self, values: np.ndarray) -> np.ndarray:
+        return np.array([int(values[0]) * self.n_cols + int(values[1])], dtype=float)
 
 
 def _tile_rewards(lake: Any, map_rows: list[str]) -> dict[str, float]:
