@@ -52,13 +52,18 @@ import jinja2
 from agents.budget import keep_head_and_tail
 from agents.llm.client import LLMClient, Usage
 from agents.parsing import action_json_schema, parse_reply
+from textgym.chat import Conversation, briefing
+from textgym.chat import history_start as first_shown_step
+from textgym.templating import PACKAGE_DIR as TEXTGYM_DIR
 from textgym.templating import fixed
 
 __all__ = ["Agent", "LanguageAgent", "EpisodeContext", "Transition", "EpisodeResult", "render_trajectory",
-           "render_lines_within", "prompt_templates_fingerprint", "TEACHING_KEYS"]
+           "render_lines_within", "render_prompt", "prompt_templates_fingerprint", "TEACHING_KEYS"]
 
 logger = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+CHAT_TEMPLATES_DIR = TEXTGYM_DIR / "templates" / "chat"
+"""The env-side half of every prompt (the briefing, the step turns): :mod:`textgym.chat`'s templates."""
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TEACHING_KEYS = ("guidance", "teaching_examples")
 """Knowledge keys that carry a level's own hand-written teaching (L5): method demonstrations step aside."""
@@ -80,6 +85,10 @@ class EpisodeContext:
     def from_reset_info(cls, info: dict[str, Any], episode_index: int = 0, episodes_total: int = 1) -> EpisodeContext:
         return cls(info["game_description"], info["goal_description"], info["action_description"],
                    info["action_spec"], info["knowledge"], episode_index, episodes_total)
+
+    def briefing(self, show_fewshot: bool = True) -> str:
+        """The descriptions and the level's knowledge, as :func:`textgym.chat.briefing` writes them."""
+        return briefing(vars(self), show_fewshot)
 
     @property
     def self_experience(self) -> bool:
@@ -261,11 +270,14 @@ class Agent(metaclass=_SnapshotAfterInit):
 
 @functools.cache
 def prompt_templates_fingerprint() -> str:
-    """A short hash of every prompt template in ``agents/prompts``: results made under other prompts belong to
-    another protocol, so a run records it and refuses to resume under a different one."""
+    """A short hash of every prompt template in ``agents/prompts`` and of the env-side chat templates they build
+    on (``textgym/templates/chat``): results made under other prompts belong to another protocol, so a run
+    records it and refuses to resume under a different one."""
     digest = hashlib.sha256()
-    for path in sorted(PROMPTS_DIR.rglob("*.j2")):
-        digest.update(path.relative_to(PROMPTS_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for root, prefix in ((PROMPTS_DIR, ""), (CHAT_TEMPLATES_DIR, "textgym/chat/")):
+        for path in sorted(root.rglob("*.j2")):
+            name = prefix + path.relative_to(root).as_posix()
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -276,6 +288,11 @@ def _prompt_environment() -> jinja2.Environment:
                              auto_reload=False)  # package files: no mtime check on every render
     env.filters["fixed"] = fixed  # the env suite's number format, so prompts and observations agree
     return env
+
+
+def render_prompt(template: str, **values: Any) -> str:
+    """Render ``agents/prompts/<template>`` (e.g. ``"common/system.j2"``) with ``values``, outer whitespace stripped."""
+    return _prompt_environment().get_template(template).render(**values).strip()
 
 
 def _step_line(number: int, step: Transition) -> str:
@@ -289,25 +306,27 @@ def render_trajectory(result: EpisodeResult, budget_tokens: int) -> str:
     trajectory, shared by EXE's summary, Reflexion's reflection and the L3 trial summary."""
     steps = result.transitions
     lines = keep_head_and_tail([_step_line(i, step) for i, step in enumerate(steps, 1)], budget_tokens)
-    return _prompt_environment().get_template("common/trajectory.j2").render(
-        result=result, lines=lines, final_state=steps[-1].next_observation if steps else None,
-        ended=("it terminated" if steps[-1].terminated else "it stopped at the step limit") if steps else "",
-    ).strip()
+    return render_prompt(
+        "common/trajectory.j2", result=result, lines=lines,
+        final_state=steps[-1].next_observation if steps else None,
+        ended=("it terminated" if steps[-1].terminated else "it stopped at the step limit") if steps else "")
 
 
 class LanguageAgent(Agent):
     """Base of the LLM agents: prompt rendering, constrained action requests, the L3 trial memory.
 
-    Prompts are Jinja2 templates in ``agents/prompts/<name>/`` (shared parts in ``prompts/common/``), laid
-    out so that each request of an episode extends the one before it (servers re-read only what was added):
+    Prompts are Jinja2 templates in ``agents/prompts/<name>/`` (shared parts in ``prompts/common/``) on top of
+    the env-side parts every consumer of a text env shares (:mod:`textgym.chat`: the briefing and the episode
+    as turns, as :class:`~textgym.chat.ChatEnv` gives them to trainers), laid out so that each request of an
+    episode extends the one before it (servers re-read only what was added):
 
     * the system message holds what is fixed for an episode: the method's demonstrations (L1-L4), the
-      descriptions, the level's offline knowledge (trajectories at L2/L4, teaching at L5) and the memory of
-      earlier trials (L3: an LLM summary of each, ``purpose="experience_summary"``);
-    * then the episode as a conversation, one exchange per recent transition (the last ``history_window``):
-      a user turn with the reward of the step before and the state (``common/step.j2``), and an assistant
-      turn naming the action played (:meth:`history_reply`). A turn's text never changes once written, so
-      the next request repeats it token for token;
+      briefing (descriptions, the level's offline knowledge: trajectories at L2/L4, teaching at L5) and the
+      memory of earlier trials (L3: an LLM summary of each, ``purpose="experience_summary"``);
+    * then the episode as a conversation (a :class:`~textgym.chat.Conversation`), one exchange per recent
+      transition (the last ``history_window``): a user turn with the reward of the step before and the state,
+      and an assistant turn naming the action played (:meth:`history_reply`). A turn's text never changes once
+      written, so the next request repeats it token for token;
     * last, the current step's turn: the same step text, and anything only this step adds (self-ask's
       questions). The method's request (its ``act.j2``: what to do each step, in what reply format) is the
       same on every step, so it closes the system message of action requests rather than each turn.
@@ -362,15 +381,16 @@ class LanguageAgent(Agent):
         self.experience_max_tokens = experience_max_tokens
         # L3: {"episode", "return", "steps", "text"} per earlier trial, oldest first.
         self.experience: list[dict[str, Any]] = []
-        self._system_prompt_key: tuple[Any, ...] | None = None
-        self._system_prompt = ""
-        self._step_texts: list[str] = []  # this episode's user turns, rendered once: later requests repeat them
-        self._exchanges: list[tuple[dict[str, str], dict[str, str]]] = []  # (user, assistant) turn of each step
+        self.turns = Conversation(history_window, history_trim)
+        """This episode's steps as chat turns, each rendered once (later requests repeat them)."""
         self._rendered: dict[tuple[Any, ...], str] = {}  # this episode's renders by template and values
+        self._system_prompt_key: tuple[Any, ...] | None = None  # what the kept system prompt was rendered from
+        self._system_prompt = ""
         self._observation = ""  # the state of the step being acted on
 
     async def reset(self, context: EpisodeContext) -> None:
-        self._step_texts, self._exchanges, self._rendered = [], [], {}
+        self.turns.clear()
+        self._rendered = {}
         await super().reset(context)
 
     async def act(self, observation: str, info: dict[str, Any]) -> str:
@@ -392,9 +412,7 @@ class LanguageAgent(Agent):
             key = None
         if key is not None and key in self._rendered:
             return self._rendered[key]
-        text = _prompt_environment().get_template(template).render(
-            ctx=context, knowledge=context.knowledge, **values,
-        ).strip()
+        text = render_prompt(template, ctx=context, knowledge=context.knowledge, **values)
         if key is not None:
             self._rendered[key] = text
         return text
@@ -402,28 +420,22 @@ class LanguageAgent(Agent):
     def history_start(self) -> int:
         """The first transition the action request shows: the last ``history_window`` of this episode are shown
         (``"block"`` trimming: from the latest multiple of ``history_window`` that leaves at least that many)."""
-        window, seen = self.history_window, len(self.transitions)
-        if not window:
-            return seen
-        if self.history_trim == "sliding":
-            return max(0, seen - window)
-        return max(0, seen - window) // window * window
+        return first_shown_step(len(self.transitions), self.history_window, self.history_trim)
 
     def step_text(self, index: int) -> str:
         """The user turn of step ``index`` of this episode: the reward of the step before (when there is a
         history to show) and the state the agent acted in. Rendered once per step and kept, so every later
         request that shows the step repeats the same text."""
-        if index < len(self._step_texts):
-            return self._step_texts[index]
-        if index > len(self.transitions):
-            raise IndexError(f"step {index} of an episode with {len(self.transitions)} transitions so far")
-        template = _prompt_environment().get_template("common/step.j2")
-        while len(self._step_texts) <= index:
-            step = len(self._step_texts)
-            observation = self.transitions[step].observation if step < len(self.transitions) else self._observation
-            previous = self.transitions[step - 1] if step and self.history_window else None
-            self._step_texts.append(template.render(observation=observation, previous=previous).strip())
-        return self._step_texts[index]
+        self._record_transitions()
+        return self.turns.step_text(index, self._observation)
+
+    def _record_transitions(self) -> None:
+        """Bring :attr:`turns` up to date with :attr:`transitions` (each step's exchange is built once)."""
+        turns = self.turns
+        while len(turns) < len(self.transitions):
+            transition = self.transitions[len(turns)]
+            turns.record(transition.observation, {"role": "assistant", "content": self.history_reply(transition)},
+                         transition.reward, transition.invalid_action)
 
     def history_reply(self, transition: Transition) -> str:
         """The assistant turn that stands for an earlier step: the action played, in the reply format of the
@@ -438,15 +450,8 @@ class LanguageAgent(Agent):
     def conversation(self, user_prompt: str) -> list[dict[str, str]]:
         """The episode's turns for an action request: one exchange per recent transition, then this step's
         turn (its step text and ``user_prompt``, the method's request)."""
-        exchanges = self._exchanges
-        while len(exchanges) < len(self.transitions):  # each step's exchange is built once, then reused
-            index = len(exchanges)
-            exchanges.append(({"role": "user", "content": self.step_text(index)},
-                              {"role": "assistant", "content": self.history_reply(self.transitions[index])}))
-        turns = [message for exchange in exchanges[self.history_start():] for message in exchange]
-        step = self.step_text(len(self.transitions))
-        turns.append({"role": "user", "content": f"{step}\n{user_prompt}" if user_prompt else step})
-        return turns
+        self._record_transitions()
+        return self.turns.messages(self._observation, user_prompt)
 
     def demonstrations_text(self) -> str:
         """The method's demonstrations, when this agent and level show them (else ``""``)."""
@@ -470,8 +475,9 @@ class LanguageAgent(Agent):
         memory_text = self.memory_prompt() if memory else ""
         key = (id(self.context), memory, memory_text, len(self.experience) if memory else 0, request)
         if self._system_prompt_key != key:
+            assert self.context is not None
             self._system_prompt = self.render("common/system.j2", demonstrations=self.demonstrations_text(),
-                                              show_fewshot=self.shows_fewshot_examples,
+                                              briefing=self.context.briefing(self.shows_fewshot_examples),
                                               experience=self.experience if memory else [], memory=memory_text,
                                               request=request)
             self._system_prompt_key = key

@@ -1,7 +1,8 @@
 """HumanAgent: a person plays through a console, reading what a language agent reads.
 
-At reset the person sees the system prompt a language agent gets (descriptions and the level's
-knowledge, rendered from the same ``prompts/common/system.j2``); each step shows the observation text
+At reset the person sees the system prompt a language agent gets (the briefing of
+:func:`textgym.chat.briefing`: descriptions and the level's knowledge, in the same ``prompts/common/system.j2``);
+each step shows the observation text
 and the valid actions, and the typed line is read with the same parser as model replies
 (``agents.parsing.parse_reply``: ``2``, ``move down``, ``Action: 2`` or ``{"action": "move down"}``; for a
 vector action, ``[0.3, -0.1]``, ``thigh: 0.3, leg: -0.1`` or ``{"thigh": 0.3, "leg": -0.1}``).
@@ -15,7 +16,7 @@ import asyncio
 import threading
 from typing import Any, ClassVar, Protocol
 
-from agents.base import Agent, EpisodeContext, EpisodeResult, Transition, _prompt_environment
+from agents.base import Agent, EpisodeContext, EpisodeResult, Transition, render_prompt
 from agents.parsing import parse_reply
 from textgym.templating import fixed
 
@@ -100,10 +101,8 @@ class HumanAgent(Agent):
         """What a language agent's system prompt says: descriptions, level knowledge, L3 experience."""
         assert self.context is not None
         context = self.context
-        return _prompt_environment().get_template("common/system.j2").render(
-            ctx=context, knowledge=context.knowledge,
-            experience=self.experience if context.knowledge.get("self_experience") else [],
-        ).strip()
+        return render_prompt("common/system.j2", briefing=context.briefing(),
+                             experience=self.experience if context.self_experience else [])
 
     def action_menu(self) -> str:
         """The valid actions as a person types them.
