@@ -383,9 +383,7 @@ class LanguageAgent(Agent):
         self.experience: list[dict[str, Any]] = []
         self.turns = Conversation(history_window, history_trim)
         """This episode's steps as chat turns, each rendered once (later requests repeat them)."""
-        self._rendered: dict[tuple[Any, ...], str] = {}  # this episode's renders by template and values
-        self._system_prompt_key: tuple[Any, ...] | None = None  # what the kept system prompt was rendered from
-        self._system_prompt = ""
+        self._rendered: dict[tuple[Any, ...], str] = {}  # this episode's renders (system prompts too), by values
         self._observation = ""  # the state of the step being acted on
 
     async def reset(self, context: EpisodeContext) -> None:
@@ -406,7 +404,7 @@ class LanguageAgent(Agent):
         assert self.context is not None
         context = self.context
         try:
-            key = (id(context), template, tuple(sorted(values.items())))
+            key = (template, tuple(sorted(values.items())))
             hash(key)
         except TypeError:  # values such as lists: render every time
             key = None
@@ -472,16 +470,16 @@ class LanguageAgent(Agent):
         Rendered once per episode, memory state and request: it is the same on every step, and re-rendering it
         (the demonstrations, the level's knowledge) was a good part of our own CPU per decision.
         """
+        assert self.context is not None
         memory_text = self.memory_prompt() if memory else ""
-        key = (id(self.context), memory, memory_text, len(self.experience) if memory else 0, request)
-        if self._system_prompt_key != key:
-            assert self.context is not None
-            self._system_prompt = self.render("common/system.j2", demonstrations=self.demonstrations_text(),
+        # The memory of earlier trials changes only between episodes (when this cache is emptied): its size keys it.
+        key = ("system", memory, memory_text, len(self.experience) if memory else 0, request)
+        if key not in self._rendered:
+            self._rendered[key] = self.render("common/system.j2", demonstrations=self.demonstrations_text(),
                                               briefing=self.context.briefing(self.shows_fewshot_examples),
                                               experience=self.experience if memory else [], memory=memory_text,
                                               request=request)
-            self._system_prompt_key = key
-        return self._system_prompt
+        return self._rendered[key]
 
     def messages(self, user_prompt: str, memory: bool = True, episode: bool = False,
                  request: str = "") -> list[dict[str, str]]:

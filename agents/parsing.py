@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textgym.action_parsing import json_field, parse_continuous_action, parse_discrete_action, parse_vector_action
+from textgym.chat import action_json_schema  # the env layer's: ChatEnv's act tool is built from it too
 
 __all__ = ["ParseResult", "parse_reply", "parse_tail", "action_json_schema", "reply_field", "split_json_object"]
 
@@ -64,26 +65,6 @@ def _parse_vector_reply(text: str, action_spec: dict[str, Any], excerpt: str) ->
     digits = action_spec.get("digits", 2)
     canonical = "{" + ", ".join(f'"{name}": {value:.{digits}f}' for name, value in zip(names, clipped, strict=True))
     return ParseResult(canonical + "}", "ok" if clipped == values else "clipped")
-
-
-def action_json_schema(action_spec: dict[str, Any], thought_chars: int = 0) -> dict[str, Any]:
-    """JSON schema for ``{"thought"?: str, "action": ...}`` that only admits valid actions.
-
-    With ``thought_chars > 0`` a bounded ``thought`` field comes first, so the model reasons before it acts.
-    """
-    if action_spec["type"] == "discrete":
-        action: dict[str, Any] = {"type": "string", "enum": list(action_spec["names"])}
-    elif action_spec["type"] == "vector":  # every actuator by name, each within its bounds
-        action = {"type": "object", "additionalProperties": False, "required": list(action_spec["names"]),
-                  "properties": {name: {"type": "number", "minimum": low, "maximum": high} for name, low, high
-                                 in zip(action_spec["names"], action_spec["low"], action_spec["high"], strict=True)}}
-    else:
-        action = {"type": "number", "minimum": action_spec["low"], "maximum": action_spec["high"]}
-    properties: dict[str, Any] = {}
-    if thought_chars > 0:
-        properties["thought"] = {"type": "string", "maxLength": thought_chars}
-    properties["action"] = action
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 def reply_field(text: str, name: str) -> str:

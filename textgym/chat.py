@@ -65,6 +65,7 @@ from textgym.action_parsing import MAX_TEXT_CHARS
 from textgym.levels import LEVELS
 from textgym.registration import env_entry
 from textgym.templating import render
+from textgym.trajectories import fewshot_trajectories
 from textgym.translator import Translator
 from textgym.wrapper import TextEnv
 
@@ -372,8 +373,6 @@ def _invalid_action_rule(invalid_action: object) -> tuple[Literal["fallback", "t
 @functools.cache
 def _anchors(env_name: str, base_kwargs: str, text_options: str) -> tuple[float, float] | None:
     """Mean returns of the random policy and the expert over the L2/L4 trajectory episodes (cached on disk)."""
-    from textgym.trajectories import fewshot_trajectories  # trajectories imports the wrapper, which this module uses
-
     kwargs, options = json.loads(base_kwargs), json.loads(text_options)
     random_returns = fewshot_trajectories(env_name, "random", base_kwargs=kwargs, text_options=options).returns
     expert_returns = fewshot_trajectories(env_name, "expert", base_kwargs=kwargs, text_options=options).returns
