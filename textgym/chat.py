@@ -440,7 +440,7 @@ class ChatEnv:
         self._step_rewards: list[float] | None = None  # None: no episode running
         self._env_return = 0.0
 
-    @property
+    @functools.cached_property
     def text_env(self) -> TextEnv:
         """The :class:`~textgym.wrapper.TextEnv` inside ``gym.make``'s wrappers."""
         env: Any = self.env
@@ -452,8 +452,9 @@ class ChatEnv:
     def translator(self) -> Translator:
         return self.text_env.translator
 
-    @property
+    @functools.cached_property
     def action_spec(self) -> dict[str, Any]:
+        """The action set as data (the reset info's ``action_spec``): fixed for the env's life."""
         return self.translator.action_spec()
 
     @property
