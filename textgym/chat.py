@@ -69,7 +69,7 @@ from textgym.trajectories import fewshot_trajectories
 from textgym.translator import Translator
 from textgym.wrapper import TextEnv
 
-__all__ = ["ChatEnv", "Conversation", "briefing", "action_json_schema", "act_tool", "parse_strict_reply",
+__all__ = ["ChatEnv", "Conversation", "briefing", "answer", "action_json_schema", "act_tool", "parse_strict_reply",
            "history_start", "ACTION_FORMATS", "INVALID_ACTIONS", "Message"]
 
 Message = dict[str, Any]
@@ -227,7 +227,7 @@ def act_tool(action_spec: Mapping[str, Any]) -> dict[str, Any]:
                          "parameters": action_json_schema(action_spec)}}
 
 
-_TAG = re.compile(r"<action>(.*?)</action>", re.DOTALL | re.IGNORECASE)
+OPEN_TAG, CLOSE_TAG = "<action>", "</action>"
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 
@@ -243,11 +243,13 @@ def parse_strict_reply(text: object, action_spec: Mapping[str, Any]) -> str | No
     """
     if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
         return None
-    tags = _TAG.findall(text)
-    if len(tags) > 1:
-        return None
-    if tags:
-        content = tags[0].strip()
+    lowered = text.lower()  # counted, not searched with a pattern: linear in the text, whatever it holds
+    opens, closes = lowered.count(OPEN_TAG), lowered.count(CLOSE_TAG)
+    if opens or closes:
+        start, end = lowered.find(OPEN_TAG) + len(OPEN_TAG), lowered.find(CLOSE_TAG)
+        if opens != 1 or closes != 1 or end < start:
+            return None
+        content = text[start:end].strip()
         value: object = content
         if action_spec["type"] != "discrete" or content[:1] in "[{\"":
             try:

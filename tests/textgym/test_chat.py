@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 
 import gymnasium as gym
 import pytest
@@ -93,11 +94,21 @@ def test_lenient_reads_replies_as_the_text_env_does() -> None:
     ('{"action": 2.5}', None),
     ('{"act": 2}', None),
     ("<action>__import__('os').system('echo hi')</action>", None),
+    ("<action>push left", None),
+    ("</action>push left<action>", None),
     ("<action>" * 30_000, None),
 ])
 def test_strict_counts_only_a_tag_or_a_json_object(reply: str, expected: str | None) -> None:
     parsed = parse_strict_reply(reply, CARTPOLE)
     assert (json.loads(parsed)["action"] if parsed else None) == expected
+
+
+@pytest.mark.parametrize("reply", ["<action>" * 12_000, "<action>" + "x" * 99_000 + "</action", "{" * 99_000,
+                                   '{"action": ' * 9_000])
+def test_strict_reads_long_hostile_text_in_bounded_time(reply: str) -> None:
+    started = time.perf_counter()
+    assert parse_strict_reply(reply, CARTPOLE) is None
+    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize(("reply", "spec", "expected"), [
@@ -225,7 +236,7 @@ def test_episode_end_gives_returns_and_normalized_return() -> None:
 @NEEDS_MUJOCO
 def test_no_expert_no_normalized_return() -> None:
     assert ChatEnv("hopper").reference_returns() is None
-    assert ChatEnv("inverted_pendulum").reference_returns() is not None
+    assert ChatEnv("inverted_pendulum").translator.has_expert  # an LQR expert: anchored like CartPole above
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
