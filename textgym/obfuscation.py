@@ -269,7 +269,8 @@ class ObfuscatedTranslator(Translator):
             "labels": ob.labels, "display_order": ob.display_order,
             "value": lambda index, raw: self._shown(index, raw),
             "change": lambda index, raw_delta: ob.maps[index].change(raw_delta),  # type: ignore[union-attr]
-            "trend": self._trend, "between": self._between,
+            "trend": self._trend, "between": self._between, "beyond": self._beyond, "raw": self._raw_formula,
+            "action_maps": ob.action_maps,
             "base": inner.template_context(),
             "action_names": list(self.action_names), "action_digits": self.action_digits,
         }
@@ -286,6 +287,7 @@ class ObfuscatedTranslator(Translator):
             lows, highs = self._shown_bounds()
             context.update(action_lows=lows, action_highs=highs, action_low=lows[0], action_high=highs[0])
             context["example_action"] = context["fallback_action"]
+            context["effects"] = []
         return context
 
     def _shown(self, index: int, raw: float) -> str:
@@ -301,6 +303,18 @@ class ObfuscatedTranslator(Translator):
         """``"between A and B"`` for a raw range, smaller shown end first (a negative scale swaps them)."""
         low, high = sorted((self._shown(index, raw_low), self._shown(index, raw_high)), key=float)
         return f"between {low} and {high}"
+
+    def _beyond(self, index: int, raw: float) -> str:
+        """``"at least A"`` for ``raw value >= raw``, in shown terms (``"at most A"`` where the scale is negative)."""
+        mapping = self.obfuscation.maps[index]
+        return f"{'at least' if mapping.scale > 0 else 'at most'} {mapping.text(raw)}"  # type: ignore[union-attr]
+
+    def _raw_formula(self, index: int) -> str:
+        """How the raw value behind reading ``index`` is computed from it, e.g. ``"(zelm drift - 12.5) / 2.5"``."""
+        mapping = self.obfuscation.maps[index]
+        assert mapping is not None, "a category has no raw formula"
+        sign = "-" if mapping.offset >= 0 else "+"
+        return f"({self.obfuscation.labels[index]} {sign} {fixed(abs(mapping.offset), 2)}) / {fixed(mapping.scale, 2)}"
 
     def _shown_bounds(self) -> tuple[list[float], list[float]]:
         """Each actuator's bounds in shown units, in display order (a negative scale swaps them)."""

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy, Translator
 
 __all__ = ["AcrobotTranslator"]
@@ -18,6 +19,18 @@ DIGITS = 3
 TARGET_HEIGHT = 1.0
 # Index of each torque direction in the env's AVAIL_TORQUE = [-1, 0, +1].
 CLOCKWISE, NO_TORQUE, COUNTERCLOCKWISE = 0, 1, 2
+
+
+# The obfuscated variant (textgym.obfuscation): two jointed parts under gravity, one motor at the joint.
+OBFUSCATION = ObfuscationSpec(
+    objects=("inner", "outer", "act0", "act1", "act2"),
+    quantities=(Quantity("{inner} c"), Quantity("{inner} s"), Quantity("{outer} c"), Quantity("{outer} s"),
+                Quantity("{inner} spin"), Quantity("{outer} spin")),
+    actions=("{act0}", "{act1}", "{act2}"),
+    giveaways=("acrobot", "Acrobot-v1", "TextGym-Acrobot-v0", "link", "links", "pendulum", "gymnast", "swing",
+               "torque", "clockwise", "counterclockwise", "pivot", "4 pi", "9 pi"),
+    templates="acrobot/templates/obfuscated",
+)
 
 
 class AcrobotTranslator(Translator):
@@ -68,6 +81,9 @@ class AcrobotTranslator(Translator):
     @property
     def observation_precision(self) -> float:
         return 0.5 * 10**-DIGITS
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
 
     def expert_policy(self, env: gym.Env) -> Policy:
         # Energy pumping: torque the elbow the way it already turns. Each swing then adds energy,

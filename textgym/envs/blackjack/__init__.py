@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text import blackjack
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy, Translator
 
 __all__ = ["BlackjackTranslator", "basic_strategy_hits"]
@@ -38,6 +39,19 @@ def basic_strategy_hits(player_sum: int, dealer_card: int, usable_ace: bool) -> 
     if usable_ace:
         return player_sum < SOFT_STAND_FROM.get(dealer_card, SOFT_STAND_OTHERWISE)
     return player_sum < HARD_STAND_FROM.get(dealer_card, HARD_STAND_OTHERWISE)
+
+
+# The obfuscated variant (textgym.obfuscation): a draw-tokens duel against an opponent with a fixed rule.
+OBFUSCATION = ObfuscationSpec(
+    objects=("opponent", "act0", "act1", "flex"),
+    quantities=(Quantity("your tally", "count"), Quantity("{opponent} shown token", "count"),
+                Quantity("{flex}", "category", ("absent", "present"))),
+    actions=("{act0}", "{act1}"),
+    giveaways=("blackjack", "Blackjack-v1", "TextGym-Blackjack-v0", "dealer", "card", "cards", "ace", "aces",
+               "jack", "queen", "king", "deck", "hit", "stick", "stand", "bust", "natural", "21", "twenty-one",
+               "17", "casino", "soft"),
+    templates="blackjack/templates/obfuscated",
+)
 
 
 class BlackjackTranslator(Translator):
@@ -70,6 +84,9 @@ class BlackjackTranslator(Translator):
         if player is None or dealer is None:
             raise ValueError(f"no player total or dealer card in {text!r}")
         return np.array([int(player.group(1)), int(dealer.group(1)), int(player.group(2) == "a")])
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return lambda obs: int(basic_strategy_hits(int(obs[0]), int(obs[1]), bool(obs[2])))

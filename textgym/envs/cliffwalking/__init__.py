@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.toy_text import cliffwalking
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.planning import intended_move_probability, optimal_policy
 from textgym.translator import Policy, Translator
 
@@ -26,6 +27,21 @@ DISCOUNT = 1.0
 # L5's worked examples are set on a smaller grid of the same kind, so they never reveal the real one; its
 # cliff and goal lie in rows that the real 4 x 12 grid keeps free of both.
 PRACTICE_SHAPE = (3, 5)
+
+
+CELL_KINDS = ("start", "ground", "goal", "cliff")
+# The obfuscated variant (textgym.obfuscation): a grid with a pit zone, shifts along two axes.
+OBFUSCATION = ObfuscationSpec(
+    objects=("axis0", "axis1", "start", "safe", "target", "pit", "shift0", "shift1", "shift2", "shift3"),
+    quantities=(Quantity("{axis0} mark", "count"), Quantity("{axis1} mark", "count"),
+                Quantity("cell kind", "category", ("{start}", "{safe}", "{target}", "{pit}"))),
+    actions=("{shift0}", "{shift1}", "{shift2}", "{shift3}"),
+    # gymnasium's UP, RIGHT, DOWN, LEFT as (quantity, raw change) of (row, column).
+    action_effects=(((0, -1),), ((1, 1),), ((0, 1),), ((1, -1),)),
+    giveaways=("cliff", "CliffWalking", "CliffWalking-v1", "TextGym-CliffWalking-v0", "fall", "fell", "edge",
+               "walk", "left", "right", "up", "down", "row", "column"),
+    templates="cliffwalking/templates/obfuscated",
+)
 
 
 class CliffWalkingTranslator(Translator):
@@ -120,6 +136,17 @@ class CliffWalkingTranslator(Translator):
         if match is None:
             raise ValueError(f"no position in {text!r}")
         return np.array([int(match.group(1)) * self.n_cols + int(match.group(2))])
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
+
+    def obfuscation_values(self, obs: Any) -> np.ndarray:
+        """Row, column and the kind of cell underfoot (an index into :data:`CELL_KINDS`)."""
+        row, col = divmod(int(obs), self.n_cols)
+        return np.array([row, col, CELL_KINDS.index(self.cells[row, col])])
+
+    def observation_from_obfuscation_values(self, values: np.ndarray) -> np.ndarray:
+        return np.array([int(values[0]) * self.n_cols + int(values[1])], dtype=float)
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)

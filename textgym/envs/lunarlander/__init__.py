@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.box2d.lunar_lander import heuristic
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy, Translator
 
 __all__ = ["LunarLanderTranslator"]
@@ -18,6 +19,20 @@ DIGITS = 3
 # allows more, so the limit is not in the spaces.
 SCREEN_EDGE = 1.0
 NUMBER = r"(\d+\.\d+)"
+
+
+# The obfuscated variant (textgym.obfuscation): a craft falling onto a target zone, steered by three thrusters.
+OBFUSCATION = ObfuscationSpec(
+    objects=("craft", "zone", "act0", "act1", "act2", "act3", "foot1", "foot2"),
+    quantities=(Quantity("{craft} across"), Quantity("{craft} height"), Quantity("{craft} across rate"),
+                Quantity("{craft} height rate"), Quantity("{craft} tilt"), Quantity("{craft} tilt rate"),
+                Quantity("{foot1} contact"), Quantity("{foot2} contact")),
+    actions=("{act0}", "{act1}", "{act2}", "{act3}"),
+    giveaways=("lander", "lunar", "moon", "LunarLander", "LunarLander-v3", "TextGym-LunarLander-v0", "landing",
+               "land", "flag", "flags", "engine", "engines", "leg", "legs", "pilot", "clockwise",
+               "counterclockwise", "left", "right", "orientation"),
+    templates="lunarlander/templates/obfuscated",
+)
 
 
 class LunarLanderTranslator(Translator):
@@ -76,6 +91,9 @@ class LunarLanderTranslator(Translator):
     @property
     def observation_precision(self) -> float:
         return 0.5 * 10**-DIGITS
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
 
     def expert_policy(self, env: gym.Env) -> Policy:
         # Gymnasium's own hand-tuned controller; it reads env.unwrapped to tell discrete from continuous.

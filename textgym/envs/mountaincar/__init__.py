@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.registration import ENVS
 from textgym.translator import Policy, Translator
 
@@ -19,6 +20,17 @@ DIGITS = 4
 # The track's height is sin(3 x) (MountainCarEnv._height), lowest where 3 x = -pi / 2.
 VALLEY_POSITION = -math.pi / 6
 PUSH_LEFT, NO_PUSH, PUSH_RIGHT = 0, 1, 2
+
+
+# The obfuscated variant (textgym.obfuscation): a body in a basin too steep to climb directly.
+OBFUSCATION = ObfuscationSpec(
+    objects=("body", "act0", "act1", "act2"),
+    quantities=(Quantity("{body} place"), Quantity("{body} pace")),
+    actions=("{act0}", "{act1}", "{act2}"),
+    giveaways=("car", "mountain", "mountaincar", "MountainCar-v0", "TextGym-MountainCar-v0", "hill", "hills",
+               "valley", "flag", "engine", "left", "right", "0.5", "-1.2", "0.6", "0.07", "-0.52"),
+    templates="mountaincar/templates/obfuscated",
+)
 
 
 class MountainCarTranslator(Translator):
@@ -62,6 +74,9 @@ class MountainCarTranslator(Translator):
     @property
     def observation_precision(self) -> float:
         return 0.5 * 10**-DIGITS
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
 
     def expert_policy(self, env: gym.Env) -> Policy:
         """Push the way the car moves, which adds energy on every swing; from rest, try both ways first.

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from textgym.envs.mountaincar import MountainCarTranslator
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy
 
 __all__ = ["MountainCarContinuousTranslator"]
@@ -18,6 +19,19 @@ FORCE_COST = 0.1
 # Share of full force the expert pushes with. Gentle pushes need more swings, but the cost grows
 # with the force squared, so a third of full force earns more than full force (about 98 against 89).
 EXPERT_FORCE_SHARE = 0.3
+
+
+# The obfuscated variant (textgym.obfuscation): MountainCar's, with one number as the action.
+OBFUSCATION = ObfuscationSpec(
+    objects=("body",),
+    quantities=(Quantity("{body} place"), Quantity("{body} pace")),
+    actions=(),
+    giveaways=("car", "mountain", "mountaincar", "MountainCarContinuous-v0", "TextGym-MountainCarContinuous-v0",
+               "hill", "hills", "valley", "flag", "engine", "left", "right", "0.5", "-1.2", "0.6", "-0.52", "0.45",
+               "throttle"),  # not 0.07 (the speed limit, mapped in the text): a step's cost can print so
+    templates="mountaincar_continuous/templates/obfuscated",
+    facts={"goal_reward": GOAL_REWARD, "force_cost": FORCE_COST},
+)
 
 
 class MountainCarContinuousTranslator(MountainCarTranslator):
@@ -32,6 +46,9 @@ class MountainCarContinuousTranslator(MountainCarTranslator):
     def template_context(self) -> dict[str, Any]:
         return {**super().template_context(), "goal_reward": GOAL_REWARD, "force_cost": FORCE_COST,
                 "expert_force": EXPERT_FORCE_SHARE * self.action_high}
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
 
     def expert_policy(self, env: gym.Env) -> Policy:
         # Pushing the way the car moves adds energy on every swing; from rest, start up the left hill.

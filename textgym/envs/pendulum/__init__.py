@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy, Translator
 
 __all__ = ["PendulumTranslator"]
@@ -22,6 +23,17 @@ TORQUE_COST = 0.001
 BALANCE_ZONE_COS = 0.9
 ANGLE_GAIN = 10.0
 SPEED_GAIN = 2.0
+
+
+# The obfuscated variant (textgym.obfuscation): a rotor under gravity with a motor, its phase as cosine and sine.
+OBFUSCATION = ObfuscationSpec(
+    objects=("rotor",),
+    quantities=(Quantity("{rotor} c"), Quantity("{rotor} s"), Quantity("{rotor} spin")),
+    actions=(),
+    giveaways=("pendulum", "Pendulum-v1", "TextGym-Pendulum-v0", "upright", "hanging", "hinge", "hinged", "swing",
+               "clockwise", "counterclockwise", "torque", "8.0", "10.0", "-2.0", "2.0"),
+    templates="pendulum/templates/obfuscated",
+)
 
 
 class PendulumTranslator(Translator):
@@ -60,6 +72,9 @@ class PendulumTranslator(Translator):
     @property
     def observation_precision(self) -> float:
         return 0.5 * 10**-DIGITS
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
 
     def expert_policy(self, env: gym.Env) -> Policy:
         """Energy pumping far from upright, proportional-derivative balancing near it.

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.planning import optimal_policy
 from textgym.translator import Policy, Translator
 
@@ -20,6 +21,23 @@ STAND_COLOURS = {"R": "red", "G": "green", "Y": "yellow", "B": "blue"}
 WALL = b"|"
 # Every step costs the same and the model is deterministic: the undiscounted optimum is the fastest delivery.
 DISCOUNT = 1.0
+
+
+# The obfuscated variant (textgym.obfuscation): carry a token between posts on a walled grid.
+OBFUSCATION = ObfuscationSpec(
+    objects=("axis0", "axis1", "token", "post0", "post1", "post2", "post3", "shift0", "shift1", "shift2", "shift3",
+             "take", "leave"),
+    quantities=(Quantity("{axis0} mark", "count"), Quantity("{axis1} mark", "count"),
+                Quantity("{token} place", "category", ("{post0}", "{post1}", "{post2}", "{post3}", "carried")),
+                Quantity("{token} target", "category", ("{post0}", "{post1}", "{post2}", "{post3}"))),
+    actions=("{shift0}", "{shift1}", "{shift2}", "{shift3}", "{take}", "{leave}"),
+    # gymnasium's south, north, east, west as (quantity, raw change) of (row, column); pick-up and drop-off.
+    action_effects=(((0, 1),), ((0, -1),), ((1, 1),), ((1, -1),), (), ()),
+    giveaways=("taxi", "Taxi-v3", "Taxi-v4", "TextGym-Taxi-v0", "passenger", "passengers", "cab", "drive",
+               "city", "street", "red", "green", "yellow", "blue", "north", "south", "east", "west", "pick",
+               "drop", "row", "column", "rain", "rainy"),
+    templates="taxi/templates/obfuscated",
+)
 
 
 class TaxiTranslator(Translator):
@@ -90,6 +108,16 @@ class TaxiTranslator(Translator):
         destination_index = self.stand_letters.index(destination.group(1))
         return np.array([self.taxi.encode(int(taxi.group(1)), int(taxi.group(2)), passenger_index,
                                           destination_index)])
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        return OBFUSCATION
+
+    def obfuscation_values(self, obs: Any) -> np.ndarray:
+        """Taxi row, taxi column, passenger location and destination, as the env's ``decode`` gives them."""
+        return np.array(list(self.taxi.decode(int(obs))))
+
+    def observation_from_obfuscation_values(self, values: np.ndarray) -> np.ndarray:
+        return np.array([self.taxi.encode(*(int(value) for value in values))], dtype=float)
 
     def expert_policy(self, env: gym.Env) -> Policy:
         return optimal_policy(env, DISCOUNT)
