@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -46,20 +47,50 @@ from experiments.run_agent import (
     stop_on_signals,
 )
 from experiments.viewer import write_viewer
+from textgym.levels import level_spec
+from textgym.wrapper import registered_step_limit
 
-__all__ = ["compare", "main", "CompareOutcome"]
+__all__ = ["compare", "main", "CompareOutcome", "TimeEstimate", "estimate_time"]
 
 logger = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def _eval_config(cfg: DictConfig, env: str, level: int, agent: str) -> DictConfig:
+PER_ENV_KEYS = ("max_steps", "episodes")
+"""What ``per_env`` may set for one env, for every contender on it."""
+
+
+def env_setting(cfg: DictConfig, env: str, key: str) -> Any:
+    """``cfg.per_env[env][key]`` where the comparison sets one for ``env``, else the comparison-wide ``cfg[key]``."""
+    settings = (cfg.get("per_env") or {}).get(env) or {}
+    return settings[key] if key in settings else cfg[key]
+
+
+def validate_compare(cfg: DictConfig) -> None:
+    """Check what Hydra cannot type-check (``per_env``, ``anchor_episodes``), naming what is allowed."""
+    for env, settings in (cfg.get("per_env") or {}).items():
+        unknown = [key for key in (settings or {}) if key not in PER_ENV_KEYS]
+        if unknown:
+            raise ValueError(f"per_env.{env}.{unknown[0]} is not a per-env setting: expected "
+                             f"{' or '.join(PER_ENV_KEYS)}")
+    anchor = cfg.get("anchor_episodes")
+    if anchor is not None and (isinstance(anchor, bool) or not isinstance(anchor, int) or anchor < 1):
+        raise ValueError(f"anchor_episodes must be an int >= 1 (or null: the agents' episodes), got {anchor!r}")
+
+
+def _anchor_episodes(cfg: DictConfig, env: str) -> int:
+    """Episodes per seed for PPO and random: many (they cost milliseconds), so their lines mean something."""
+    return cfg.get("anchor_episodes") or env_setting(cfg, env, "episodes") or 1
+
+
+def _eval_config(cfg: DictConfig, env: str, level: int, agent: str, episodes: int | None = None) -> DictConfig:
     # episodes=null (protocol=paper) leaves each run's trial count to the protocol's table for its level.
-    episodes = [] if cfg.episodes is None else [f"episodes={cfg.episodes}"]
+    episodes = env_setting(cfg, env, "episodes") if episodes is None else episodes
     sub = compose("eval", overrides=[
         f"env={env}", f"level={level}", f"agent={agent}", f"seeds=[{','.join(map(str, cfg.seeds))}]",
-        f"protocol={cfg.protocol.name}", *episodes, f"concurrency={cfg.concurrency}",
-        f"max_steps={_null(cfg.max_steps)}", f"progress={cfg.progress}", "logger=none",
+        f"protocol={cfg.protocol.name}", *([] if episodes is None else [f"episodes={episodes}"]),
+        f"concurrency={cfg.concurrency}", f"max_steps={_null(env_setting(cfg, env, 'max_steps'))}",
+        f"progress={cfg.progress}", "logger=none",
         *(cfg.agent_overrides if agent != "random" else []),  # the anchor has no language-agent settings
         *cfg.get("agent_overrides_by_agent", {}).get(agent, []),  # settings only one agent has
     ])
@@ -69,6 +100,63 @@ def _eval_config(cfg: DictConfig, env: str, level: int, agent: str) -> DictConfi
 
 def _null(value: object) -> str:
     return "null" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """How long a comparison may take, from streams x steps x a per-decision cost per agent kind (the most each
+    stream can play: every episode to its step limit), before it starts."""
+
+    streams: int
+    decisions: int
+    """Language-agent decisions at most: every stream's episodes played to the step limit."""
+    agents_s: float
+    """The language agents' part: their decisions' cost summed, as streams share the CPU (4 take ~4x one)."""
+    longest_stream_s: float
+    ppo_s: float
+    fixed_s: float
+    """Start-up, the model server, the random anchor, the report and the viewer."""
+
+    @property
+    def total_s(self) -> float:
+        return self.ppo_s + self.fixed_s + self.agents_s
+
+    def describe(self) -> str:
+        return (f"{self.streams} language-agent streams, at most {self.decisions:,} decisions: estimated at most "
+                f"{self.total_s / 60:.1f} min (PPO ~{self.ppo_s:.0f} s; start-up, anchors and report ~"
+                f"{self.fixed_s:.0f} s; language agents at most {self.agents_s / 60:.1f} min, the longest stream "
+                f"{self.longest_stream_s:.0f} s). Episodes that end before the step limit take less.")
+
+
+def _episodes(cfg: DictConfig, env: str, level: int) -> int:
+    episodes = env_setting(cfg, env, "episodes")
+    if episodes is None:  # protocol=paper: the protocol's table gives each level's trials
+        episodes = OmegaConf.select(cfg, f"protocol.episodes_per_level.L{level}", default=1)
+    return int(episodes)
+
+
+def estimate_time(cfg: DictConfig) -> TimeEstimate:
+    """The most ``cfg`` can take, from ``cfg.estimate``'s costs (the embedded model on 2 cores, a slow day)."""
+    costs = cfg.estimate
+    decisions, agents_s, longest = 0, 0.0, 0.0
+    for env in cfg.envs:
+        steps = env_setting(cfg, env, "max_steps") or registered_step_limit(env)
+        if steps is None:
+            raise ValueError(f"{env} has no step limit: set per_env.{env}.max_steps (or max_steps) to bound it")
+        for level in cfg.levels:
+            for agent in cfg.agents:
+                episodes = _episodes(cfg, env, level)
+                decision_s = costs.decision_s.get(agent, costs.decision_s.default)
+                episode_s = costs.episode_s.get(agent, costs.episode_s.default)
+                # L3 remembers earlier trials through one summary call after each.
+                episode_s += costs.memory_s if level_spec(level).self_experience else 0.0
+                stream_s = episodes * (steps * decision_s + episode_s)
+                decisions += len(cfg.seeds) * episodes * steps
+                agents_s += len(cfg.seeds) * stream_s
+                longest = max(longest, stream_s)
+    return TimeEstimate(streams=len(cfg.seeds) * len(cfg.envs) * len(cfg.levels) * len(cfg.agents),
+                        decisions=decisions, agents_s=agents_s, longest_stream_s=longest,
+                        ppo_s=costs.ppo_s_per_env * len(cfg.envs), fixed_s=costs.fixed_s)
 
 
 @dataclass
@@ -97,10 +185,12 @@ class CompareOutcome:
 def compare(cfg: DictConfig) -> CompareOutcome:
     """Run the whole comparison under ``cfg.results_dir``; a failing part is recorded and the rest goes on."""
     quiet_libraries()
+    validate_compare(cfg)
     root = Path(cfg.results_dir)
     started = time.perf_counter()
     seeds = f"[{','.join(map(str, cfg.seeds))}]"
     outcome = CompareOutcome(root / "report")
+    print(f"textgym-compare: {estimate_time(cfg).describe()}", flush=True)
 
     def failed(what: str, error: Exception) -> None:
         outcome.failed_parts.append((what, error_text(error)))
@@ -111,10 +201,11 @@ def compare(cfg: DictConfig) -> CompareOutcome:
 
     for env in cfg.envs:  # 1. PPO on each base task, evaluated like the agents
         ppo_cfg = compose("ppo", overrides=[f"env={env}", f"seed={cfg.ppo_seed}", f"eval_seeds={seeds}",
-                                            f"eval_episodes={cfg.episodes or 1}", "logger=none",
+                                            f"eval_episodes={_anchor_episodes(cfg, env)}", "logger=none",
                                             f"progress={cfg.progress}", *cfg.ppo_overrides])
-        if cfg.max_steps is not None:
-            ppo_cfg.env.kwargs = {**ppo_cfg.env.kwargs, "max_episode_steps": cfg.max_steps}
+        max_steps = env_setting(cfg, env, "max_steps")
+        if max_steps is not None:  # PPO trains and plays under the language agents' step limit
+            ppo_cfg.env.kwargs = {**ppo_cfg.env.kwargs, "max_episode_steps": max_steps}
         try:
             run_ppo.run(ppo_cfg, root / "ppo" / f"{env}-s{cfg.ppo_seed}")
         except Exception as error:  # noqa: BLE001 - one env's PPO must not cost the comparison
@@ -123,7 +214,8 @@ def compare(cfg: DictConfig) -> CompareOutcome:
 
     for env in cfg.envs:  # 2. the random anchor (the level changes nothing for it)
         try:
-            outcome.runs.append(evaluate(_eval_config(cfg, env, 1, "random"), root / "eval" / f"{env}-random"))
+            outcome.runs.append(evaluate(_eval_config(cfg, env, 1, "random", _anchor_episodes(cfg, env)),
+                                         root / "eval" / f"{env}-random"))
         except CONFIG_ERRORS as error:
             failed(f"eval {env}-random", error)
 

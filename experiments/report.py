@@ -7,11 +7,12 @@ Reads only the result files under the given paths: the episodes files (``episode
 from the server's cache, their ``calls.jsonl`` (did the server report 0, or nothing?). Per env x level x agent:
 mean return +- 95% CI over seeds (each seed's episodes are averaged first), the return of the streams' last episode
 (for streams of several episodes: what an agent that learns across episodes ends with), the normalized score
-(random = 0, PPO = 1, on the same env), the invalid-action rate, tokens and dollars per episode, prompt tokens per
-decision and how many of them were new (not served from the server's prefix cache), and how many episodes failed.
+(random = 0, PPO = 1, on the same env; undefined where they tie), the invalid-action rate, tokens and dollars per
+episode, prompt tokens per decision and how many of them were new (not served from the server's prefix cache), and
+how many episodes failed.
 Failed episodes never count as returns; ``report.md`` lists their reasons. Plots: ``scores.png`` (bars per env x
-level x agent with PPO/random lines) and ``learning_curves.png`` (language agents' return over episodes beside
-PPO's return over env steps).
+level x agent with PPO/random lines) and ``learning_curves.png`` (L3 language agents' return by episode, where
+they learn across episodes, beside PPO's return over env steps); a panel with nothing to draw says why.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scipy import stats
 
 from experiments.results import DONE, EpisodeKey, episode_files, iter_jsonl, load_episodes, run_files
 from experiments.transcripts import CALLS_FILE
+from textgym.levels import level_spec
 
 __all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE", "failures_table", "markdown_table",
            "episodes_reporting_cache"]
@@ -69,6 +71,8 @@ class ReportRow:
     ``None`` where the server did not say how many it served from its cache."""
     failed: int
     """Episodes recorded as failed (and not finished since): not counted in any number above."""
+    normalized_undefined: str | None = None
+    """Why ``normalized_score`` is undefined (``"PPO and random tie"``, ``"no PPO run"``, ...); ``None`` if defined."""
 
 
 def mean_ci95(values: list[float]) -> tuple[float, float]:
@@ -101,6 +105,20 @@ def _anchor(rows: list[dict[str, Any]], env: str, agent: str) -> float:
     """Mean return of the ``agent`` anchor (random or ppo) on ``env``, over all its seeds; NaN if absent."""
     matching = [r for r in rows if r["env"] == env and r["agent"] == agent]
     return float(np.mean(_seed_means(matching))) if matching else math.nan
+
+
+TIE = "PPO and random tie"
+
+
+def normalized_score(value: float, random_mean: float, ppo_mean: float) -> tuple[float, str | None]:
+    """(value - random) / (PPO - random), and why it is undefined where it is (NaN, reason): an anchor missing,
+    or PPO and random tied (the denominator is 0)."""
+    missing = [name for name, anchor in (("PPO", ppo_mean), ("random", random_mean)) if math.isnan(anchor)]
+    if missing:
+        return math.nan, f"no {' or '.join(missing)} run"
+    if math.isclose(ppo_mean, random_mean, rel_tol=1e-9, abs_tol=1e-12):
+        return math.nan, TIE
+    return (value - random_mean) / (ppo_mean - random_mean), None
 
 
 def _is_done(row: dict[str, Any]) -> bool:
@@ -167,8 +185,7 @@ def summarize(rows: list[dict[str, Any]], reported: set[EpisodeKey] | None = Non
         mean, ci = mean_ci95(_seed_means(members))
         last_episode, last_return = _last_episode(members)
         random_mean, ppo_mean = _anchor(finished, env, "random"), _anchor(finished, env, "ppo")
-        span = ppo_mean - random_mean
-        normalized = (mean - random_mean) / span if span and not math.isnan(span) else math.nan
+        normalized, undefined = normalized_score(mean, random_mean, ppo_mean)
         steps = sum(int(r["steps"]) for r in members)
         prompt_per_decision, new_per_decision = _per_decision(members, reported)
         report.append(ReportRow(
@@ -180,7 +197,7 @@ def summarize(rows: list[dict[str, Any]], reported: set[EpisodeKey] | None = Non
             if members else math.nan,
             cost_per_episode_usd=float(np.mean([r["cost_usd"] for r in members])) if members else math.nan,
             prompt_tokens_per_decision=prompt_per_decision, new_prompt_tokens_per_decision=new_per_decision,
-            failed=len(group) - len(members),
+            failed=len(group) - len(members), normalized_undefined=undefined,
         ))
     return report
 
@@ -195,6 +212,14 @@ UNKNOWN_NEW_TOKENS_NOTE = (
     "prefix cache (OpenAI's and vLLM's `usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`), "
     "so how many it read anew is not known; they are not counted as all new."
 )
+
+
+def _normalized_cell(row: ReportRow) -> str:
+    if row.normalized_undefined == TIE:
+        return f"undefined: {TIE}"
+    if row.normalized_undefined:
+        return f"n/a ({row.normalized_undefined})"
+    return _fmt(row.normalized_score)
 
 
 def _new_tokens_cell(value: float | None) -> str:
@@ -212,7 +237,7 @@ def markdown_table(report: list[ReportRow]) -> str:
         ci = "" if math.isnan(r.ci95) else f" ± {_fmt(r.ci95)}"
         last = f"{_fmt(r.last_return)} (ep {r.last_episode + 1})" if r.last_episode else "-"
         lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {r.agent} | {r.llm_model} | {r.seeds} "
-                     f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {last} | {_fmt(r.normalized_score)} "
+                     f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {last} | {_normalized_cell(r)} "
                      f"| {100 * r.invalid_action_rate:.1f} | {_fmt(r.tokens_per_episode, 0)} "
                      f"| {_fmt(r.prompt_tokens_per_decision, 0)} "
                      f"| {_new_tokens_cell(r.new_prompt_tokens_per_decision)} "
@@ -267,16 +292,48 @@ def _learning_curves(paths: list[Path]) -> dict[str, list[tuple[np.ndarray, np.n
     return curves
 
 
-def plot_scores(report: list[ReportRow], path: Path) -> None:
+def _say(ax: Any, message: str) -> None:
+    """A panel with no data says why, in its middle."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def plot_scores(report: list[ReportRow], path: Path) -> None:
+    _save(scores_figure(report), path)
+
+
+def scores_figure(report: list[ReportRow]) -> Any:
+    """Bars per level x language agent of each env, PPO's and random's mean as lines; a panel without bars
+    says why. A matplotlib ``Figure``."""
+    plt = _pyplot()
+
     envs = sorted({r.env for r in report})
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
+        ax.set_title(env)
         rows = [r for r in report if r.env == env and r.agent not in ("ppo", "random")]
+        anchors = {anchor: [r for r in report if r.env == env and r.agent == anchor] for anchor in ("ppo", "random")}
+        if not rows:
+            present = [name for name, match in anchors.items() if match]
+            _say(ax, f"no language-agent episode finished on {env}"
+                     + (f"\n({' and '.join(present)} only: see report.md)" if present else ""))
+            continue
         levels = sorted({r.level for r in rows if r.level is not None})
         agents = sorted({r.agent for r in rows})
         width = 0.8 / max(1, len(agents))
@@ -285,53 +342,69 @@ def plot_scores(report: list[ReportRow], path: Path) -> None:
             x = np.arange(len(levels)) + i * width - 0.4 + width / 2
             ax.bar(x, [v.mean_return if v else np.nan for v in values], width,
                    yerr=[0 if not v or math.isnan(v.ci95) else v.ci95 for v in values], label=agent, capsize=3)
-        for anchor, style in (("ppo", "--"), ("random", ":")):
-            match = [r for r in report if r.env == env and r.agent == anchor]
+        for (anchor, match), style in zip(anchors.items(), ("--", ":"), strict=True):
             if match:
-                ax.axhline(np.mean([r.mean_return for r in match]), linestyle=style, color="black", label=anchor)
+                value = float(np.mean([r.mean_return for r in match]))
+                ax.axhline(value, linestyle=style, color="black", label=f"{anchor} {value:.2f}")
         ax.set_xticks(np.arange(len(levels)), [f"L{lv}" for lv in levels])
-        ax.set_title(env)
         ax.set_ylabel("mean return")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def _learns(level: int | None) -> bool:
+    """Whether a language agent at ``level`` carries what it learned from one episode to the next (L3)."""
+    return level is not None and level_spec(level).self_experience
+
+
+NO_LEARNING_RUNS = ("no L3 runs: language agents learn across episodes only at L3\n"
+                    "(e.g. textgym-compare levels=[3] episodes=5); the other levels' episodes are\n"
+                    "independent trials, reported in scores.png")
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
                          path: Path) -> None:
-    import matplotlib
+    _save(learning_curves_figure(rows, curves), path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    envs = sorted({r["env"] for r in rows} | set(curves))
+def learning_curves_figure(rows: list[dict[str, Any]], curves: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> Any:
+    """Per env: the L3 language agents' return by episode (whole-number axis) beside PPO's training curve; a
+    panel with nothing to draw says why. A matplotlib ``Figure``."""
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
+    envs = sorted({r["env"] for r in rows} | set(curves))
     fig, axes = plt.subplots(len(envs), 2, figsize=(11, 3.5 * len(envs)), squeeze=False)
     for (left, right), env in zip(axes, envs, strict=True):
         by_group: dict[tuple[str, Any], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
-            if row["env"] == env and row["kind"] == "agent":
+            if row["env"] == env and row["kind"] == "agent" and _learns(row["level"]):
                 by_group[(row["agent"], row["level"])][int(row["episode"])].append(float(row["return"]))
-        for (agent, level), per_episode in sorted(by_group.items(), key=str):
-            episodes = sorted(per_episode)
-            left.plot([e + 1 for e in episodes], [np.mean(per_episode[e]) for e in episodes], marker="o",
-                      label=f"{agent} L{level}")
-        left.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes are whole numbers
-        left.set_title(f"{env}: language agents")
-        left.set_xlabel("episode")
-        left.set_ylabel("return (mean over seeds)")
-        if by_group:
+        left.set_title(f"{env}: language agents learning across episodes (L3)")
+        learning = {group: per_episode for group, per_episode in by_group.items() if len(per_episode) > 1}
+        if not learning:
+            _say(left, NO_LEARNING_RUNS if not by_group else
+                 "L3 streams of one episode each: nothing to learn from yet\n(run more episodes, e.g. episodes=5)")
+        else:
+            for (agent, level), per_episode in sorted(learning.items(), key=str):
+                episodes = sorted(per_episode)
+                left.plot([e + 1 for e in episodes], [np.mean(per_episode[e]) for e in episodes], marker="o",
+                          label=f"{agent} L{level}")
+            last = max(max(per_episode) for per_episode in learning.values()) + 1
+            left.set_xlim(0.5, last + 0.5)
+            left.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes are whole numbers
+            left.set_xlabel("episode")
+            left.set_ylabel("return (mean over seeds)")
             left.legend(fontsize=7)
-        for steps, returns in curves.get(env, []):
-            right.plot(steps, returns, alpha=0.8)
         right.set_title(f"{env}: PPO training")
+        if not curves.get(env):
+            _say(right, f"no PPO training curve for {env}")
+            continue
+        for steps, returns in curves[env]:
+            right.plot(steps, returns, alpha=0.8)
         right.set_xlabel("environment steps")
         right.set_ylabel("episode return")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def write_report(result_paths: list[str | Path], out_dir: str | Path,
@@ -359,7 +432,8 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
     failures = failures_table(rows, failed_parts)
     (out / "report.md").write_text(
         "# TextGym report\n\nNormalized score: (return - random) / (PPO - random) on the same env; "
-        "n/a where an anchor is missing. CI: 95% t-interval over seeds. Last episode: mean over seeds of the "
+        f"n/a where an anchor is missing, `undefined: {TIE}` where the two score the same (the denominator "
+        "is 0). CI: 95% t-interval over seeds. Last episode: mean over seeds of the "
         "return in each stream's last episode. Failed episodes count in no number but `failed`. "
         "Per decision: per env step, the agent's LLM calls around the episode included; new prompt tokens are "
         "those the server read anew, not served from its prefix cache.\n\n"
@@ -377,16 +451,10 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
 
 
 def _empty_plot(path: Path, message: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 2))
+    fig, ax = _pyplot().subplots(figsize=(5, 2))
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

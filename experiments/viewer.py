@@ -198,7 +198,9 @@ def _table_row(index: int, run: _Run, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _curves_svg(rows: list[dict[str, Any]]) -> str:
-    """One small SVG chart per (env, level): a line of returns over episodes per stream."""
+    """One small SVG chart per (env, level) whose streams play several episodes: a line of returns over episodes
+    (1, 2, ...) per stream. Groups of one episode a stream get a line saying so (their returns are in the table):
+    a chart of single points says nothing."""
     groups: dict[tuple[str, Any], dict[tuple[Any, ...], list[tuple[int, float]]]] = defaultdict(
         lambda: defaultdict(list))
     for row in rows:
@@ -207,10 +209,15 @@ def _curves_svg(rows: list[dict[str, Any]]) -> str:
             groups[(row["env"], row["level"])][stream].append((row["episode"], float(row["return"])))
     colours: dict[tuple[Any, Any], str] = {}
     charts = []
+    single = [_escape(f"{env}" + (f" L{level}" if level is not None else ""))
+              for (env, level), streams in sorted(groups.items(), key=lambda item: str(item[0]))
+              if max(len(values) for values in streams.values()) < 2]
     width, height, pad_left, pad_bottom, pad = 360, 190, 46, 24, 8
     for (env, level), streams in sorted(groups.items(), key=lambda item: str(item[0])):
+        if max(len(values) for values in streams.values()) < 2:
+            continue
         points = [p for values in streams.values() for p in values]
-        x_max = max(1, max(x for x, _ in points))
+        x_max = max(1, max(x for x, _ in points))  # episode indices from 0; drawn as episodes 1 to x_max + 1
         y_min, y_max = min(y for _, y in points), max(y for _, y in points)
         if y_max - y_min < 1e-9:
             y_min, y_max = y_min - 1, y_max + 1
@@ -229,8 +236,9 @@ def _curves_svg(rows: list[dict[str, Any]]) -> str:
                  f'<text x="{pad_left - 4}" y="{pad + 9}" font-size="10" text-anchor="end">{y_max:.4g}</text>',
                  f'<text x="{pad_left - 4}" y="{height - pad_bottom}" font-size="10" text-anchor="end">'
                  f'{y_min:.4g}</text>',
-                 f'<text x="{pad_left}" y="{height - 6}" font-size="10">0</text>',
-                 f'<text x="{width - pad}" y="{height - 6}" font-size="10" text-anchor="end">episode {x_max}</text>']
+                 f'<text x="{pad_left}" y="{height - 6}" font-size="10">1</text>',
+                 f'<text x="{width - pad}" y="{height - 6}" font-size="10" text-anchor="end">episode {x_max + 1}'
+                 '</text>']
         legend: dict[str, str] = {}
         for (agent, model, seed, train_seed), values in sorted(streams.items(), key=lambda item: str(item[0])):
             colour = colours.setdefault((agent, model), PALETTE[len(colours) % len(PALETTE)])
@@ -251,6 +259,9 @@ def _curves_svg(rows: list[dict[str, Any]]) -> str:
         charts.append(f'<div class="curve"><div><b>{heading}</b> <span class="muted">return per episode, '
                       f'{len(streams)} streams</span></div>{"".join(parts)}<div class="legend">{legend_html}</div>'
                       f"</div>")
+    if single:
+        charts.append(f'<p class="muted single-episode">One episode a stream, so no curve: {", ".join(single)} '
+                      "(their returns are in the table below; at L3 an agent learns across several episodes).</p>")
     return "".join(charts)
 
 

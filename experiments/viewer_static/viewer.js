@@ -185,6 +185,12 @@
     return el("img", { class: "frame", src: uri, alt: label, onclick: (event) => event.target.classList.toggle("big") });
   }
 
+  function baseAction(action) {
+    // The text numbers actions from 1 ("4: move up"); the base env indexes them from 0. Say which is which.
+    return Number.isInteger(action) ? "action " + (action + 1) + " as the text numbers it; the base env's index "
+      + action : "the base env's action: " + JSON.stringify(action);
+  }
+
   function stepView(step, frame, calls, noFrame) {
     // noFrame === null: the episode has no frames at all, so no column is kept for them.
     const badges = el("div", {},
@@ -200,7 +206,7 @@
       noFrame === null ? null : frameView(frame, noFrame),
       el("div", { class: "obs" }, el("pre", { class: "observation", text: step.observation })),
       el("div", {}, el("div", { class: "action", text: "→ " + step.action_text }),
-        el("div", { class: "muted", text: "parsed: " + JSON.stringify(step.action) }), badges));
+        el("div", { class: "muted base-action", text: baseAction(step.action) }), badges));
     if (calls.length) row.append(callsBox(calls, calls.length === 1 ? "prompt and reply"
       : "prompts and replies (" + calls.length + " calls)", false));
     else if ((step.replies || []).length) {
@@ -230,7 +236,12 @@
         ["LLM calls", row.llm_calls], ["tokens", row.tokens], ["$", fmt(row.cost_usd, 4)], ["status", row.status]]
         .map(([label, value]) => el("span", {}, label + " ", el("b", { text: fmt(value) }))))];
     if (row.error) parts.push(el("div", { class: "warn", text: "error: " + row.error }));
-    const notes = Object.entries(row.notes || {}).filter(([, v]) => v != null && v !== "");
+    // A note that an around-the-episode call's reply states word for word (EXE's suggestion) is shown once, with
+    // its call, under "Before the episode" / "After the episode".
+    const shownWithCalls = new Set(data.calls.filter((c) => c.phase !== "step").flatMap((c) => c.texts || [])
+      .map((t) => t.trim()));
+    const notes = Object.entries(row.notes || {}).filter(([, v]) => v != null && v !== ""
+      && !(typeof v === "string" && shownWithCalls.has(v.trim())));
     if (notes.length) {
       parts.push(el("h3", { text: "What the agent noted around this episode" }));
       parts.push(el("dl", { class: "notes" }, ...notes.flatMap(([key, value]) => [el("dt", { text: key }),

@@ -201,3 +201,68 @@ def test_a_server_that_reports_zero_cached_tokens_counts_them_all_new(tmp_path: 
     assert row.new_prompt_tokens_per_decision == pytest.approx(row.prompt_tokens_per_decision)
     assert row.new_prompt_tokens_per_decision == pytest.approx(prompt / steps)
     assert UNKNOWN_NEW_TOKENS_NOTE not in (tmp_path / "out" / "report.md").read_text()
+
+
+def _write_runs(tmp_path: Path, rows: list[dict]) -> Path:
+    folder = tmp_path / "runs"
+    folder.mkdir(exist_ok=True)
+    (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_anchors_that_tie_leave_the_normalized_score_undefined_and_say_so(tmp_path: Path) -> None:
+    folder = _write_runs(tmp_path, [_row("naive", 0, 0, 0.0), _row("random", 0, 0, 0.0),
+                                    _row("ppo", 0, 0, 0.0, level=None, kind="ppo")])
+    report = {r.agent: r for r in write_report([folder], tmp_path / "out")}
+    assert math.isnan(report["naive"].normalized_score)
+    assert report["naive"].normalized_undefined == "PPO and random tie"
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| undefined: PPO and random tie |" in text
+    assert "`undefined: PPO and random tie` where the two score the same" in text
+
+
+def test_a_missing_anchor_is_named(tmp_path: Path) -> None:
+    folder = _write_runs(tmp_path, [_row("naive", 0, 0, 5.0), _row("random", 0, 0, 1.0)])
+    report = {r.agent: r for r in write_report([folder], tmp_path / "out")}
+    assert report["naive"].normalized_undefined == "no PPO run"
+    assert "| n/a (no PPO run) |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _panel_texts(ax) -> str:
+    return " ".join(text.get_text() for text in ax.texts)
+
+
+def test_learning_curves_draw_only_l3_on_whole_episodes(fixture_dirs: list[Path]) -> None:
+    from experiments.report import _learning_curves, learning_curves_figure
+
+    rows = [_row("naive", 0, 0, 10), _row("naive", 1, 0, 20),  # L1: independent trials, not a learning curve
+            *(_row("naive", seed, k, 10 * k + seed, level=3) for seed in (0, 1) for k in range(3))]
+    fig = learning_curves_figure(rows, _learning_curves(fixture_dirs))
+    left, right = fig.axes
+    assert [line.get_label() for line in left.lines] == ["naive L3"]
+    assert list(left.lines[0].get_xdata()) == [1, 2, 3]
+    assert list(left.lines[0].get_ydata()) == [0.5, 10.5, 20.5]
+    assert left.get_xlim() == (0.5, 3.5)
+    assert all(float(tick).is_integer() for tick in left.get_xticks() if 0.5 <= tick <= 3.5)
+    assert len(right.lines) == 1 and not right.texts
+
+
+def test_learning_curves_without_l3_or_ppo_say_why(tmp_path: Path) -> None:
+    from experiments.report import learning_curves_figure
+
+    left, right = learning_curves_figure([_row("naive", 0, 0, 10), _row("naive", 1, 0, 20)], {}).axes
+    assert not left.lines and "no L3 runs: language agents learn across episodes only at L3" in _panel_texts(left)
+    assert not right.lines and "no PPO training curve for cartpole" in _panel_texts(right)
+
+
+def test_every_scores_panel_shows_bars_or_says_why(tmp_path: Path) -> None:
+    from experiments.report import scores_figure, summarize
+
+    rows = [_row("naive", 0, 0, 30), _row("random", 0, 0, 20), _row("ppo", 0, 0, 50, level=None, kind="ppo"),
+            {**_row("random", 0, 0, -0.4), "env": "blackjack"}]
+    blackjack, cartpole = scores_figure(summarize(rows)).axes  # panels in env order
+    assert [patch.get_height() for patch in cartpole.patches] == [30]
+    anchors = sorted(line.get_label() for line in cartpole.lines if not line.get_label().startswith("_"))
+    assert anchors == ["ppo 50.00", "random 20.00"]
+    assert not blackjack.patches
+    assert "no language-agent episode finished on blackjack" in _panel_texts(blackjack)

@@ -163,7 +163,11 @@ def test_viewer_in_headless_chromium(runs: Path, tmp_path: Path, browser: Any) -
         return [td.text for td in row.find_elements(By.TAG_NAME, "td")]
 
     assert len(rows()) == 10
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#curves-card svg polyline")) == 2 + 2 + 1  # one a stream
+    # A line a stream where streams play several episodes; MountainCar's one-episode stream gets a sentence instead.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#curves-card svg polyline")) == 2 + 2
+    assert browser.find_element(By.CSS_SELECTOR, "#curves-card .single-episode").text.startswith(
+        "One episode a stream, so no curve: mountaincar L1")
+    assert "episode 2" in browser.find_element(By.CSS_SELECTOR, "#curves-card svg").text  # episodes 1 and 2, not 0
     assert "failed" in [cells(r)[-1] for r in rows()]
 
     # Sort by return, highest first (a failed episode has none and goes last), then filter to one agent.
@@ -185,8 +189,19 @@ def test_viewer_in_headless_chromium(runs: Path, tmp_path: Path, browser: Any) -
     assert HOSTILE in before.find_element(By.CSS_SELECTOR, "pre.boundary-text").text  # shown as text, not HTML
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("id") != "pwned" and browser.title != "x"
     assert panel.find_element(By.CSS_SELECTOR, ".boundary.end").text.count("insight") >= 1
+    # Each note the calls around the episode state (suggestion, summary, insight) is shown once, with its call.
+    exe_id = next(r["id"] for r in data["tg-meta"]["episodes"]
+                  if r["agent"] == "exe" and r["seed"] == 0 and r["episode"] == 0)
+    around = [c for c in data[f"tg-ep-{exe_id}"]["calls"] if c["phase"] != "step"]
+    assert panel.text.count(HOSTILE) == len(around) >= 3
     steps = panel.find_elements(By.CSS_SELECTOR, "#timeline .step")
     assert len(steps) == 6
+    # The action texts number actions from 1 ("1: push left"); the base env indexes them from 0: both, labelled.
+    first = data[f"tg-ep-{exe_id}"]["steps"][0]
+    assert steps[0].find_element(By.CSS_SELECTOR, ".action").text == "→ " + first["action_text"]
+    assert steps[0].find_element(By.CSS_SELECTOR, ".base-action").text == \
+        f"action {first['action'] + 1} as the text numbers it; the base env's index {first['action']}"
+    assert "parsed:" not in steps[0].text
     frame = steps[0].find_element(By.CSS_SELECTOR, "img.frame")
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", frame) == 240
 
