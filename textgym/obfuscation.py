@@ -82,7 +82,9 @@ class ObfuscationSpec:
         templates: the folder (relative to ``textgym/envs``) of ``game.j2``, ``goal.j2``, ``guidance.j2`` and
             optionally ``actions.j2``/``note.j2``.
         action_effects: per discrete base action, ``(quantity index, raw change)`` pairs it makes (grid moves).
-        facts: env-specific values for the templates (e.g. a MuJoCo task's reward terms in neutral words).
+        facts: env-specific values for the templates (e.g. where a MuJoCo task's quantities sit).
+        shared_templates: a family's folder (``"mujoco_common/templates/obfuscated"``) for the templates
+            ``templates`` lacks.
     """
 
     objects: tuple[str, ...]
@@ -92,6 +94,7 @@ class ObfuscationSpec:
     templates: str
     action_effects: tuple[tuple[tuple[int, float], ...], ...] = ()
     facts: Mapping[str, Any] = field(default_factory=dict)
+    shared_templates: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,8 @@ class ObfuscatedTranslator(Translator):
             "change": lambda index, raw_delta: ob.maps[index].change(raw_delta),  # type: ignore[union-attr]
             "trend": self._trend, "between": self._between, "beyond": self._beyond, "raw": self._raw_formula,
             "action_maps": ob.action_maps,
+            "motors": [(self.action_names[position], ob.action_maps[actuator])
+                       for position, actuator in enumerate(ob.action_order)] if self.is_vector else [],
             "base": inner.template_context(),
             "action_names": list(self.action_names), "action_digits": self.action_digits,
         }
@@ -328,9 +333,15 @@ class ObfuscatedTranslator(Translator):
             shown_highs.append(ends[1])
         return shown_lows, shown_highs
 
+    def _template(self, part: str) -> str | None:
+        """The env's own template for ``part``, else its family's, else ``None``."""
+        for folder in (self.spec.templates, self.spec.shared_templates):
+            if folder is not None and (PACKAGE_DIR / "envs" / folder / f"{part}.j2").exists():
+                return f"{folder}/{part}.j2"
+        return None
+
     def _render(self, part: str, **values: Any) -> str:
-        own = f"{self.spec.templates}/{part}.j2"
-        template = own if (PACKAGE_DIR / "envs" / own).exists() else f"obfuscated_{part}.j2"
+        template = self._template(part) or f"obfuscated_{part}.j2"
         return render(template, **self.template_context(), **values)
 
     def goal_description(self, step_limit: int | None = None) -> str:
@@ -350,7 +361,7 @@ class ObfuscatedTranslator(Translator):
 
     def has_teaching(self) -> bool:  # type: ignore[override]
         """L5 exists where the plain env has teaching and the obfuscated guidance is written."""
-        return self.inner.has_teaching() and (PACKAGE_DIR / "envs" / self.spec.templates / "guidance.j2").exists()
+        return self.inner.has_teaching() and self._template("guidance") is not None
 
     def teaching_examples(self) -> list[str]:
         """L5's worked examples in the new terms: each teaching state as the agent would see it and the expert's

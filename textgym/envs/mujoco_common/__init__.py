@@ -20,12 +20,18 @@ import gymnasium as gym
 import numpy as np
 import scipy.linalg
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.templating import fixed
 from textgym.translator import Policy, Translator
 
 __all__ = ["Component", "MujocoTranslator", "LQRTranslator", "planar_body", "lqr_gain", "compact_number", "DIGITS"]
 
 DIGITS = 3
+# Words no obfuscated MuJoCo text may use, beyond each task's own (MujocoTranslator.obfuscation_words) and the
+# words of its body parts and actuators; "joint" and the like are left to the plain text's generic vocabulary.
+OBFUSCATION_GIVEAWAYS = ("mujoco", "robot", "torso", "leg", "legs", "thigh", "foot", "hinge", "rotor", "arm")
+_GENERIC_WORDS = frozenset({"the", "to", "on", "relative", "minus", "aux", "joint", "contact", "forces", "of", "angle",
+                            "first", "second", "object"})
 _NUMBER = r"(-?\d+\.\d+)"
 
 
@@ -85,6 +91,8 @@ class MujocoTranslator(Translator):
     compressible_groups: ClassVar[frozenset[str]] = frozenset()
     """Groups written as "all zero" when every value in them prints as zero."""
     velocity_clip: ClassVar[float | None] = None
+    obfuscation_words: ClassVar[tuple[str, ...]] = ()
+    """Words that identify this task (its name, gym ids, its objects), for the obfuscated variant's no-leak check."""
     """Gymnasium clips these velocities in the observation to +-this value (Hopper, Walker2d, the double pendulum)."""
 
     def __init__(self, env: gym.Env) -> None:
@@ -167,6 +175,28 @@ class MujocoTranslator(Translator):
         values = np.asarray(action, dtype=float).reshape(-1)
         return "[" + ", ".join(fixed(value, self.action_digits) for value in values) + "]"
 
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        """Every body part (group) gets an invented name, its values ``q1, q2, ...``; every actuator a name."""
+        titles = list(self.groups)
+        motors = len(self.action_names) if self.is_vector else 0
+        quantities = tuple(Quantity(f"{{part{titles.index(c.group)}}} q{self.groups[c.group].index(i) + 1}")
+                           for i, c in enumerate(self.layout))
+        words = {word for text in (*titles, *self.action_names) for word in re.split(r"[^a-z0-9]+", text.lower())
+                 if len(word) >= 3 and word not in _GENERIC_WORDS}
+        task = type(self).__name__.removesuffix("Translator")
+        return ObfuscationSpec(
+            objects=(*(f"part{g}" for g in range(len(titles))), *(f"motor{m}" for m in range(motors))),
+            quantities=quantities, actions=tuple(f"{{motor{m}}}" for m in range(motors)),
+            giveaways=(*OBFUSCATION_GIVEAWAYS, task, f"{task}-v5", f"TextGym-{task}-v0", self.name,
+                       *self.obfuscation_words, *sorted(words)),
+            templates=f"{self.template_folder()}/obfuscated", shared_templates="mujoco_common/templates/obfuscated",
+            facts={"index": {f"{c.group}/{c.label}": i for i, c in enumerate(self.layout)},
+                   "parts": len(titles), "motors": max(motors, 1), **self.obfuscation_facts()})
+
+    def obfuscation_facts(self) -> dict[str, Any]:
+        """Task-specific values for the obfuscated templates (an expert's gains); none here."""
+        return {}
+
     def trajectory_legend(self) -> str:
         sections: list[tuple[list[str], list[tuple[str, str]]]] = []  # runs of groups with the same labels and units
         for title, indices in self.groups.items():
@@ -238,6 +268,9 @@ class LQRTranslator(MujocoTranslator):
 
     def teaching_context(self) -> dict[str, Any]:
         return {**super().teaching_context(), "gains": self.gains}
+
+    def obfuscation_facts(self) -> dict[str, Any]:
+        return {"gains": list(self.gains)}
 
     def guidance(self) -> str:
         return self._render("guidance", gains=self.gains)

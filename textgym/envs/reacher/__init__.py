@@ -79,6 +79,9 @@ class ReacherTranslator(MujocoTranslator):
 
         return act
 
+    def obfuscation_facts(self) -> dict[str, Any]:
+        return {"angle_gain": ANGLE_GAIN, "damping_gain": DAMPING_GAIN}
+
     def teaching_context(self) -> dict[str, Any]:
         lengths = (float(np.linalg.norm(self.env.model.body("body1").pos)),
                    float(np.linalg.norm(self.env.model.body("fingertip").pos)))
