@@ -62,11 +62,15 @@ class Quantity:
         kind: ``"real"`` (seeded scale and offset), ``"count"`` (an integer: scale +-1, an offset in the
             hundreds) or ``"category"`` (an index shown as one of ``categories``).
         categories: the neutral names of a category's values, in index order (placeholders allowed).
+        axis: quantities measured along the same axis (a screen's rows) share one map, so they compare directly.
+        rate_of: a rate along ``axis``: the axis's scale and no offset, so rates add to positions as raw ones do.
     """
 
     label: str
     kind: Literal["real", "count", "category"] = "real"
     categories: tuple[str, ...] = ()
+    axis: str | None = None
+    rate_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,16 @@ class Obfuscation:
         self.names = {role: INVENTED_WORDS[index] for role, index in zip(spec.objects, words[1:], strict=True)}
         self.labels = [quantity.label.format(**self.names) for quantity in spec.quantities]
         self.categories = [[c.format(**self.names) for c in quantity.categories] for quantity in spec.quantities]
-        self.maps: list[AffineMap | None] = [self._map(rng, quantity.kind, raw_digits)
-                                             for quantity in spec.quantities]
+        axes: dict[str, AffineMap | None] = {}
+        self.maps: list[AffineMap | None] = []
+        for quantity in spec.quantities:
+            axis = quantity.axis or quantity.rate_of
+            if axis is not None and axis not in axes:
+                axes[axis] = self._map(rng, quantity.kind, raw_digits)
+            mapping = axes[axis] if axis is not None else self._map(rng, quantity.kind, raw_digits)
+            if quantity.rate_of is not None and mapping is not None:
+                mapping = AffineMap(mapping.scale, 0.0, mapping.raw_digits, mapping.text_digits)
+            self.maps.append(mapping)
         self.display_order = [int(i) for i in rng.permutation(len(spec.quantities))]
         self.action_names = [name.format(**self.names) for name in spec.actions]
         count = discrete_actions or actuators
@@ -272,8 +284,8 @@ class ObfuscatedTranslator(Translator):
             "labels": ob.labels, "display_order": ob.display_order,
             "value": lambda index, raw: self._shown(index, raw),
             "change": lambda index, raw_delta: ob.maps[index].change(raw_delta),  # type: ignore[union-attr]
-            "trend": self._trend, "between": self._between, "beyond": self._beyond, "raw": self._raw_formula,
-            "action_maps": ob.action_maps,
+            "trend": self._trend, "between": self._between, "rate": self._rate, "beyond": self._beyond,
+            "raw": self._raw_formula, "action_maps": ob.action_maps, "action_order": ob.action_order,
             "motors": [(self.action_names[position], ob.action_maps[actuator])
                        for position, actuator in enumerate(ob.action_order)] if self.is_vector else [],
             "base": inner.template_context(),
@@ -308,6 +320,11 @@ class ObfuscatedTranslator(Translator):
         """``"between A and B"`` for a raw range, smaller shown end first (a negative scale swaps them)."""
         low, high = sorted((self._shown(index, raw_low), self._shown(index, raw_high)), key=float)
         return f"between {low} and {high}"
+
+    def _rate(self, index: int, raw_rate: float, digits: int = 2) -> str:
+        """A raw rate of change of quantity ``index`` (per step) in shown units, signed: ``"+0.50"``."""
+        text = fixed(self.obfuscation.maps[index].scale * raw_rate, digits)  # type: ignore[union-attr]
+        return text if text.startswith("-") else f"+{text}"
 
     def _beyond(self, index: int, raw: float) -> str:
         """``"at least A"`` for ``raw value >= raw``, in shown terms (``"at most A"`` where the scale is negative)."""

@@ -17,9 +17,14 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Translator
 
-__all__ = ["AtariRamTranslator", "signed", "bcd", "read_int"]
+__all__ = ["AtariRamTranslator", "signed", "bcd", "read_int", "OBFUSCATION_GIVEAWAYS"]
+
+
+OBFUSCATION_GIVEAWAYS = ("atari", "2600", "console", "arcade", "ALE", "joystick", "stella", "paddle", "ball")
+"""Words no obfuscated Atari text may use."""
 
 
 def signed(byte: Any) -> int:
@@ -61,6 +66,16 @@ class AtariRamTranslator(Translator):
 
     action_effects: ClassVar[dict[str, str]] = {}
     """What each ALE action does in this game, for the action description."""
+    obfuscation_objects: ClassVar[tuple[str, ...]] = ()
+    """Roles the obfuscated variant gives invented names (the game's objects)."""
+    obfuscation_labels: ClassVar[dict[str, str]] = {}
+    """Neutral label of each RAM quantity (``{role}`` placeholders allowed), by :meth:`quantities`' name."""
+    obfuscation_axes: ClassVar[dict[str, str]] = {}
+    """Quantities measured along a screen axis (``"rows"``, ``"columns"``): they share that axis's map."""
+    obfuscation_rates: ClassVar[dict[str, str]] = {}
+    """Quantities that are speeds along a screen axis (scaled as the axis, no offset)."""
+    obfuscation_words: ClassVar[tuple[str, ...]] = ()
+    """Words that identify this game, beyond what every Atari game shares (:data:`OBFUSCATION_GIVEAWAYS`)."""
 
     def __init__(self, env: gym.Env) -> None:
         game = env.unwrapped
@@ -81,6 +96,19 @@ class AtariRamTranslator(Translator):
     @abstractmethod
     def quantities(self, ram: Any) -> dict[str, int]:
         """The named RAM quantities the text is built from, in :meth:`read_observation`'s order."""
+
+    def obfuscation_spec(self) -> ObfuscationSpec:
+        """Each RAM quantity a count under its neutral label; each ALE action an invented name."""
+        names = list(self.quantities(np.zeros(128, dtype=np.uint8)))
+        actions = tuple(f"{{act{index}}}" for index in range(len(self.action_names)))
+        return ObfuscationSpec(
+            objects=(*self.obfuscation_objects, *(f"act{index}" for index in range(len(self.action_names)))),
+            quantities=tuple(Quantity(self.obfuscation_labels[name], "count", axis=self.obfuscation_axes.get(name),
+                                      rate_of=self.obfuscation_rates.get(name)) for name in names),
+            actions=actions,
+            giveaways=(*OBFUSCATION_GIVEAWAYS, *self.action_names, *self.obfuscation_words),
+            templates=f"{self.template_folder()}/obfuscated",
+            facts={"index": {name: index for index, name in enumerate(names)}})
 
     def observation_values(self, obs: Any) -> np.ndarray:
         return np.array(list(self.quantities(obs).values()), dtype=float)

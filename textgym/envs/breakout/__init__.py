@@ -33,6 +33,12 @@ class BreakoutTranslator(AtariRamTranslator):
     action_names = ("NOOP", "FIRE", "RIGHT", "LEFT")
     action_effects = {"NOOP": "do nothing", "FIRE": "launch a new ball when none is in play",
                       "RIGHT": "move your paddle right", "LEFT": "move your paddle left"}
+    obfuscation_objects = ("mover", "token", "blocks")
+    obfuscation_labels = {"paddle_column": "{mover} place", "ball_column": "{token} across",
+                          "ball_row": "{token} along", "score": "tally", "lives": "tries"}
+    obfuscation_axes = {"paddle_column": "columns", "ball_column": "columns", "ball_row": "rows"}
+    obfuscation_words = ("breakout", "Breakout-v5", "TextGym-Breakout-v0", "brick", "bricks", "wall", "walls",
+                         "lives", "life", "left", "right", "up", "down", "row", "rows", "column", "columns")
 
     def quantities(self, ram: Any) -> dict[str, int]:
         return {

@@ -55,6 +55,13 @@ class FreewayTranslator(AtariRamTranslator):
     action_names = ("NOOP", "UP", "DOWN")
     action_effects = {"NOOP": "stay where you are", "UP": "step up, towards the far pavement",
                       "DOWN": "step back down"}
+    obfuscation_objects = ("walker", *(f"runner{lane}" for lane in range(1, 11)))
+    obfuscation_labels = {"chicken_top": "{walker} place", "score": "tally",
+                          **{f"lane_{lane}_car": f"{{runner{lane}}} place" for lane in range(1, 11)}}
+    obfuscation_axes = {"chicken_top": "rows", **{f"lane_{lane}_car": "columns" for lane in range(1, 11)}}
+    obfuscation_words = ("freeway", "Freeway-v5", "TextGym-Freeway-v0", "chicken", "car", "cars", "road", "lane",
+                         "lanes", "pavement", "traffic", "cross", "crossing", "left", "right", "up", "down", "row",
+                         "rows", "column", "columns")
 
     def quantities(self, ram: Any) -> dict[str, int]:
         values = {"chicken_top": CHICKEN_TOP_ROW_AT_ZERO - int(ram[CHICKEN_Y]), "score": bcd(ram[SCORE])}

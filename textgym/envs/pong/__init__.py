@@ -43,6 +43,16 @@ class PongTranslator(AtariRamTranslator):
     action_effects = {"NOOP": "do nothing; the paddle slows to a stop", "FIRE": "same as NOOP in this game",
                       "RIGHT": "move your paddle up", "LEFT": "move your paddle down",
                       "RIGHTFIRE": "same as RIGHT: move up", "LEFTFIRE": "same as LEFT: move down"}
+    obfuscation_objects = ("mover", "rival", "token")
+    obfuscation_labels = {"paddle_top": "{mover} place", "opponent_top": "{rival} place",
+                          "ball_column": "{token} across", "ball_row": "{token} along",
+                          "ball_right_speed": "{token} across rate", "ball_down_speed": "{token} along rate",
+                          "score": "your tally", "opponent_score": "{rival} tally"}
+    obfuscation_axes = {"paddle_top": "rows", "opponent_top": "rows", "ball_row": "rows", "ball_column": "columns",
+                        "score": "points", "opponent_score": "points"}
+    obfuscation_rates = {"ball_right_speed": "columns", "ball_down_speed": "rows"}
+    obfuscation_words = ("pong", "Pong-v5", "TextGym-Pong-v0", "tennis", "ping", "green", "orange", "computer",
+                         "21", "left", "right", "up", "down", "row", "rows", "column", "columns")
 
     def quantities(self, ram: Any) -> dict[str, int]:
         return {
