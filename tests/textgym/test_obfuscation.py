@@ -224,3 +224,47 @@ def test_textgym_eval_plays_the_obfuscated_variant(tmp_path) -> None:
     # What the agent saw and said (the rows' "env" field names the run, for the reader, not the agent).
     assert steps and all(step["observation"].startswith("Readings: ") for step in steps)
     assert not [step for step in steps if _leaks(obfuscated, step["observation"] + step["action_text"])]
+
+
+@pytest.mark.parametrize("name", ["cartpole", "frozenlake", "pendulum", "hopper"])
+def test_chat_env_speaks_only_the_obfuscated_text(name: str, tmp_path, monkeypatch) -> None:
+    from textgym.chat import ChatEnv
+
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
+    _, _, obfuscated = _pair(name)
+    level = 5 if obfuscated.has_teaching() else 1
+    env = ChatEnv(name, level=level, action_format="tool", obfuscate=True)
+    messages, _ = env.reset(seed=0)
+    texts = [json.dumps(env.tools)]
+    for _ in range(3):
+        texts += [message["content"] for message in messages]
+        reply = {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "type": "function", "function": {
+            "name": env.tools[0]["function"]["name"], "arguments": json.dumps({"action": _first_action(env)})}}]}
+        messages, _, terminated, truncated, _ = env.step(reply)
+        if terminated or truncated:
+            break
+    texts += [message["content"] for message in messages]
+    assert not [text for text in texts if _leaks(obfuscated, text)], [_leaks(obfuscated, t) for t in texts]
+
+
+def _first_action(env) -> object:
+    spec = env.action_spec
+    if spec["type"] == "discrete":
+        return spec["names"][0]
+    if spec["type"] == "vector":
+        return {name: low for name, low in zip(spec["names"], spec["low"], strict=True)}
+    return spec["low"]
+
+
+def test_agents_system_prompt_speaks_only_the_obfuscated_text(fake_llm, tmp_path, monkeypatch) -> None:
+    from experiments.run_agent import evaluate
+
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
+    evaluate(compose_config("eval", [
+        "env=cartpole", "agent=naive", "level=5", "+env.kwargs.obfuscate=true", "seeds=[0]", "max_steps=3",
+        "llm=server", f"llm.base_url={fake_llm.base_url}", "llm.model=scripted", "logger=none", "llm.cache=off",
+        "progress=false"]), tmp_path / "run")
+    prompts = fake_llm.prompts()
+    _, _, obfuscated = _pair("cartpole")
+    assert prompts and "Readings:" in prompts[0]
+    assert not [prompt for prompt in prompts if _leaks(obfuscated, prompt)], [_leaks(obfuscated, p) for p in prompts]
