@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import jinja2
 
 from agents.budget import keep_head_and_tail
-from agents.llm.client import LLMClient, Usage
+from agents.llm.protocol import ChatModel, Usage
 from agents.parsing import action_json_schema, parse_reply
 from textgym.chat import Conversation, briefing
 from textgym.chat import history_start as first_shown_step
@@ -163,7 +163,7 @@ class Agent(metaclass=_SnapshotAfterInit):
     restores them with :meth:`load_state` so an interrupted stream continues where it stopped; at levels
     without self-experience :meth:`reset` puts them back to their values after construction."""
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, name: str | None = None) -> None:
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, name: str | None = None) -> None:
         if name is not None:
             if not isinstance(name, str) or not AGENT_NAME.fullmatch(name):
                 raise ValueError(f"agent name must be letters, digits, '_', '-' or '.' (starting with a letter or "
@@ -358,7 +358,7 @@ class LanguageAgent(Agent):
     shows_fewshot_examples: ClassVar[bool] = True
     """Whether the level's offline trajectories go into the system prompt as text (EXE summarises them)."""
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, history_window: int = 10,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, history_window: int = 10,
                  memory_size: int = 5, action_max_tokens: int = 48, demonstrations: bool = True,
                  trajectory_budget_tokens: int = 2000, experience_max_tokens: int = 192,
                  history_trim: str = "sliding", name: str | None = None) -> None:
@@ -371,7 +371,7 @@ class LanguageAgent(Agent):
         if history_trim not in ("sliding", "block"):
             raise ValueError(f"history_trim must be 'sliding' or 'block', actually {history_trim!r}")
         super().__init__(llm, seed, name)
-        self.llm: LLMClient = llm
+        self.llm: ChatModel = llm
         self.history_window = history_window
         self.history_trim = history_trim
         self.memory_size = memory_size

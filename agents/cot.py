@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.base import LanguageAgent
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 
 __all__ = ["CoTAgent"]
 
@@ -33,7 +33,8 @@ class CoTAgent(LanguageAgent):
             ``action_max_tokens``, ``demonstrations``, ...).
 
     Example:
-        >>> CoTAgent(llm=LLMClient(model="m", api_key_env=None), thought_chars=120).thought_chars
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> CoTAgent(llm=LLMClient("m", HTTPTransport(api_key_env=None)), thought_chars=120).thought_chars
         120
     """
 
@@ -41,7 +42,7 @@ class CoTAgent(LanguageAgent):
     template = "cot/act.j2"
     demonstrations_template = "cot/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, thought_chars: int = 600,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, thought_chars: int = 600,
                  **kwargs: Any) -> None:
         if thought_chars < 1:
             raise ValueError(f"thought_chars must be >= 1, actually {thought_chars}")

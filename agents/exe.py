@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from agents.base import EpisodeContext, EpisodeResult, LanguageAgent, render_lines_within
 from agents.budget import keep_newest
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 from agents.parsing import split_json_object
 
 __all__ = ["EXEAgent"]
@@ -60,7 +60,8 @@ class EXEAgent(LanguageAgent):
             ``trajectory_budget_tokens``, ``action_max_tokens``, ``name``, ...).
 
     Example:
-        >>> agent = EXEAgent(llm=LLMClient(model="m", base_url="http://127.0.0.1:1/v1", api_key_env=None))
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> agent = EXEAgent(llm=LLMClient("m", HTTPTransport("http://127.0.0.1:1/v1", api_key_env=None)))
         >>> agent.insight, agent.summaries, agent.history_window
         ('', [], 10)
     """
@@ -69,7 +70,7 @@ class EXEAgent(LanguageAgent):
     state_attributes: ClassVar[tuple[str, ...]] = (*LanguageAgent.state_attributes, "summaries", "insight")
     shows_fewshot_examples = False  # they reach EXE as summaries in its memory
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, think: bool = True, thought_chars: int = 300,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, think: bool = True, thought_chars: int = 300,
                  use_suggestion: bool = True, use_summary: bool = True, use_insight: bool = True,
                  suggestion_max_tokens: int = 256, summary_max_tokens: int = 256, insight_max_tokens: int = 256,
                  memory_budget_tokens: int = 1500, **kwargs: Any) -> None:

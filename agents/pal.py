@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.base import LanguageAgent, Transition
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 from agents.parsing import parse_tail
 
 __all__ = ["PALAgent"]
@@ -28,14 +28,15 @@ class PALAgent(LanguageAgent):
         **kwargs: :class:`~agents.base.LanguageAgent` options.
 
     Example:
-        >>> PALAgent(llm=LLMClient(model="m", api_key_env=None)).program_max_tokens
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> PALAgent(llm=LLMClient("m", HTTPTransport(api_key_env=None))).program_max_tokens
         400
     """
 
     name = "pal"
     demonstrations_template = "pal/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, program_max_tokens: int = 400,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, program_max_tokens: int = 400,
                  tail_lines: int = 3, **kwargs: Any) -> None:
         if program_max_tokens < 1 or tail_lines < 1:
             raise ValueError(f"expected program_max_tokens >= 1 and tail_lines >= 1, actually "

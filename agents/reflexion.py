@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from agents.base import EpisodeContext, EpisodeResult, LanguageAgent
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 
 __all__ = ["ReflexionAgent"]
 
@@ -30,7 +30,8 @@ class ReflexionAgent(LanguageAgent):
         **kwargs: :class:`~agents.base.LanguageAgent` options.
 
     Example:
-        >>> client = LLMClient(model="m", base_url="http://127.0.0.1:1/v1", api_key_env=None)
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> client = LLMClient("m", HTTPTransport("http://127.0.0.1:1/v1", api_key_env=None))
         >>> ReflexionAgent(llm=client).reflections
         []
     """
@@ -39,7 +40,7 @@ class ReflexionAgent(LanguageAgent):
     state_attributes: ClassVar[tuple[str, ...]] = (*LanguageAgent.state_attributes, "reflections")
     demonstrations_template = "reflexion/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, memory_size: int = 3,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, memory_size: int = 3,
                  reflection_max_tokens: int = 256, **kwargs: Any) -> None:
         super().__init__(llm, seed, memory_size=memory_size, **kwargs)
         self.reflection_max_tokens = reflection_max_tokens

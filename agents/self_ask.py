@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.base import LanguageAgent
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 
 __all__ = ["SelfAskAgent"]
 
@@ -28,14 +28,15 @@ class SelfAskAgent(LanguageAgent):
         **kwargs: :class:`~agents.base.LanguageAgent` options.
 
     Example:
-        >>> SelfAskAgent(llm=LLMClient(model="m", api_key_env=None)).max_questions
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> SelfAskAgent(llm=LLMClient("m", HTTPTransport(api_key_env=None))).max_questions
         2
     """
 
     name = "self_ask"
     demonstrations_template = "self_ask/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, max_questions: int = 2,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, max_questions: int = 2,
                  questions_max_tokens: int = 160, **kwargs: Any) -> None:
         if max_questions < 1 or questions_max_tokens < 1:
             raise ValueError(f"expected max_questions >= 1 and questions_max_tokens >= 1, "

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.cot import CoTAgent
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 
 __all__ = ["SelfConsistencyAgent", "vote"]
 
@@ -73,14 +73,15 @@ class SelfConsistencyAgent(CoTAgent):
         **kwargs: :class:`~agents.base.LanguageAgent` options.
 
     Example:
-        >>> agent = SelfConsistencyAgent(llm=LLMClient(model="m", api_key_env=None), n=3)
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> agent = SelfConsistencyAgent(llm=LLMClient("m", HTTPTransport(api_key_env=None)), n=3)
         >>> agent.n, agent.temperature
         (3, 0.7)
     """
 
     name = "self_consistency"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, n: int = 5, temperature: float = 0.7,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, n: int = 5, temperature: float = 0.7,
                  thought_chars: int = 600, **kwargs: Any) -> None:
         if n < 1 or temperature < 0:
             raise ValueError(f"expected n >= 1 and temperature >= 0, actually {n} and {temperature}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.cot import CoTAgent
-from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 
 __all__ = ["SPPAgent"]
 
@@ -34,7 +34,8 @@ class SPPAgent(CoTAgent):
         **kwargs: :class:`~agents.base.LanguageAgent` options.
 
     Example:
-        >>> SPPAgent(llm=LLMClient(model="m", api_key_env=None)).thought_chars
+        >>> from agents.llm.client import HTTPTransport, LLMClient
+        >>> SPPAgent(llm=LLMClient("m", HTTPTransport(api_key_env=None))).thought_chars
         1200
     """
 
@@ -42,6 +43,6 @@ class SPPAgent(CoTAgent):
     template = "spp/act.j2"
     demonstrations_template = "spp/demonstrations.j2"
 
-    def __init__(self, llm: LLMClient | None = None, seed: int = 0, thought_chars: int = 1200,
+    def __init__(self, llm: ChatModel | None = None, seed: int = 0, thought_chars: int = 1200,
                  **kwargs: Any) -> None:
         super().__init__(llm, seed, thought_chars=thought_chars, **kwargs)

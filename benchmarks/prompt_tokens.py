@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import textgym  # noqa: E402,F401
 from agents.budget import estimate_tokens  # noqa: E402
 from agents.llm.client import LLMClient  # noqa: E402
+from agents.llm.transport import HTTPTransport  # noqa: E402
 from experiments.config import register_resolvers  # noqa: E402
 from experiments.episodes import run_episode  # noqa: E402
 from tests.fake_llm_server import FakeLLMServer  # noqa: E402
@@ -123,7 +124,7 @@ def make_agent(name: str, client: LLMClient, history_window: int, trim: str) -> 
 
 async def measure(server: FakeLLMServer, agent_name: str, level: int, steps: int, history: int,
                   trim: str) -> dict[str, float]:
-    client = LLMClient(model="scripted", base_url=server.base_url, api_key_env=None, max_concurrency=1)
+    client = LLMClient("scripted", HTTPTransport(server.base_url, None, max_concurrency=1))
     agent = make_agent(agent_name, client, history, trim)
     env = gym.make("TextGym-CartPole-v0", level=level, max_episode_steps=steps)
     trials = TRIALS[level]

@@ -34,6 +34,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.llm.client import LLMClient  # noqa: E402
+from agents.llm.transport import HTTPTransport  # noqa: E402
 from benchmarks.fixed_latency_server import start_in_process  # noqa: E402
 from experiments.config import register_resolvers  # noqa: E402
 from experiments.run_agent import evaluate_async  # noqa: E402
@@ -102,7 +103,7 @@ async def run_streams(streams: int, steps: int, episodes: int, base_url: str,
                       workers: int = 1) -> tuple[int, int, float, float]:
     """(decisions, requests, wall s, CPU s of this process) of ``streams`` streams through textgym-eval's code."""
     cfg = eval_config(streams, steps, episodes, base_url, workers)
-    client = LLMClient(model="fixed", base_url=base_url, api_key_env=None, max_concurrency=streams, cache=None)
+    client = LLMClient("fixed", HTTPTransport(base_url, None, max_concurrency=streams))
     with tempfile.TemporaryDirectory() as run_dir:
         wall, cpu = time.perf_counter(), time.process_time()
         await evaluate_async(cfg, run_dir, client)

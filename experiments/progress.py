@@ -75,10 +75,11 @@ class RunProgress:
         if failed:
             parts.append(f"{failed} failed")
         client = self.client
-        if client is not None:
-            parts.append(f"in flight {client.in_flight}")
+        if client is not None:  # a ChatModel; in_flight and retries are LLMClient's, a custom backend may lack them
+            if hasattr(client, "in_flight"):
+                parts.append(f"in flight {client.in_flight}")
             parts.append(f"cache hits {client.usage.cached_calls}")
-            retries = sum(client.retries.values())
+            retries = sum(getattr(client, "retries", {}).values())
             if retries:
                 parts.append(f"retries {retries}")
         self._bar.set_postfix_str(" | ".join(parts), refresh=False)

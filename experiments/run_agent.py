@@ -431,7 +431,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     if needs_llm(cfg):
         llm = {k: cfg.llm.get(k) for k in LLM_IDENTITY_KEYS}
         if cfg.llm.provider != "embedded":  # the embedded server's address is new every start
-            llm["base_url"] = cfg.llm.base_url
+            llm["base_url"] = cfg.llm.get("base_url")  # a custom backend (llm=custom) may have none
         else:  # the weights it serves: the shipped file or its Q8_0 copy
             llm["requantize"] = cfg.llm.get("requantize")
     identity = {"env": cfg.env.name, "env_kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),

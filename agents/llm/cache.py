@@ -31,6 +31,8 @@ class ResponseCache:
     Args:
         path: the database file (created with its folder).
         mode: ``"off"`` (never read or write), ``"read"`` (replay hits, store nothing new) or ``"readwrite"``.
+        sampled: also serve sampled (temperature > 0) requests; their seed is in the key. Off by default: a
+            sampled request is usually asked again to get another sample.
 
     Example:
         >>> import tempfile, os
@@ -40,11 +42,12 @@ class ResponseCache:
         {'texts': ['a']}
     """
 
-    def __init__(self, path: str | Path, mode: CacheMode = "readwrite") -> None:
+    def __init__(self, path: str | Path, mode: CacheMode = "readwrite", sampled: bool = False) -> None:
         if mode not in CACHE_MODES:
             raise ValueError(f"unknown cache mode {mode!r}: expected one of {', '.join(CACHE_MODES)}")
         self.path = Path(path).expanduser()
         self.mode = mode
+        self.sampled = sampled
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         if mode != "off":
@@ -55,8 +58,8 @@ class ResponseCache:
             self._connection.commit()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as its file and mode (a worker process opens its own connection)."""
-        return (type(self), (self.path, self.mode))
+        """Pickled as its settings (a worker process opens its own connection)."""
+        return (type(self), (self.path, self.mode, self.sampled))
 
     def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if self._connection is None:

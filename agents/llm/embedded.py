@@ -17,7 +17,7 @@ streams' cells). ``n_cache_reuse`` lets a slot reuse chunks of its last prompt t
 window): 156 instead of 676 new prompt tokens per step on 60-step naive episodes, 1.2 instead of 3.6 s per
 decision (Q4_1). All cores: one thread reads a prompt token in ~10 ms instead of ~6 (Q4_1). Flash attention
 stays on auto (off: 30% slower at 4 streams); ``n_batch``/``n_ubatch`` and llama.cpp's RAM prompt cache (on by
-default) made no difference beyond noise. llama.cpp honours a request's ``id_slot`` (``LLMClient(slot_count=...)``,
+default) made no difference beyond noise. llama.cpp honours a request's ``id_slot`` (``HTTPTransport(slot_count=...)``,
 ``llm.pin_slots``): its own choice of slot (longest shared prefix) already finds a stream's slot here, so pinning
 gains 0-3%.
 """

@@ -16,15 +16,18 @@ from omegaconf import OmegaConf
 
 import textgym  # noqa: F401
 from agents.base import Agent
-from agents.llm.client import LLMClient
+from agents.llm.cache import ResponseCache
+from agents.llm.client import LLMClient, Sampling
+from agents.llm.transport import HTTPTransport
 from experiments.config import agent_class, register_resolvers
 from experiments.episodes import EpisodeRecord, run_episode
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def client_for(server, **kwargs) -> LLMClient:
-    return LLMClient(model="scripted", base_url=server.base_url, api_key_env=None, **kwargs)
+def client_for(server, cache: ResponseCache | None = None, structured_output: bool = True) -> LLMClient:
+    return LLMClient("scripted", HTTPTransport(server.base_url, api_key_env=None), cache=cache,
+                     sampling=Sampling(structured_output=structured_output))
 
 
 def play(agent: Agent, env_id: str, level: int = 1, episodes: int = 2, seed: int = 0,

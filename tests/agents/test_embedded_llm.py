@@ -19,7 +19,7 @@ from gguf import GGMLQuantizationType, LlamaFileType
 from omegaconf import OmegaConf
 
 from agents.llm.cache import ResponseCache
-from agents.llm.client import LLMClient
+from agents.llm.client import LLMClient, Sampling
 from agents.llm.embedded import (
     EmbeddedServer,
     default_model_path,
@@ -27,6 +27,7 @@ from agents.llm.embedded import (
     q8_0_copy_path,
     shipped_model_path,
 )
+from agents.llm.transport import HTTPTransport
 from agents.naive import NaiveAgent
 from experiments.llm_session import llm_session
 from tests.agents.helpers import play
@@ -35,8 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _client(server, cache: ResponseCache | None) -> LLMClient:
-    return LLMClient(model=server.model_name, base_url=server.base_url, api_key_env=None, max_concurrency=2,
-                     cache=cache)
+    return LLMClient(server.model_name, HTTPTransport(server.base_url, None, max_concurrency=2), cache=cache)
 
 
 def test_smollm2_plays_cartpole_with_valid_actions_and_replays_from_cache(embedded_llm, tmp_path: Path) -> None:
@@ -76,8 +76,8 @@ def test_the_default_model_is_the_cached_q8_0_copy_and_answers(embedded_llm, mon
     models = httpx.get(embedded_llm.base_url + "/models", timeout=10).json()["data"]
     assert [model["id"] for model in models] == [embedded_llm.model_name] == ["SmolLM2-135M-Instruct.Q8_0"]
 
-    client = LLMClient(model=embedded_llm.model_name, base_url=embedded_llm.base_url, api_key_env=None,
-                       max_concurrency=1, max_tokens=12)
+    client = LLMClient(embedded_llm.model_name, HTTPTransport(embedded_llm.base_url, None, max_concurrency=1),
+                       sampling=Sampling(max_tokens=12))
 
     async def ask() -> str:
         try:
@@ -208,7 +208,7 @@ def test_the_longest_action_prompts_fit_an_embedded_slot(embedded_llm, fake_llm)
     longest = {}
     for task in CLASSIC_ENVS:
         before = len(fake_llm.requests)
-        agent = NaiveAgent(llm=LLMClient(model="scripted", base_url=fake_llm.base_url, api_key_env=None),
+        agent = NaiveAgent(llm=LLMClient("scripted", HTTPTransport(fake_llm.base_url, None)),
                            history_trim="block")
         play(agent, f"TextGym-{task}-v0", level=4, episodes=1, max_episode_steps=20)
         messages = fake_llm.requests[-1]["messages"]  # the last request holds the most turns

@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 
 from agents.llm.cache import ResponseCache
-from agents.llm.client import LLMClient, LLMError, Usage
+from agents.llm.client import LLMClient, LLMError, RetryPolicy, Sampling, Usage
+from agents.llm.transport import HTTPTransport
 from tests.fake_llm_server import FakeLLMServer
 
 MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def _transport(server: FakeLLMServer) -> HTTPTransport:
+    return HTTPTransport(server.base_url, api_key_env=None)
 
 
 def _complete(client: LLMClient, **kwargs):
@@ -21,7 +26,7 @@ def _complete(client: LLMClient, **kwargs):
 
 def test_large_n_is_split_with_distinct_seeds(fake_llm: FakeLLMServer) -> None:
     fake_llm.responder = lambda request: f"sample seed={request['seed']} i={request['choice_index']}"
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, max_n_per_request=2, seed=3)
+    client = LLMClient("m", _transport(fake_llm), sampling=Sampling(seed=3, max_n_per_request=2))
     completion = _complete(client, n=5, temperature=0.7)
     assert len(completion.texts) == 5
     assert [r["n"] for r in fake_llm.requests] == [2, 2, 1]
@@ -36,7 +41,7 @@ def test_large_n_is_split_with_distinct_seeds(fake_llm: FakeLLMServer) -> None:
 def test_server_that_ignores_n_is_asked_again(fake_llm: FakeLLMServer) -> None:
     fake_llm.ignore_n = True
     fake_llm.responder = lambda request: f"seed={request['seed']}"
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+    client = LLMClient("m", _transport(fake_llm))
     completion = _complete(client, n=3, temperature=0.7)
     assert len(completion.texts) == 3 and len(set(completion.texts)) == 3  # distinct seeds, distinct samples
     assert len(fake_llm.requests) == 3 and completion.usage.calls == 3
@@ -44,14 +49,13 @@ def test_server_that_ignores_n_is_asked_again(fake_llm: FakeLLMServer) -> None:
 
 def test_cache_modes(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    write = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, cache=ResponseCache(path))
+    write = LLMClient("m", _transport(fake_llm), cache=ResponseCache(path))
     first = _complete(write)
     assert _complete(write).texts == first.texts and len(fake_llm.requests) == 1
     _complete(write, temperature=0.9)  # sampled requests skip the cache by default
     _complete(write, temperature=0.9)
     assert len(fake_llm.requests) == 3
-    read_only = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None,
-                          cache=ResponseCache(path, mode="read"))
+    read_only = LLMClient("m", _transport(fake_llm), cache=ResponseCache(path, mode="read"))
     assert _complete(read_only).usage.cached_calls == 1
     _complete(read_only, max_tokens=7)  # a miss is asked but not stored
     assert len(ResponseCache(path)) == 1
@@ -61,7 +65,7 @@ def test_cache_modes(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
 
 def test_rejected_request_raises_llm_error_without_retry(fake_llm: FakeLLMServer) -> None:
     fake_llm.fail_next = [400]
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, max_retries=3)
+    client = LLMClient("m", _transport(fake_llm), retry=RetryPolicy(max_retries=3))
     with pytest.raises(LLMError, match="rejected the request"):
         _complete(client)
     assert len(fake_llm.requests) == 1
@@ -69,15 +73,14 @@ def test_rejected_request_raises_llm_error_without_retry(fake_llm: FakeLLMServer
 
 def test_timeout_is_retried_then_reported(fake_llm: FakeLLMServer) -> None:
     fake_llm.delay_s = 0.5
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, timeout_s=0.1, max_retries=1)
+    client = LLMClient("m", HTTPTransport(fake_llm.base_url, None, timeout_s=0.1), retry=RetryPolicy(max_retries=1))
     with pytest.raises(LLMError, match="gave up after 2 attempts"):
         _complete(client)
     assert len(fake_llm.requests) == 2
 
 
 def test_price_table_gives_cost(fake_llm: FakeLLMServer) -> None:
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None,
-                       price_per_million={"prompt": 1.0, "completion": 2.0})
+    client = LLMClient("m", _transport(fake_llm), price_per_million={"prompt": 1.0, "completion": 2.0})
     completion = _complete(client)
     expected = (completion.usage.prompt_tokens * 1.0 + completion.usage.completion_tokens * 2.0) / 1e6
     assert completion.usage.cost_usd == pytest.approx(expected) and expected > 0
@@ -88,8 +91,8 @@ def test_cache_namespace_survives_a_new_server_address(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     with FakeLLMServer() as first, FakeLLMServer() as second:
         for server in (first, second):
-            client = LLMClient(model="m", base_url=server.base_url, api_key_env=None, cache=ResponseCache(path),
-                               cache_namespace="embedded:model.gguf:123")
+            client = LLMClient("m", HTTPTransport(server.base_url, None, identity="embedded:model.gguf:123"),
+                               cache=ResponseCache(path))
             _complete(client)
         assert len(first.requests) == 1 and len(second.requests) == 0
 
@@ -97,7 +100,7 @@ def test_cache_namespace_survives_a_new_server_address(tmp_path: Path) -> None:
 def test_records_describe_each_request_and_purpose_is_never_sent(fake_llm: FakeLLMServer) -> None:
     fake_llm.responder = lambda request: '{"action": "push left"}'
     schema = {"type": "object", "properties": {"action": {"enum": ["push left"]}}}
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, seed=5, max_tokens=33)
+    client = LLMClient("m", _transport(fake_llm), sampling=Sampling(max_tokens=33, seed=5))
     completion = _complete(client, json_schema=schema, purpose="suggestion")
     (record,) = completion.records
     sent = fake_llm.requests[0]
@@ -121,7 +124,7 @@ def _shared_prefix_messages(step: int) -> list[dict[str, str]]:
 def test_cached_prompt_tokens_are_read_and_added_up(fake_llm: FakeLLMServer, report: str) -> None:
     """OpenAI/vLLM say ``usage.prompt_tokens_details.cached_tokens``; llama.cpp also (or only) ``timings.cache_n``."""
     fake_llm.cache_report = report
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+    client = LLMClient("m", _transport(fake_llm))
 
     async def two_steps():
         return [await client.complete(_shared_prefix_messages(step)) for step in (1, 2)]
@@ -137,7 +140,7 @@ def test_cached_prompt_tokens_are_read_and_added_up(fake_llm: FakeLLMServer, rep
 
 def test_servers_that_do_not_report_cached_tokens_give_none(fake_llm: FakeLLMServer) -> None:
     fake_llm.cache_report = None
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+    client = LLMClient("m", _transport(fake_llm))
     completion = _complete(client)
     assert completion.records[0]["usage"]["cached_prompt_tokens"] is None
     assert completion.usage.cached_prompt_tokens == 0 and completion.usage.prompt_tokens == len("hello") // 4
@@ -145,7 +148,7 @@ def test_servers_that_do_not_report_cached_tokens_give_none(fake_llm: FakeLLMSer
 
 
 def test_cache_hits_are_recorded_and_purpose_is_not_in_the_key(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, cache=ResponseCache(tmp_path / "c"))
+    client = LLMClient("m", _transport(fake_llm), cache=ResponseCache(tmp_path / "c"))
     asyncio.run(client.complete(_shared_prefix_messages(1)))
     asked = asyncio.run(client.complete(_shared_prefix_messages(2), purpose="action"))
     hit = asyncio.run(client.complete(_shared_prefix_messages(2), purpose="summary"))
@@ -164,7 +167,7 @@ def test_cache_entries_written_before_call_records_still_hit(fake_llm: FakeLLMSe
     old_key = {"model": "m", "messages": MESSAGES, "n": 1, "temperature": 0.0, "max_tokens": 256, "seed": 0,
                "base_url": fake_llm.base_url}
     cache.put(old_key, {"texts": ["from an old run"], "prompt_tokens": 7, "completion_tokens": 3})
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, cache=cache)
+    client = LLMClient("m", _transport(fake_llm), cache=cache)
     completion = _complete(client)
     assert completion.texts == ["from an old run"] and fake_llm.requests == []
     assert completion.records[0]["usage"] == {"prompt_tokens": 7, "completion_tokens": 3,
@@ -189,7 +192,7 @@ def test_sessions_keep_their_slot_and_never_share_a_busy_one(fake_llm: FakeLLMSe
         return "ok"
 
     fake_llm.responder = slow
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None, slot_count=2, max_concurrency=2)
+    client = LLMClient("m", HTTPTransport(fake_llm.base_url, None, max_concurrency=2, slot_count=2))
 
     async def session(name: str, turns: int) -> None:
         for turn in range(turns):
@@ -220,8 +223,8 @@ def test_sessions_keep_their_slot_and_never_share_a_busy_one(fake_llm: FakeLLMSe
 
 
 def test_no_slot_is_named_unless_asked(fake_llm: FakeLLMServer) -> None:
-    client = LLMClient(model="m", base_url=fake_llm.base_url, api_key_env=None)
+    client = LLMClient("m", _transport(fake_llm))
     _complete(client, session="a")
     assert "id_slot" not in fake_llm.requests[0]
     with pytest.raises(ValueError, match="slot_count"):
-        LLMClient(model="m", slot_count=0)
+        HTTPTransport(slot_count=0)

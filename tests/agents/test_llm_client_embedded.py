@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from agents.llm.client import LLMClient
+from agents.llm.client import LLMClient, Sampling
+from agents.llm.transport import HTTPTransport
 from experiments.llm_session import llm_session
 from tests.fake_llm_server import FakeLLMServer
 
@@ -21,8 +22,8 @@ CONF_LLM = REPO_ROOT / "conf" / "llm"
 
 
 def test_second_request_with_the_same_prefix_reports_cached_prompt_tokens(embedded_llm) -> None:
-    client = LLMClient(model=embedded_llm.model_name, base_url=embedded_llm.base_url, api_key_env=None,
-                       max_concurrency=1, max_tokens=4)
+    client = LLMClient(embedded_llm.model_name, HTTPTransport(embedded_llm.base_url, None, max_concurrency=1),
+                       sampling=Sampling(max_tokens=4))
 
     async def two_steps():
         try:

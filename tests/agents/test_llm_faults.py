@@ -15,17 +15,19 @@ import httpx2
 import pydantic
 import pytest
 
-from agents.llm.client import LLMClient, LLMError, LLMRejectedError, fault_kind
+from agents.llm.client import LLMClient, LLMError, LLMRejectedError, RetryPolicy, fault_kind
+from agents.llm.transport import HTTPTransport
 from tests.fake_llm_server import REJECTIONS, FakeLLMServer, Faults
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 SCHEMA = {"type": "object", "properties": {"action": {"enum": ["push left", "push right"]}}}
 
 
-def _client(server: FakeLLMServer, **kwargs) -> LLMClient:
-    settings = {"model": "m", "base_url": server.base_url, "api_key_env": None, "backoff_s": 0.001,
-                "max_backoff_s": 0.01, "timeout_s": 1.0, **kwargs}
-    return LLMClient(**settings)
+def _client(server: FakeLLMServer, api_key_env: str | None = None, timeout_s: float = 1.0, max_concurrency: int = 8,
+            max_retries: int = 3, max_retry_after_s: float = 60.0) -> LLMClient:
+    transport = HTTPTransport(server.base_url, api_key_env, timeout_s=timeout_s, max_concurrency=max_concurrency)
+    return LLMClient("m", transport, retry=RetryPolicy(max_retries, backoff_s=0.001, max_backoff_s=0.01,
+                                                        max_retry_after_s=max_retry_after_s))
 
 
 def _complete(client: LLMClient, messages=MESSAGES, **kwargs):

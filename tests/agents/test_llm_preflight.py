@@ -13,6 +13,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from agents.llm.client import LLMClient, LLMUnavailableError
+from agents.llm.transport import HTTPTransport
 from experiments.llm_session import llm_session
 from tests.fake_llm_server import FakeLLMServer
 
@@ -39,7 +40,7 @@ def test_no_server_fails_at_once_with_one_line() -> None:
     url = f"http://127.0.0.1:{_dead_port()}/v1"
     started = time.perf_counter()
     with pytest.raises(LLMUnavailableError) as raised:
-        LLMClient(model="m", base_url=url, api_key_env=None).preflight()
+        LLMClient("m", HTTPTransport(url, None)).preflight()
     assert str(raised.value) == f"no OpenAI-compatible server at {url} (connection refused); start one or use llm=local"
     assert time.perf_counter() - started < 3  # no retries, no backoff
 
@@ -48,19 +49,19 @@ def test_a_server_that_never_answers_times_out(silent_port: int) -> None:
     url = f"http://127.0.0.1:{silent_port}/v1"
     with pytest.raises(LLMUnavailableError, match=r"^no OpenAI-compatible server at .* \(no answer within 0.3 s\); "
                                                   "start one or use llm=local$"):
-        LLMClient(model="m", base_url=url, api_key_env=None).preflight(timeout_s=0.3)
+        LLMClient("m", HTTPTransport(url, None)).preflight(timeout_s=0.3)
 
 
 def test_a_url_without_scheme_is_named() -> None:
     with pytest.raises(LLMUnavailableError, match="missing an 'http://' or 'https://' protocol"):
-        LLMClient(model="m", base_url="127.0.0.1:9/v1", api_key_env=None).preflight()
+        LLMClient("m", HTTPTransport("127.0.0.1:9/v1", None)).preflight()
 
 
 def test_a_listening_server_passes_and_unlisted_models_get_a_warning(fake_llm: FakeLLMServer, caplog) -> None:
-    LLMClient(model="scripted", base_url=fake_llm.base_url, api_key_env=None).preflight()
+    LLMClient("scripted", HTTPTransport(fake_llm.base_url, None)).preflight()
     assert fake_llm.model_listings == 1 and not caplog.records
     with caplog.at_level(logging.WARNING):
-        LLMClient(model="llama-9000", base_url=fake_llm.base_url, api_key_env=None).preflight()
+        LLMClient("llama-9000", HTTPTransport(fake_llm.base_url, None)).preflight()
     assert "does not list model 'llama-9000' (it lists scripted)" in caplog.text
     assert fake_llm.requests == []  # preflight costs no completion
 
@@ -68,7 +69,7 @@ def test_a_listening_server_passes_and_unlisted_models_get_a_warning(fake_llm: F
 @pytest.mark.parametrize("status", [404, 503])
 def test_servers_without_a_model_list_still_pass(fake_llm: FakeLLMServer, status: int) -> None:
     fake_llm.models_status = status
-    LLMClient(model="scripted", base_url=fake_llm.base_url, api_key_env=None).preflight()
+    LLMClient("scripted", HTTPTransport(fake_llm.base_url, None)).preflight()
     assert fake_llm.model_listings == 1
 
 
@@ -77,10 +78,10 @@ def test_a_refused_key_names_the_variable_never_the_key(fake_llm: FakeLLMServer,
     fake_llm.api_key = "sk-right-key-1111"
     with pytest.raises(LLMUnavailableError, match=r"refused the API key \(HTTP 401: .*\); check the key in "
                                                   r"\$TEXTGYM_PREFLIGHT_KEY$") as raised:
-        LLMClient(model="scripted", base_url=fake_llm.base_url, api_key_env="TEXTGYM_PREFLIGHT_KEY").preflight()
+        LLMClient("scripted", HTTPTransport(fake_llm.base_url, "TEXTGYM_PREFLIGHT_KEY")).preflight()
     assert "sk-wrong-key-0000" not in str(raised.value)  # the fake server repeats it; we do not
     monkeypatch.setenv("TEXTGYM_PREFLIGHT_KEY", "sk-right-key-1111")
-    LLMClient(model="scripted", base_url=fake_llm.base_url, api_key_env="TEXTGYM_PREFLIGHT_KEY").preflight()
+    LLMClient("scripted", HTTPTransport(fake_llm.base_url, "TEXTGYM_PREFLIGHT_KEY")).preflight()
 
 
 def _server_cfg(base_url: str, tmp_path: Path, **extra) -> DictConfig:
@@ -101,12 +102,39 @@ def test_llm_session_checks_the_server_before_yielding(tmp_path: Path) -> None:
 def test_llm_session_passes_backoff_settings_to_a_live_server(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
     with llm_session(_server_cfg(fake_llm.base_url, tmp_path, backoff_s=0.01, max_backoff_s=0.1,
                                  max_retry_after_s=5), 4) as client:
-        assert (client.backoff_s, client.max_backoff_s, client.max_retry_after_s) == (0.01, 0.1, 5)
+        assert (client.retry.backoff_s, client.retry.max_backoff_s, client.retry.max_retry_after_s) == (0.01, 0.1, 5)
         assert client.max_concurrency == 4
     assert fake_llm.model_listings == 1
 
 
-def test_llm_session_config_errors_stay_value_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown llm.provider 'vllm': expected one of embedded, openai_compatible"):
-        with llm_session(_server_cfg("http://127.0.0.1:9/v1", tmp_path, provider="vllm"), 1):
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"_target_": "no_such_package.Backend"}, "cannot build llm._target_=no_such_package.Backend: "),
+    ({"colour": "blue"}, "cannot build llm._target_=agents.llm.backends.openai_compatible: "
+                         ".*unexpected keyword argument 'colour'"),
+    ({"model": "???"}, r"llm.model must be set \(e.g. llm.model=...\)"),
+    ({"cache": "sometimes"}, "unknown llm.cache 'sometimes': expected one of off, read, readwrite"),
+])
+def test_llm_session_config_errors_are_one_line_value_errors(extra: dict, says: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=says) as raised:
+        with llm_session(_server_cfg("http://127.0.0.1:9/v1", tmp_path, **extra), 1):
+            pytest.fail("no client should be yielded")
+    assert "\n" not in str(raised.value)
+
+
+def test_custom_backend_without_a_target_is_named() -> None:
+    with pytest.raises(ValueError, match=r"^llm._target_ is not set: name the backend class, e.g. llm._target_="):
+        with llm_session(OmegaConf.load(CONF_LLM / "custom.yaml"), 1):
             pass
+
+
+def test_a_dead_server_is_reported_before_any_price_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 24 item 10: "no price for model" came first, then the real error; now start-up fails alone."""
+    url = f"http://127.0.0.1:{_dead_port()}/v1"
+    with caplog.at_level(logging.WARNING), pytest.raises(LLMUnavailableError, match="connection refused"):
+        with llm_session(_server_cfg(url, tmp_path, model="unpriced-model"), 1):
+            pass
+    assert "no price" not in caplog.text
+    with caplog.at_level(logging.WARNING), llm_session(_server_cfg(url, tmp_path, model="unpriced-model",
+                                                                   preflight=False), 1):
+        pass  # the warning still comes when the model does start
+    assert "no price for model 'unpriced-model'" in caplog.text

@@ -19,6 +19,7 @@ import textgym  # noqa: F401 (registers the ids)
 from agents.exe import EXEAgent
 from agents.llm.cache import ResponseCache
 from agents.llm.client import LLMClient
+from agents.llm.transport import HTTPTransport
 from agents.naive import NaiveAgent
 from experiments.episodes import run_episode
 from experiments.results import EpisodeKey, ResultsWriter, Shard
@@ -270,7 +271,7 @@ def play_and_record(server: FakeLLMServer, run_dir: Path, agent_class: type, lev
                     max_steps: int, cache: ResponseCache | None = None, env_id: str = "TextGym-CartPole-v0"
                     ) -> list[Any]:
     """Play a stream as the runner does and record each episode through ResultsWriter."""
-    client = LLMClient(model="scripted", base_url=server.base_url, api_key_env="TEXTGYM_TEST_KEY", cache=cache)
+    client = LLMClient("scripted", HTTPTransport(server.base_url, "TEXTGYM_TEST_KEY"), cache=cache)
     agent = agent_class(llm=client, seed=0)
     env = gym.make(env_id, level=level, max_episode_steps=max_steps)
     writer = ResultsWriter(run_dir)
