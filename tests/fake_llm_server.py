@@ -32,7 +32,8 @@ http_403/404       no access to / no such model (``model_not_found``)
 http_422           a FastAPI-style ``{"detail": [{"loc", "msg"}]}`` validation error (vLLM and friends)
 =================  ==========================================================================================
 
-``injected`` counts what was injected, by kind. Usage reports tokens as characters // 4 and simulates a
+``injected`` counts what was injected, by kind. A request with ``logprobs: true`` gets llama.cpp-style
+``logprobs.content`` (a token per 4 characters, with an id). Usage reports tokens as characters // 4 and simulates a
 prefix cache: ``cached_tokens`` is the longest common prefix (in characters // 4) of this request's messages
 with any of the last ``prefix_slots`` requests', reported as OpenAI/vLLM do
 (``usage.prompt_tokens_details.cached_tokens``), as llama.cpp does (that and ``timings.cache_n``), as older
@@ -365,6 +366,10 @@ class FakeLLMServer:
                 text = self.responder({**body, "choice_index": index})
             choices.append({"index": index, "finish_reason": "stop",
                             "message": {"role": "assistant", "content": text}})
+            if body.get("logprobs"):  # as llama.cpp gives them: a token per 4 characters, with its id
+                choices[-1]["logprobs"] = {"content": [
+                    {"id": int(hashlib.sha256(text[i:i + 4].encode()).hexdigest()[:4], 16), "token": text[i:i + 4],
+                     "logprob": -0.25, "bytes": list(text[i:i + 4].encode())} for i in range(0, len(text), 4)]}
         prompt_chars = sum(len(m["content"]) for m in body["messages"])
         completion_chars = sum(len(c["message"]["content"]) for c in choices)
         prompt_tokens, completion_tokens = prompt_chars // 4, completion_chars // 4
