@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,7 +230,8 @@ def fewshot_trajectories(env_name: str, kind: PolicyKind, episodes: int = DEFAUL
             returns=[episode.episode_return for episode in rollouts],
             lengths=[episode.length for episode in rollouts])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # Per process and thread: sessions of one server (threads) may build the same file at once.
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
         tmp.write_text(json.dumps({"examples": loaded.examples, "returns": loaded.returns,
                                    "lengths": loaded.lengths}))
         tmp.replace(path)  # atomic: concurrent workers never read half a file
