@@ -176,6 +176,9 @@ def create_app(env: str, level: int = 1, *, max_sessions: int = 64, max_reply_ch
         raise ValueError(f"expected max_sessions >= 1 and max_reply_chars >= 1, actually {max_sessions} and "
                          f"{max_reply_chars}")
     sessions = SessionFactory(env, level, max_reply_chars, **chat_kwargs)
+    probe = ChatEnv(env, level, **chat_kwargs)  # a bad env, level or option fails here, before serving, and
+    probe.reference_returns()  # normalized_return's anchors are built once, not by the first sessions to end
+    probe.close()
     app = create_fastapi_app(sessions, TextAction, TextObservation, max_concurrent_envs=max_sessions,
                              env_name=f"textgym-{sessions.env}-L{level}")
     app.state.sessions = sessions
