@@ -92,6 +92,24 @@ def test_eight_concurrent_websocket_episodes_match_in_process_chat_env(serve_app
     assert len({ret for ret, _ in expected}) > 1  # the seeds give different episodes, so the match means something
 
 
+def test_tool_calls_play_under_the_tool_action_format(serve_app) -> None:
+    with serve_app(create_app("cartpole", 1, action_format="tool", max_episode_steps=STEP_CAP)) as url:
+        async def main():
+            async with GenericEnvClient(base_url=url) as client:
+                reset = await client.reset(seed=0)
+                call = {"id": "call-1", "type": "function",
+                        "function": {"name": "act", "arguments": json.dumps({"action": "push left"})}}
+                played = await client.step({"reply": "", "tool_calls": [call]})
+                text_only = await client.step({"reply": "push left"})
+                return reset, played, text_only
+
+        reset, played, text_only = asyncio.run(main())
+    assert reset.observation["info"]["tools"][0]["function"]["name"] == "act"
+    assert played.observation["info"]["invalid_action"] is False
+    assert played.observation["messages"][0]["role"] == "tool"  # the call is answered as a tool turn
+    assert text_only.observation["info"]["invalid_action"] is True  # plain text is no tool call
+
+
 def test_sessions_beyond_the_cap_are_refused_and_others_go_on(serve_app) -> None:
     with serve_app(create_app("cartpole", 1, max_sessions=2, max_episode_steps=STEP_CAP)) as url:
         async def main():

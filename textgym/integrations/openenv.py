@@ -4,7 +4,8 @@
 Each WebSocket connection (``/ws``, what OpenEnv's clients use) is a session with its own
 :class:`textgym.chat.ChatEnv`; up to ``max_sessions`` run at once and one more is refused with OpenEnv's
 ``CAPACITY_REACHED`` error. A client that disconnects frees its session. The action has one required text
-field, ``reply`` (the model's text; see ``GET /schema``); a malformed payload gets OpenEnv's validation error and
+field, ``reply`` (the model's text; see ``GET /schema``), and an optional ``tool_calls`` list for a server whose
+``action_format`` is ``"tool"``; a malformed payload gets OpenEnv's validation error and
 an over-long reply (more than ``max_reply_chars``) an error naming the limit, and in both cases the session
 goes on. Model text is only parsed, never executed.
 
@@ -24,6 +25,7 @@ reward and ``done`` ends the episode.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from typing import Any
@@ -51,6 +53,9 @@ class TextAction(Action):
 
     reply: str = Field(description="The model's reply (its whole message text); longer replies than the "
                                    "server's max_reply_chars are refused with an error naming the limit")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None, description="The reply's OpenAI-style tool calls, for a server whose action_format is 'tool' "
+                                  "(the act tool's schema is in the reset observation's info.tools)")
 
 
 class TextObservation(Observation):
@@ -100,7 +105,13 @@ class ChatEnvironment(Environment[TextAction, TextObservation, State]):
         if len(action.reply) > self.max_reply_chars:
             raise ValueError(f"reply has {len(action.reply)} characters: at most {self.max_reply_chars} are allowed "
                              f"(textgym-serve max_reply_chars)")
-        messages, reward, terminated, truncated, info = self.chat.step(action.reply)
+        reply: Any = action.reply
+        if action.tool_calls is not None:
+            reply = {"role": "assistant", "content": action.reply, "tool_calls": action.tool_calls}
+            if len(json.dumps(action.tool_calls)) > self.max_reply_chars:
+                raise ValueError(f"tool_calls take more than {self.max_reply_chars} characters as JSON "
+                                 f"(textgym-serve max_reply_chars)")
+        messages, reward, terminated, truncated, info = self.chat.step(reply)
         self._done = bool(terminated or truncated)
         self._state.step_count += 1
         return TextObservation(messages=messages, info=jsonable({**info, "terminated": terminated,
