@@ -390,8 +390,9 @@ class ObfuscatedTranslator(Translator):
         else:
             speaker = ObfuscatedTranslator(type(self.inner)(env, **self.inner.options), self.seed)
         expert = self.inner.expert(env)
+        teaching = self.inner.teaching_context()  # e.g. the practice layout the examples are set on
         return [self._render("teaching", number=number, observation=speaker.render_observation(state),
-                             action_text=self.action_to_text(expert(state)))
+                             action_text=self.action_to_text(expert(state)), teaching=teaching)
                 for number, state in enumerate(self.teaching_states, start=1)]
 
     def valid_actions(self) -> list[str]:

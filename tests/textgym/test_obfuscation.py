@@ -268,3 +268,16 @@ def test_agents_system_prompt_speaks_only_the_obfuscated_text(fake_llm, tmp_path
     _, _, obfuscated = _pair("cartpole")
     assert prompts and "Readings:" in prompts[0]
     assert not [prompt for prompt in prompts if _leaks(obfuscated, prompt)], [_leaks(obfuscated, p) for p in prompts]
+
+
+@pytest.mark.parametrize("name", [n for n in OBFUSCATED if ENVS[n].translator_class().has_teaching()])
+def test_worked_examples_name_the_experts_action_in_the_new_terms(name: str) -> None:
+    _, _, obfuscated = _pair(name)
+    expert = obfuscated.expert(obfuscated.teaching_env())
+    examples = obfuscated.teaching_examples()
+    assert len(examples) == len(obfuscated.teaching_states) > 0
+    for example, state in zip(examples, obfuscated.teaching_states, strict=True):
+        parsed = obfuscated.parse_action(example.rsplit("Action: ", 1)[1])
+        assert parsed.valid, example
+        np.testing.assert_allclose(np.asarray(parsed.action, dtype=float), np.asarray(expert(state), dtype=float),
+                                   atol=0.5 * 10**-obfuscated.inner.action_digits + 1e-6, err_msg=example)
