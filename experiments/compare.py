@@ -56,8 +56,9 @@ logger = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-PER_ENV_KEYS = ("max_steps", "episodes")
-"""What ``per_env`` may set for one env, for every contender on it."""
+PER_ENV_KEYS = ("max_steps", "episodes", "ppo_overrides")
+"""What ``per_env`` may set for one env: ``max_steps`` and ``episodes`` for every contender on it (in place of the
+comparison-wide ones), ``ppo_overrides`` after the comparison-wide ones (PPO's budget for that env)."""
 
 
 def env_setting(cfg: DictConfig, env: str, key: str) -> Any:
@@ -72,7 +73,7 @@ def validate_compare(cfg: DictConfig) -> None:
         unknown = [key for key in (settings or {}) if key not in PER_ENV_KEYS]
         if unknown:
             raise ValueError(f"per_env.{env}.{unknown[0]} is not a per-env setting: expected "
-                             f"{' or '.join(PER_ENV_KEYS)}")
+                             f"{', '.join(PER_ENV_KEYS)}")
     anchor = cfg.get("anchor_episodes")
     if anchor is not None and (isinstance(anchor, bool) or not isinstance(anchor, int) or anchor < 1):
         raise ValueError(f"anchor_episodes must be an int >= 1 (or null: the agents' episodes), got {anchor!r}")
@@ -202,7 +203,8 @@ def compare(cfg: DictConfig) -> CompareOutcome:
     for env in cfg.envs:  # 1. PPO on each base task, evaluated like the agents
         ppo_cfg = compose("ppo", overrides=[f"env={env}", f"seed={cfg.ppo_seed}", f"eval_seeds={seeds}",
                                             f"eval_episodes={_anchor_episodes(cfg, env)}", "logger=none",
-                                            f"progress={cfg.progress}", *cfg.ppo_overrides])
+                                            f"progress={cfg.progress}", *cfg.ppo_overrides,
+                                            *((cfg.get("per_env") or {}).get(env) or {}).get("ppo_overrides", [])])
         max_steps = env_setting(cfg, env, "max_steps")
         if max_steps is not None:  # PPO trains and plays under the language agents' step limit
             ppo_cfg.env.kwargs = {**ppo_cfg.env.kwargs, "max_episode_steps": max_steps}
@@ -218,6 +220,7 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                                          root / "eval" / f"{env}-random"))
         except CONFIG_ERRORS as error:
             failed(f"eval {env}-random", error)
+    logger.info("random anchors done after %.0fs", time.perf_counter() - started)
 
     try:
         with llm_session(cfg.llm, max_concurrency=cfg.concurrency) as client:  # 3. the language agents
@@ -268,7 +271,7 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                                             include_failed=True), outcome.failed_parts)
     if failures:
         print(f"\nFailures (rerun the same command to retry them):\n{failures}")
-    viewer = _write_viewer(root, report_dir, failed)
+    viewer = _write_viewer(root, report_dir, failed, cfg.get("viewer_frames", "all"))
     elapsed = time.perf_counter() - started
     print(f"\nreport: {report_dir / 'report.md'}\nplots: {report_dir / 'scores.png'}, "
           f"{report_dir / 'learning_curves.png'}")
@@ -285,13 +288,14 @@ def compare(cfg: DictConfig) -> CompareOutcome:
     return outcome
 
 
-def _write_viewer(root: Path, report_dir: Path, failed: Callable[[str, Exception], None]) -> Path | None:
+def _write_viewer(root: Path, report_dir: Path, failed: Callable[[str, Exception], None],
+                  frames: str) -> Path | None:
     """The episode viewer of every run of the comparison, beside the report; a failure here costs nothing else."""
     runs = [p for p in (root / "ppo", root / "eval") if p.exists()]
     if not runs:
         return None
     try:
-        return write_viewer(runs, report_dir / "viewer.html")
+        return write_viewer(runs, report_dir / "viewer.html", frames=frames)
     except Exception as error:  # noqa: BLE001 - the report is written; the viewer is an extra
         failed("viewer", error)
         return None

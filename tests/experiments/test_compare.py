@@ -13,10 +13,11 @@ from tests.experiments.conftest import compose_config
 
 def test_compare_runs_everything_and_resumes(fake_llm, tmp_path: Path, capsys) -> None:
     results = tmp_path / "cmp"
-    # Per env: CartPole capped at 8 steps with the comparison's 2 episodes a stream, Blackjack 1 hand a stream;
-    # PPO and random play 3 episodes a seed (anchor_episodes), on the same caps.
+    # Per env: CartPole capped at 8 steps with the comparison's 2 episodes a stream, Blackjack 1 hand a stream, PPO
+    # on the tiny global budget; PPO and random play 3 episodes a seed (anchor_episodes), on the same caps.
     args = ["envs=[cartpole,blackjack]", "levels=[1,5]", "agents=[naive,exe]", "seeds=[0,1]", "episodes=2",
-            "per_env={cartpole:{max_steps:8},blackjack:{max_steps:8,episodes:1}}", "anchor_episodes=3",
+            "per_env={cartpole:{max_steps:8,ppo_overrides:[]},blackjack:{max_steps:8,episodes:1,ppo_overrides:[]}}",
+            "anchor_episodes=3",
             "ppo_overrides=['ppo.n_timesteps=512','ppo.n_envs=1','ppo.model.n_steps=256']",
             "llm=server", f"llm.base_url={fake_llm.base_url}", "llm.model=scripted", "logger=none",
             f"llm.cache_path={tmp_path / 'cache.sqlite'}", f"results_dir={results}", "progress=false"]
@@ -54,8 +55,8 @@ def test_the_main_job_is_bounded_by_design() -> None:
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("+per_env.cartpole.max_step=3", "per_env.cartpole.max_step is not a per-env setting: expected max_steps or "
-                                     "episodes"),
+    ("+per_env.cartpole.max_step=3", "per_env.cartpole.max_step is not a per-env setting: expected max_steps, "
+                                     "episodes, ppo_overrides"),
     ("anchor_episodes=0", "anchor_episodes must be an int >= 1"),
 ])
 def test_bad_compare_settings_exit_2_in_one_line(override: str, message: str, tmp_path: Path, capsys) -> None:
