@@ -46,9 +46,11 @@ INVENTED_WORDS = (
     "ristan", "sobrel", "trevik", "ulmar", "vintro", "wexel", "yorbel", "zanthe", "bimrol", "cavund", "drelix",
 )
 """Invented names for a task's objects; drawn without replacement, seeded by ``obfuscation_seed``."""
-SCALES = (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
-"""Scales of real quantities' maps: at most two decimals, so a value rounded to d decimals maps to d + 2 exactly."""
+SCALES = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+"""Scales of real quantities' maps: at most two decimals, so a value rounded to d decimals maps exactly to d plus
+the scale's decimals; none below 1, so no reading needs more digits than the plain text to show a change."""
 EXTRA_DIGITS = 2
+"""Decimals a continuous action's text gets beyond the plain one's (the most a scale needs)."""
 COUNT_OFFSETS = (100, 900)
 """Counts (cards, cells, RAM bytes) move into the hundreds, so no small famous number (21, a grid size) shows."""
 
@@ -174,7 +176,14 @@ class Obfuscation:
         self.action_names = [name.format(**self.names) for name in spec.actions]
         count = discrete_actions or actuators
         self.action_order = [int(i) for i in rng.permutation(count)] if count > 1 else list(range(count))
-        self.action_maps = [self._map(rng, "real", action_digits) for _ in range(actuators or (0 if count else 1))]
+        self.action_maps = [self._action_map(rng, action_digits) for _ in range(actuators or (0 if count else 1))]
+
+    @classmethod
+    def _action_map(cls, rng: np.random.Generator, action_digits: int) -> AffineMap:
+        """A continuous action's map, printed with :data:`EXTRA_DIGITS` more decimals than the plain text."""
+        mapping = cls._map(rng, "real", action_digits)
+        assert mapping is not None
+        return AffineMap(mapping.scale, mapping.offset, action_digits, action_digits + EXTRA_DIGITS)
 
     @staticmethod
     def _map(rng: np.random.Generator, kind: str, raw_digits: int) -> AffineMap | None:
@@ -185,7 +194,8 @@ class Obfuscation:
             return AffineMap(sign, float(rng.integers(*COUNT_OFFSETS)), 0, 0)
         scale = sign * float(SCALES[rng.integers(len(SCALES))])
         offset = float(rng.integers(1_000, 9_000)) / 100 * (1.0 if rng.random() < 0.5 else -1.0)
-        return AffineMap(scale, offset, raw_digits, raw_digits + EXTRA_DIGITS)
+        scale_digits = len(f"{abs(scale):g}".partition(".")[2])
+        return AffineMap(scale, offset, raw_digits, max(raw_digits + scale_digits, 2))  # the offset has 2 decimals
 
 
 class ObfuscatedTranslator(Translator):
