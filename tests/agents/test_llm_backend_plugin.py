@@ -55,7 +55,7 @@ def test_backend_class_from_outside_the_repo_plays_an_episode(tmp_path: Path) ->
     (package / "__init__.py").write_text(BACKEND)
     args = [sys.executable, "-m", "experiments.run_agent", "agent=naive", "llm=custom",
             "llm._target_=my_backends.Scripted", "llm.model=echo-1", "+llm.reply=push left", "seeds=[0]",
-            "max_steps=4", f"results_dir={tmp_path / 'runs'}", "logger=none", "progress=false"]
+            "max_steps=4", f"results_dir={tmp_path / 'runs'}", "logger=none"]  # progress on: it reads the client
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}", "WANDB_MODE": "disabled"}
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
