@@ -24,19 +24,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
-import orjson
+from experiments.jsonl import append_jsonl, cut_torn_line, iter_jsonl, keep_jsonl_rows, run_files
+from experiments.keys import EpisodeKey, Shard
+from experiments.transcripts import CALLS_FILE, TEXTS_FILE, EpisodeCalls, TranscriptWriter, WrittenCalls
 
-if TYPE_CHECKING:
-    from experiments.transcripts import EpisodeCalls, WrittenCalls  # it builds on this module
-
-__all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultsWriter", "RunIdentityError", "load_episodes", "iter_jsonl",
-           "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files", "append_jsonl",
-           "cut_torn_line", "Shard", "DONE", "FAILED"]
+__all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultSink", "FinishedEpisode", "ResultsWriter", "RunIdentityError",
+           "load_episodes", "iter_jsonl", "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files",
+           "append_jsonl", "cut_torn_line", "Shard", "DONE", "FAILED"]
 
 # 2: train_seed (PPO's training seed; null for language agents).
 # 3: status ("done" | "failed") and error; notes (what the agent produced around the episode);
@@ -90,85 +88,7 @@ def episode_row(episode_return: float | None, **fields: Any) -> dict[str, Any]:
     return {name: row[name] for name in EPISODE_FIELDS if name in row}
 
 
-@dataclass(frozen=True)
-class EpisodeKey:
-    """What identifies an episode across reruns."""
-
-    env: str
-    level: int | None
-    agent: str
-    seed: int
-    episode: int
-    train_seed: int | None = None  # PPO runs with different training seeds are different episodes
-    llm_model: str | None = None  # the same agent on two models: two different episodes
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> EpisodeKey:
-        return cls(row["env"], row["level"], row["agent"], int(row["seed"]), int(row["episode"]),
-                   row.get("train_seed"), row.get("llm_model"))
-
-    @property
-    def stream(self) -> str:
-        """File-name-safe id of this episode's stream (all episodes of one seed)."""
-        return f"{self.env}__L{self.level}__{self.agent}__s{self.seed}".replace("/", "_")
-
-    @property
-    def identity(self) -> dict[str, Any]:
-        """The key as row fields (step lines carry it too)."""
-        return {"env": self.env, "level": self.level, "agent": self.agent, "seed": self.seed,
-                "episode": self.episode, "train_seed": self.train_seed, "llm_model": self.llm_model}
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Part ``index`` of ``count`` of one evaluation (1-based): ``shard=2/8`` on the command line.
-
-    Shard ``i/n`` runs the seeds at positions ``i-1, i-1+n, i-1+2n, ...`` of the ``seeds`` list, i.e.
-    ``seeds[i-1::n]``: balanced whatever the seed values, and stable when seeds are appended to the list.
-    Each shard writes its own ``episodes.shard<i>of<n>.jsonl`` and ``steps.shard<i>of<n>.jsonl``.
-    """
-
-    index: int
-    count: int
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.index, int) and isinstance(self.count, int) and 1 <= self.index <= self.count):
-            raise ValueError(f"shard must be i/n with 1 <= i <= n (e.g. shard=2/8), got {self.index}/{self.count}")
-
-    @classmethod
-    def parse(cls, text: object) -> Shard | None:
-        """``None``/``"null"`` -> no sharding; ``"2/8"`` -> ``Shard(2, 8)``.
-
-        Raises:
-            ValueError: anything else, naming the expected form.
-        """
-        if text is None or str(text).strip().lower() in ("", "null", "none"):
-            return None
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-        if match is None:
-            raise ValueError(f"shard must be i/n with 1 <= i <= n (e.g. shard=2/8) or null, got {text!r}")
-        return cls(int(match[1]), int(match[2]))
-
-    def select(self, seeds: Sequence[int]) -> list[int]:
-        """This shard's seeds, in list order."""
-        return list(seeds[self.index - 1 :: self.count])
-
-    @property
-    def suffix(self) -> str:
-        return f".shard{self.index}of{self.count}"
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
 _EPISODE_FILE_NAME = re.compile(r"episodes(\.shard\d+of\d+)?\.jsonl")
-
-
-def run_files(run_dir: str | Path, name: str) -> list[Path]:
-    """``run_dir/name`` and its shards' copies (``calls.jsonl``, ``calls.shard2of8.jsonl``, ...) that exist."""
-    stem, _, extension = name.partition(".")
-    pattern = re.compile(rf"{re.escape(stem)}(\.shard\d+of\d+)?\.{re.escape(extension)}")
-    return sorted(path for path in Path(run_dir).glob(f"{stem}*.{extension}") if pattern.fullmatch(path.name))
 
 
 def episode_files(path: Path, recursive: bool = True) -> list[Path]:
@@ -185,21 +105,6 @@ def _upgrade(row: dict[str, Any]) -> dict[str, Any]:
         row.setdefault(name, EPISODE_DEFAULTS[name])
     row.setdefault("notes", {})
     return row
-
-
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line (killed mid-write) is skipped."""
-    if not path.exists():
-        return
-    with path.open() as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
 
 
 def load_episodes(paths: Iterable[str | Path], include_failed: bool = False) -> list[dict[str, Any]]:
@@ -225,36 +130,45 @@ def load_episodes(paths: Iterable[str | Path], include_failed: bool = False) -> 
     return list(done.values())
 
 
-# For what orjson does not write (an int beyond 64 bits, a key that is not a string); one encoder for all.
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False)
+class FinishedEpisode(NamedTuple):
+    """A finished episode as a :class:`ResultSink` records it, and as a worker process sends it to the parent.
+
+    Attributes:
+        row: its ``episodes.jsonl`` row (``status: "done"``).
+        steps: its ``steps.jsonl`` lines, without the key fields (the writer adds them).
+        agent_state: the agent's state after it, or ``None`` for an agent without one.
+        calls: its LLM calls: the records (``EpisodeCalls`` or dicts) or the lines built from them (``WrittenCalls``).
+    """
+
+    row: dict[str, Any]
+    steps: list[dict[str, Any]]
+    agent_state: dict[str, Any] | None
+    calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]]
 
 
-def _json_line(row: dict[str, Any]) -> bytes:
-    # orjson: a tenth of the standard encoder's time, and these lines (one per step and per LLM call) are on
-    # the event loop. It writes a NaN as null (standard JSON) where json.dumps wrote the non-standard NaN.
-    try:
-        return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-    except TypeError:
-        return (_LINE_ENCODER.encode(row) + "\n").encode("utf-8")
+class ResultSink(Protocol):
+    """Where a run's streams put their episodes: :class:`ResultsWriter` (the run dir) or a worker's forwarder.
 
+    A new output format implements these four methods; the stream loop (``experiments/streams.py``) needs no more.
+    """
 
-def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Append ``rows`` as JSON lines (UTF-8), flushed and fsynced: a finished write survives a crash."""
-    with path.open("ab") as handle:
-        for row in rows:
-            handle.write(_json_line(row))
-        handle.flush()
-        os.fsync(handle.fileno())
+    def is_done(self, key: EpisodeKey) -> bool:
+        """Whether ``key`` finished already (in this run or an earlier one): it is skipped."""
+        ...
 
+    def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
+        """The agent's state saved after episode ``key``, to resume its stream from; ``None`` if none."""
+        ...
 
-def cut_torn_line(path: Path) -> None:
-    """Drop a last line without its newline (a write killed midway), so the next append starts clean."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+    def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = ...,
+                      agent_state: dict[str, Any] | None = None,
+                      calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ...) -> None:
+        """Record a finished episode (see :class:`FinishedEpisode` for the parts)."""
+        ...
+
+    def write_failure(self, row: dict[str, Any]) -> None:
+        """Record an episode that could not finish (a ``status="failed"`` row with its error)."""
+        ...
 
 
 class RunIdentityError(ValueError):
@@ -299,9 +213,8 @@ class ResultsWriter:
                 else:
                     self.failed[EpisodeKey.of(row)] = row["error"]
         self.failed = {key: error for key, error in self.failed.items() if key not in self.done}
-        self._drop_orphan_steps()
-        from experiments.transcripts import CALLS_FILE, TEXTS_FILE, TranscriptWriter  # it builds on this module
-
+        # Steps of episodes that never finished are redone, so their old lines must go.
+        keep_jsonl_rows(self.steps_path, lambda row: EpisodeKey.of(row) in self.done)
         self.transcripts = TranscriptWriter(self.shard_file(CALLS_FILE), self.shard_file(TEXTS_FILE), self.done)
 
     def shard_file(self, name: str) -> Path:
@@ -327,17 +240,6 @@ class ResultsWriter:
             tmp = path.with_name(f"{IDENTITY_FILE}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(current, indent=1, sort_keys=True))
             tmp.replace(path)
-
-    def _drop_orphan_steps(self) -> None:
-        """Steps of episodes that never finished are redone, so their old lines must go."""
-        if not self.steps_path.exists():
-            return
-        rows = list(iter_jsonl(self.steps_path))
-        kept = [row for row in rows if EpisodeKey.of(row) in self.done]
-        if len(kept) != len(rows):
-            tmp = self.steps_path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
-            tmp.replace(self.steps_path)
 
     def is_done(self, key: EpisodeKey) -> bool:
         return key in self.done

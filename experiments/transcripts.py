@@ -34,6 +34,7 @@ calls with the message texts and response format resolved, so no caller needs to
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Iterator
@@ -43,8 +44,8 @@ from typing import Any
 
 import orjson
 
-# The one fsync'd JSONL append and torn-line repair of the result files (private there, shared on purpose).
-from experiments.results import EpisodeKey, append_jsonl, cut_torn_line, iter_jsonl, run_files
+from experiments.jsonl import append_jsonl, cut_torn_line, iter_jsonl, keep_jsonl_rows, run_files
+from experiments.keys import EpisodeKey
 
 __all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "EpisodeCalls", "WrittenCalls", "TranscriptWriter", "Transcript",
            "load_calls", "tag_calls", "text_sha256"]
@@ -122,17 +123,7 @@ class TranscriptWriter:
             self._known.add(entry["sha256"])
             if "text" in entry:
                 self._line_refs.setdefault(entry["sha256"][:LINE_REF_CHARS], entry["sha256"])
-        self._drop_unfinished(finished)
-
-    def _drop_unfinished(self, finished: Collection[EpisodeKey]) -> None:
-        if not self.calls_path.exists():
-            return
-        rows = list(iter_jsonl(self.calls_path))
-        kept = [row for row in rows if EpisodeKey.of(row) in finished]
-        if len(kept) != len(rows):
-            tmp = self.calls_path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
-            tmp.replace(self.calls_path)
+        keep_jsonl_rows(self.calls_path, lambda row: EpisodeKey.of(row) in finished)
 
     def write_episode(self, key: EpisodeKey, calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]]) -> None:
         """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`): an
@@ -306,19 +297,32 @@ class Transcript:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
-        self.texts: dict[str, str] = {}
-        """Whole texts by sha256 (short texts, and the lines of long ones)."""
-        self.line_texts: dict[str, list[str]] = {}
-        """Long texts by sha256, as the sha256s of their lines (join their texts with ``"\\n"``)."""
+
+    @functools.cached_property
+    def _text_tables(self) -> tuple[dict[str, str], dict[str, list[str]]]:
+        # Read on first use: what needs no texts (the calls' usage) costs only the calls files.
+        texts: dict[str, str] = {}
+        line_texts: dict[str, list[str]] = {}
         for path in run_files(self.run_dir, TEXTS_FILE):
             refs: dict[str, str] = {}  # a file's references name texts of that file (shards are apart)
             for entry in iter_jsonl(path):
                 sha = entry["sha256"]
                 if "text" in entry:
-                    self.texts.setdefault(sha, entry["text"])
+                    texts.setdefault(sha, entry["text"])
                     refs.setdefault(sha[:LINE_REF_CHARS], sha)
                 else:
-                    self.line_texts.setdefault(sha, [refs.get(ref, f"missing line {ref}") for ref in entry["lines"]])
+                    line_texts.setdefault(sha, [refs.get(ref, f"missing line {ref}") for ref in entry["lines"]])
+        return texts, line_texts
+
+    @property
+    def texts(self) -> dict[str, str]:
+        """Whole texts by sha256 (short texts, and the lines of long ones)."""
+        return self._text_tables[0]
+
+    @property
+    def line_texts(self) -> dict[str, list[str]]:
+        """Long texts by sha256, as the sha256s of their lines (join their texts with ``"\\n"``)."""
+        return self._text_tables[1]
 
     def text(self, sha: str) -> str:
         """The text stored under ``sha`` (a long one put back together from its lines).
@@ -329,6 +333,15 @@ class Transcript:
         if sha in self.texts:
             return self.texts[sha]
         return "\n".join(self.texts[line] for line in self.line_texts[sha])
+
+    def usages(self) -> Iterator[tuple[EpisodeKey, dict[str, Any]]]:
+        """Each stored call's episode and ``usage`` (tokens as the server reported them), in file order.
+
+        Cheap: neither texts nor messages are read back.
+        """
+        for path in run_files(self.run_dir, CALLS_FILE):
+            for line in iter_jsonl(path):
+                yield EpisodeKey.of(line), line.get("usage") or {}
 
     def raw_calls(self) -> Iterator[dict[str, Any]]:
         """Call lines as stored, file by file (shards in name order), with each message as ``{"role", "sha256"}``
