@@ -29,23 +29,20 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import run_ppo
+from experiments.cli import (
+    CONFIG_ERRORS,
+    Interrupted,
+    exit_on_config_error,
+    exit_on_interrupt,
+    run_async,
+    stop_on_signals,
+)
 from experiments.config import loggable_config, quiet_libraries, register_resolvers, start_wandb
 from experiments.llm_session import llm_session
 from experiments.progress import RunProgress
 from experiments.report import failures_table, markdown_table, write_report
 from experiments.results import error_text, load_episodes
-from experiments.run_agent import (
-    CONFIG_ERRORS,
-    EvalOutcome,
-    Interrupted,
-    evaluate,
-    evaluate_async,
-    exit_on_config_error,
-    exit_on_interrupt,
-    format_summary,
-    run_async,
-    stop_on_signals,
-)
+from experiments.run_agent import EvalOutcome, evaluate, evaluate_async, format_summary
 from experiments.viewer import write_viewer
 from textgym.levels import level_spec
 from textgym.wrapper import registered_step_limit

@@ -13,14 +13,21 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.episodes import EPISODES_PER_SEED
-from experiments.results import Shard
+from experiments.keys import Shard
 from textgym.levels import LEVELS
+from experiments.variants import variant_suffix
 
-__all__ = ["quiet_libraries", "register_resolvers", "agent_name", "agent_class", "validate_eval", "loggable_config",
-           "start_wandb", "ConfigComposed"]
+__all__ = ["CONF_DIR", "group_options", "quiet_libraries", "register_resolvers", "agent_name", "agent_class",
+           "validate_eval", "loggable_config", "start_wandb", "save_run_config", "ConfigComposed"]
 
 logger = logging.getLogger(__name__)
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the config groups every textgym-* command composes
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (``env`` -> ``["acrobot", "ant", ...]``), as ``group=<option>`` takes them."""
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
 def quiet_libraries() -> None:
@@ -50,8 +57,13 @@ def agent_name(target: str, name: str | None = None) -> str:
 
 
 def register_resolvers() -> None:
+    """``${agent_name:...}`` (run dir names) and ``${group_options:env}`` (the commands' --help texts)."""
     if not OmegaConf.has_resolver("agent_name"):
         OmegaConf.register_new_resolver("agent_name", agent_name)
+    if not OmegaConf.has_resolver("variant_suffix"):  # -obf<seed> for obfuscated runs (experiments/variants.py)
+        OmegaConf.register_new_resolver("variant_suffix", variant_suffix)
+    if not OmegaConf.has_resolver("group_options"):
+        OmegaConf.register_new_resolver("group_options", lambda group: ", ".join(group_options(group)))
 
 
 def _require(condition: bool, message: str) -> None:
@@ -62,9 +74,10 @@ def _require(condition: bool, message: str) -> None:
 def validate_eval(cfg: DictConfig) -> None:
     """Check the values Hydra cannot type-check, naming what is allowed."""
     _require(cfg.level in LEVELS, f"level={cfg.level!r} is not a level: expected one of {list(LEVELS)}")
-    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else [cfg.seeds]
-    _require(bool(seeds) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds),
-             f"seeds must be a non-empty list of ints >= 0, got {cfg.seeds!r}")
+    _require(OmegaConf.is_list(cfg.seeds), f"seeds must be a list, e.g. seeds=[{cfg.seeds}] (one stream) or "
+             f"seeds=[0,1,2] (three streams), got seeds={cfg.seeds!r}")
+    _require(bool(cfg.seeds) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in cfg.seeds),
+             f"seeds must be a non-empty list of ints >= 0, got {list(cfg.seeds)!r}")
     _require(isinstance(cfg.episodes, int) and 1 <= cfg.episodes <= EPISODES_PER_SEED,
              f"episodes must be from 1 to {EPISODES_PER_SEED}, got {cfg.episodes!r}")
     _require(isinstance(cfg.concurrency, int) and cfg.concurrency >= 1,
@@ -114,3 +127,15 @@ def start_wandb(cfg: DictConfig, run_dir: Path, name: str, job_type: str) -> Any
     return wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode, dir=str(run_dir),
                       name=name, job_type=job_type, tags=list(cfg.logger.tags), config=loggable_config(cfg),
                       reinit="finish_previous", settings=wandb.Settings(silent=True))
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Write ``run_dir/.hydra/config.yaml`` as Hydra does for a command's run, if it is not there.
+
+    Runs started from code (``textgym-compare``'s evals, the benchmarks) have no Hydra run of their own; their
+    dirs get the config too, resolved, secrets masked.
+    """
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(loggable_config(cfg)))

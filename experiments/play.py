@@ -17,8 +17,9 @@ into ``<results_dir>/eval/<env>-L<level>-human``, the layout and row schema of `
 from __future__ import annotations
 
 import asyncio
-import functools
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,41 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import textgym
-from agents.human import HumanQuit
-from experiments.config import agent_name, register_resolvers, validate_eval
+from agents.human import HumanAgent, HumanQuit, TerminalConsole
+from experiments.cli import guard_job, hydra_command
+from experiments.config import agent_class, agent_name, register_resolvers, validate_eval
 from experiments.episodes import run_episode
 from experiments.replay import RunSetup, make_run_env, reset_seed
 from experiments.results import EpisodeKey, ResultsWriter
-from experiments.run_agent import agent_episode_row, run_identity
+from experiments.run_agent import run_identity
+from experiments.streams import agent_episode_row
+from experiments.variants import fold_obfuscation, obfuscation_seed
 
 __all__ = ["PlayError", "play", "first_open_seed", "main"]
 
 register_resolvers()
+
+
+def say(text: str) -> None:
+    """Print ``text`` for the person, its paragraphs wrapped between words at the terminal's width."""
+    width = max(20, shutil.get_terminal_size().columns - 1)  # a full last column would move the cursor on
+    print("\n".join(_wrap(line, width) for line in text.splitlines()), flush=True)
+
+
+class WrappingConsole(TerminalConsole):
+    """The terminal, with paragraphs wrapped at its width (between words) instead of broken at its edge."""
+
+    def show(self, text: str) -> None:
+        say(text)
+
+
+def _wrap(line: str, width: int) -> str:
+    """``line`` wrapped at ``width``, its indentation kept on every piece (a rule or a menu stays one line if short)."""
+    if len(line) > width and len(set(line)) == 1:  # a rule (=====): as wide as the terminal
+        return line[:width]
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or line
 
 
 class PlayError(ValueError):
@@ -62,7 +88,8 @@ async def _play_stream(cfg: DictConfig, writer: ResultsWriter, seed: int, todo: 
     name = agent_name(cfg.agent._target_)
     env = make_run_env(RunSetup(cfg.env.name, OmegaConf.to_container(cfg.env.kwargs, resolve=True),  # type: ignore[arg-type]
                                 cfg.level, cfg.max_steps))
-    agent = instantiate(cfg.agent)(llm=None, seed=seed)
+    agent_options = {"console": WrappingConsole()} if issubclass(agent_class(cfg.agent._target_), HumanAgent) else {}
+    agent = instantiate(cfg.agent)(llm=None, seed=seed, **agent_options)
     if todo[0].episode > 0:  # continue the stream with what the earlier episodes left (L3 summaries)
         state = writer.load_state(keys[todo[0].episode - 1])
         if state is not None:
@@ -74,8 +101,8 @@ async def _play_stream(cfg: DictConfig, writer: ResultsWriter, seed: int, todo: 
             record = await run_episode(env, agent, seed, key.episode, cfg.episodes, **protocol)
             writer.write_episode(agent_episode_row(cfg, env_id, name, None, record), record.step_records,
                                  agent.state())
-            print(f"Saved episode {key.episode} of seed {seed} (return {record.episode_return:g}, "
-                  f"{record.steps} steps) to {writer.episodes_path}", flush=True)
+            say(f"Saved episode {key.episode} of seed {seed} (return {record.episode_return:g}, {record.steps} steps) "
+                f"to {writer.episodes_path}")
     finally:
         env.close()
 
@@ -90,12 +117,14 @@ def play(cfg: DictConfig, run_dir: str | Path) -> Path:
     seed = cfg.seed
     validate_eval(OmegaConf.create({"level": cfg.level, "seeds": [0 if seed is None else seed],
                                     "episodes": cfg.episodes, "concurrency": 1, "max_steps": cfg.max_steps}))
+    fold_obfuscation(cfg)  # obfuscate=true: the obfuscated variant's env kwargs (experiments/variants.py)
     textgym.env_entry(cfg.env.name)  # an unknown env -> the list of known ones
     writer = ResultsWriter(run_dir, identity=run_identity(cfg))
     name = agent_name(cfg.agent._target_)
 
     def keys_of(stream_seed: int) -> list[EpisodeKey]:
-        return [EpisodeKey(cfg.env.name, cfg.level, name, stream_seed, k) for k in range(cfg.episodes)]
+        return [EpisodeKey(cfg.env.name, cfg.level, name, stream_seed, k,
+                           obfuscation_seed=obfuscation_seed(cfg.env.kwargs)) for k in range(cfg.episodes)]
 
     if seed is None:
         seed = first_open_seed(writer, keys_of)
@@ -106,8 +135,8 @@ def play(cfg: DictConfig, run_dir: str | Path) -> Path:
                         f"or leave seed unset to take the next free one")
     first = todo[0].episode
     episodes = f"episode {first}" if first == cfg.episodes - 1 else f"episodes {first}-{cfg.episodes - 1}"
-    print(f"You play {cfg.env.name} at level {cfg.level} as agent '{name}': seed {seed}, {episodes} (reset seed "
-          f"{reset_seed(seed, first, _same_reset_seed(cfg))} first). Results: {writer.run_dir}", flush=True)
+    say(f"You play {cfg.env.name} at level {cfg.level} as agent '{name}': seed {seed}, {episodes} (reset seed "
+        f"{reset_seed(seed, first, _same_reset_seed(cfg))} first). Results: {writer.run_dir}")
     asyncio.run(_play_stream(cfg, writer, seed, todo, keys))
     return writer.episodes_path
 
@@ -116,25 +145,21 @@ def play(cfg: DictConfig, run_dir: str | Path) -> Path:
 def _hydra_main(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     try:
-        play(cfg, run_dir)
+        guard_job("textgym-play", cfg, lambda: play(cfg, run_dir), run_dir)  # bad values: one line, exit 2
     except HumanQuit:
-        print(f"\nStopped. The unfinished episode was not saved; finished ones are in {run_dir}.", flush=True)
+        say(f"\nStopped. The unfinished episode was not saved; finished ones are in {run_dir}.")
     except KeyboardInterrupt:
-        print(f"\nInterrupted. The unfinished episode was not saved; finished ones are in {run_dir}.", flush=True)
+        say(f"\nInterrupted. The unfinished episode was not saved; finished ones are in {run_dir}.")
         sys.exit(130)
-    except ValueError as error:  # bad values and already-played seeds: one line, no traceback
-        lines = str(error).strip().splitlines()
-        print(f"textgym-play: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr, flush=True)
-        sys.exit(2)
 
 
-@functools.wraps(_hydra_main)
 def main() -> None:
+    """Console entry point: ``textgym-play env=NAME level=N`` (``--help`` explains the keys)."""
     try:
         import readline  # noqa: F401  (line editing and history for input(); absent on some platforms)
     except ImportError:
         pass
-    _hydra_main()
+    hydra_command("textgym-play", _hydra_main, "play")
 
 
 if __name__ == "__main__":

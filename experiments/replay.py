@@ -38,6 +38,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import textgym
+from experiments.cli import exit_on_config_error
 from experiments.episodes import episode_seed, jsonable
 from experiments.results import (
     EPISODES_FILE,
@@ -97,7 +98,8 @@ def make_run_env(setup: RunSetup, render_mode: str | None = None) -> gym.Env:
     if render_mode is not None:
         # rgb_array needs no screen; without this pygame (grid worlds, Blackjack) complains about a missing one.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    return gym.make(textgym.env_entry(setup.env).text_id, render_mode=render_mode, **setup.make_kwargs())
+    return textgym.wrapper.state_step_limit(
+        gym.make(textgym.env_entry(setup.env).text_id, render_mode=render_mode, **setup.make_kwargs()))
 
 
 def _read_setup(run_dir: Path) -> RunSetup:
@@ -505,8 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = run(parse_options(sys.argv[1:] if argv is None else argv))
     except ReplayError as error:
-        print(f"textgym-replay: {error}", file=sys.stderr)
-        code = 2
+        exit_on_config_error("textgym-replay", error)  # one line, exit 2, as every textgym-* command
     sys.exit(code)
 
 

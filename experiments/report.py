@@ -18,7 +18,6 @@ they learn across episodes, beside PPO's return over env steps); a panel with no
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import math
 from collections import Counter, defaultdict
@@ -33,8 +32,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from scipy import stats
 
-from experiments.results import DONE, EpisodeKey, episode_files, iter_jsonl, load_episodes, run_files
-from experiments.transcripts import CALLS_FILE
+from experiments.cli import guard_job, hydra_command
+from experiments.results import DONE, EpisodeKey, episode_files, load_episodes
+from experiments.transcripts import Transcript
 from textgym.levels import level_spec
 
 __all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE", "failures_table", "markdown_table",
@@ -144,12 +144,11 @@ def episodes_reporting_cache(rows: list[dict[str, Any]], paths: Iterable[Path]) 
              if row.get("cached_prompt_tokens") or not row.get("prompt_tokens")}
     undecided = {EpisodeKey.of(row) for row in rows} - known
     run_dirs = dict.fromkeys(file.parent for path in paths if path.exists() for file in episode_files(path))
-    for calls_file in (file for run_dir in run_dirs for file in run_files(run_dir, CALLS_FILE)):
+    for run_dir in run_dirs:
         if undecided <= known:
             break
-        for line in iter_jsonl(calls_file):
-            if (line.get("usage") or {}).get("cached_prompt_tokens") is not None:
-                known.add(EpisodeKey.of(line))
+        known.update(key for key, usage in Transcript(run_dir).usages()
+                     if usage.get("cached_prompt_tokens") is not None)
     return known
 
 
@@ -459,15 +458,17 @@ def _empty_plot(path: Path, message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def _hydra_main(cfg: DictConfig) -> None:
-    out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
-    write_report(list(cfg.results), out_dir)
+    run_dir = HydraConfig.get().runtime.output_dir
+    out_dir = cfg.out_dir or run_dir
+    results = [cfg.results] if isinstance(cfg.results, str) else list(cfg.results)  # results=runs/eval: one path
+    guard_job("textgym-report", cfg, lambda: write_report(results, out_dir), run_dir)
     print((Path(out_dir) / "report.md").read_text())  # the table is the command's output
     logger.info("report written to %s", out_dir)
 
 
-@functools.wraps(_hydra_main)
 def main() -> None:
-    _hydra_main()
+    """Console entry point: ``textgym-report results=[DIR,...]`` (``--help`` explains the keys)."""
+    hydra_command("textgym-report", _hydra_main, "report")
 
 
 if __name__ == "__main__":

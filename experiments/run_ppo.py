@@ -33,6 +33,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import textgym
+from experiments.cli import guard_job, hydra_command
 from experiments.config import quiet_libraries, start_wandb
 from experiments.episodes import EPISODES_PER_SEED, episode_seed
 from experiments.ppo_setup import TrainingMonitor, make_task_env, ppo_kwargs
@@ -193,12 +194,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ppo")
 def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg, HydraConfig.get().runtime.output_dir)
+    run_dir = HydraConfig.get().runtime.output_dir
+    guard_job("textgym-ppo", cfg, lambda: run(cfg, run_dir), run_dir)
 
 
-@functools.wraps(_hydra_main)
 def main() -> None:
-    _hydra_main()
+    """Console entry point: ``textgym-ppo env=NAME seed=N`` (``--help`` explains the keys)."""
+    hydra_command("textgym-ppo", _hydra_main, "ppo")
 
 
 if __name__ == "__main__":

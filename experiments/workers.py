@@ -3,7 +3,7 @@
 ``textgym-eval workers=N`` (N > 1) spreads a run's streams over N processes. One event loop on one core tops
 out at some hundreds of decisions a second (our own CPU per decision, ``benchmarks/throughput.py``); a fast
 server with hundreds of streams can take more. Each worker plays its seeds exactly as a one-process run does
-(``run_agent._run_streams``: same episodes, same reset seeds, same agent states), with its share of the LLM
+(``streams.play_streams``: same episodes, same reset seeds, same agent states), with its share of the LLM
 concurrency, and sends every finished or failed episode to the parent, which writes it through the run's one
 :class:`~experiments.results.ResultsWriter`. So the files, the resume rules and the rows are those of a
 one-process run: a rerun finds what the parent wrote, whatever happened to the workers.
@@ -22,25 +22,50 @@ import multiprocessing
 import queue as queue_module
 import signal
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from agents.llm.client import LLMClient
+from agents.llm.client import LLMClient, Usage
+from experiments.gc_tuning import streaming_gc
 from experiments.progress import RunProgress
-from experiments.results import EpisodeKey, ResultsWriter, load_state
-from experiments.run_agent import _run_streams, log_episode  # run_agent imports this module only when asked
+from experiments.results import EpisodeKey, FinishedEpisode, ResultsWriter, load_state
+from experiments.streams import StreamSetup, log_episode, play_streams
 from experiments.transcripts import EpisodeCalls
 
-__all__ = ["play_in_workers", "ForwardingWriter"]
+__all__ = ["play_in_workers", "ForwardingWriter", "FailedEpisode", "WorkerCounters", "WorkerFinished"]
 
 logger = logging.getLogger(__name__)
 POLL_S = 0.2  # how often the parent looks for a worker that died without a word
 
 
+# What a worker sends the parent, besides a FinishedEpisode (experiments/results.py).
+@dataclass(frozen=True)
+class FailedEpisode:
+    """An episode that could not finish: its ``status: "failed"`` row."""
+
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerCounters:
+    """The worker's LLM client counters, sent once its streams are over (the parent adds them to its own)."""
+
+    usage: Usage
+    retries: dict[str, int]
+    failures: int
+
+
+@dataclass(frozen=True)
+class WorkerFinished:
+    """The worker's last message."""
+
+
 class ForwardingWriter:
-    """What a worker's streams write through: the parent's writer, over a queue.
+    """What a worker's streams write through (a :class:`~experiments.results.ResultSink`): the parent's writer,
+    over a queue.
 
     ``is_done`` answers from the parent's view when the worker started (plus what this worker finished);
     ``load_state`` reads the state files, which the parent writes before it writes an episode's row.
@@ -63,11 +88,11 @@ class ForwardingWriter:
         # The transcript lines travel as built (WrittenCalls), not as the records and their message dicts: the
         # parent would only build them again.
         written = (calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)).written()
-        self.outbox.put(("episode", row, list(steps), agent_state, written))
+        self.outbox.put(FinishedEpisode(row, list(steps), agent_state, written))
         self.done.add(EpisodeKey.of(row))
 
     def write_failure(self, row: dict[str, Any]) -> None:
-        self.outbox.put(("failure", row))
+        self.outbox.put(FailedEpisode(row))
 
 
 def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[EpisodeKey],
@@ -78,8 +103,12 @@ def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[E
     writer = ForwardingWriter(Path(run_dir), done, outbox)
 
     async def play() -> None:
+        setup = StreamSetup(cfg, model=client.model if client else None)
+        progress = RunProgress(enabled=False)  # the parent shows the run's progress
+        progress.add_group(setup.group, len(setup.keys(seeds)))
         try:
-            await _run_streams(cfg, writer, client, None, seeds, RunProgress(enabled=False))  # type: ignore[arg-type]
+            with streaming_gc():
+                await play_streams(setup, writer, client, seeds, progress, asyncio.Semaphore(cfg.concurrency))
         finally:
             if client is not None:
                 await client.aclose()
@@ -88,8 +117,8 @@ def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[E
         asyncio.run(play())
     finally:
         if client is not None:
-            outbox.put(("counters", client.usage, dict(client.retries), client.failures))
-        outbox.put(("finished",))
+            outbox.put(WorkerCounters(client.usage, dict(client.retries), client.failures))
+        outbox.put(WorkerFinished())
 
 
 def _share(total: int, workers: int, index: int) -> int:
@@ -102,7 +131,7 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
     """Play ``seeds``' streams in ``workers`` processes, writing their episodes through ``writer``.
 
     Seeds are dealt round-robin; ``cfg.concurrency`` and the client's request limit are split between the
-    workers. Returns the episodes that failed, with their error, as ``_run_streams`` does. The workers'
+    workers. Returns the episodes that failed, with their error, as ``play_streams`` does. The workers'
     LLM usage and retries are added to ``client``'s counters; finished episodes are logged to ``wandb_run`` here,
     as the one-process loop does.
     """
@@ -162,24 +191,20 @@ class _Sink:
         self.writer, self.client, self.progress, self.group = writer, client, progress, group
         self.failures, self.wandb_run, self.logged = failures, wandb_run, 0
 
-    def handle(self, message: tuple[Any, ...]) -> int:
+    def handle(self, message: FinishedEpisode | FailedEpisode | WorkerCounters | WorkerFinished) -> int:
         """Write one worker message; 1 when it says that worker is finished."""
-        kind = message[0]
-        if kind == "episode":
-            _, row, steps, state, calls = message
-            self.writer.write_episode(row, steps, state, calls=calls)
+        if isinstance(message, FinishedEpisode):
+            self.writer.write_episode(*message)
             self.progress.episode_finished(self.group)
             if self.wandb_run is not None:
                 self.logged += 1
-                log_episode(self.wandb_run, row, self.logged)
-        elif kind == "failure":
-            row = message[1]
-            self.writer.write_failure(row)
-            self.failures[EpisodeKey.of(row)] = row["error"]
+                log_episode(self.wandb_run, message.row, self.logged)
+        elif isinstance(message, FailedEpisode):
+            self.writer.write_failure(message.row)
+            self.failures[EpisodeKey.of(message.row)] = message.row["error"]
             self.progress.episode_finished(self.group, failed=True)
-        elif kind == "counters" and self.client is not None:
-            usage, retries, failed_requests = message[1:]
-            self.client.usage += usage
-            self.client.retries.update(retries)
-            self.client.failures += failed_requests
-        return int(kind == "finished")
+        elif isinstance(message, WorkerCounters) and self.client is not None:
+            self.client.usage += message.usage
+            self.client.retries.update(message.retries)
+            self.client.failures += message.failures
+        return int(isinstance(message, WorkerFinished))

@@ -25,10 +25,11 @@ INTO_A_HOLE = ["move down", "3"]
 FROZENLAKE = ("env=frozenlake", "level=5", "+env.kwargs.is_slippery=false")
 
 
-def _spawn(results_dir: Path, *overrides: str, game: tuple[str, ...] = FROZENLAKE) -> pexpect.spawn:
+def _spawn(results_dir: Path, *overrides: str, game: tuple[str, ...] = FROZENLAKE,
+           columns: int = 200) -> pexpect.spawn:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     return pexpect.spawn(str(PLAY), [*game, f"results_dir={results_dir}", *overrides],
-                         env=env, encoding="utf-8", timeout=60, dimensions=(50, 200), preexec_fn=default_sigint)
+                         env=env, encoding="utf-8", timeout=60, dimensions=(50, columns), preexec_fn=default_sigint)
 
 
 def _type(child: pexpect.spawn, lines: list[str]) -> None:
@@ -158,3 +159,21 @@ def test_a_person_plays_a_vector_action_env_in_every_form(tmp_path: Path, env_id
                                                        '{"first_hinge": 1.00, "second_hinge": -0.30}',
                                                        '{"first_hinge": 0.00, "second_hinge": 0.10}']
     assert steps[1]["replies"] == ["0.5", "first_hinge: 2, second_hinge: -0.3"]
+
+
+def test_paragraphs_wrap_between_words_at_the_terminal_width(tmp_path: Path) -> None:
+    child = _spawn(tmp_path, columns=60)
+    transcript = []
+    for line in TO_THE_GOAL:
+        child.expect_exact(PROMPT)
+        transcript.append(child.before)
+        child.sendline(line)
+    child.expect(pexpect.EOF)
+    transcript.append(child.before)
+    text = "".join(transcript).replace("\r\n", "\n")
+    assert "Expert guidance:" in text  # the long L5 briefing was shown
+    # Before: the briefing's paragraphs ran on, and the terminal broke words at its edge. Only a word longer than
+    # the terminal (the run dir's path) may still be.
+    too_long = [line for line in text.splitlines() if len(line) > 59 and " " in line.strip()]
+    assert too_long == []
+    assert any(line.startswith("Results: ") or line.strip().startswith("/") for line in text.splitlines())

@@ -83,8 +83,8 @@ def test_a_tree_of_run_dirs_is_replayed_and_ppo_is_named(random_runs: dict[str, 
     alone = run_cli(["experiments.replay", str(ppo_dir)], cwd=tmp_path, check=False)
     assert alone.returncode == 2
     assert alone.stderr.strip().splitlines() == [
-        f"textgym-replay: {ppo_dir} is a PPO run: PPO acts with numbers and its evaluation keeps no steps or action "
-        f"texts, so there is nothing to replay (language-agent and random runs can be replayed)"]
+        f"textgym-replay: error: {ppo_dir} is a PPO run: PPO acts with numbers and its evaluation keeps no steps or "
+        f"action texts, so there is nothing to replay (language-agent and random runs can be replayed)"]
 
 
 def test_naive_run_replays_and_drift_is_named(naive_run: Path, tmp_path: Path) -> None:
@@ -162,19 +162,20 @@ def test_gif_and_mp4_frames(naive_run: Path, tmp_path: Path) -> None:
     assert movie.shape == (first.steps + 1, *CARTPOLE_FRAME)
 
 
+# Each printed as "textgym-replay: error: <message>", as every textgym-* command prints a config error.
 @pytest.mark.parametrize(("args", "message"), [
-    (["{missing}"], "textgym-replay: no run dir at {missing}"),
-    (["{run}", "seed=7"], "textgym-replay: seed 7 is not in {run}: its seeds are [0]"),
-    (["{run}", "seed=0", "episode=5"], "textgym-replay: episode 5 of seed 0 is not in {run}: its episodes are [0, 1]"),
-    (["{run}", "sed=0"], "textgym-replay: unknown option 'sed': the options are run_dir, seed, episode, gif, video, "
+    (["{missing}"], "no run dir at {missing}"),
+    (["{run}", "seed=7"], "seed 7 is not in {run}: its seeds are [0]"),
+    (["{run}", "seed=0", "episode=5"], "episode 5 of seed 0 is not in {run}: its episodes are [0, 1]"),
+    (["{run}", "sed=0"], "unknown option 'sed': the options are run_dir, seed, episode, gif, video, "
                          "out_dir, fps"),
-    (["{run}", "seed=zero"], "textgym-replay: seed: Value 'zero' of type 'str' could not be converted to Integer"),
-    (["{run}", "video=a.avi"], "textgym-replay: video=a.avi: the file must end in .gif or .mp4"),
-    (["{run}", "video=a.gif"], "textgym-replay: video= writes one episode but 2 are selected: add seed=S episode=K "
+    (["{run}", "seed=zero"], "seed: Value 'zero' of type 'str' could not be converted to Integer"),
+    (["{run}", "video=a.avi"], "video=a.avi: the file must end in .gif or .mp4"),
+    (["{run}", "video=a.gif"], "video= writes one episode but 2 are selected: add seed=S episode=K "
                                "(or use gif=true for one GIF per episode)"),
-    ([], "textgym-replay: usage: textgym-replay RUN_DIR [seed=S] [episode=K] [gif=true] [video=PATH.gif|.mp4] "
+    ([], "usage: textgym-replay RUN_DIR [seed=S] [episode=K] [gif=true] [video=PATH.gif|.mp4] "
          "[out_dir=DIR] [fps=N]"),
-    (["{tmp}"], "textgym-replay: {tmp} is not a run dir: it has neither run_identity.json nor .hydra/config.yaml"),
+    (["{tmp}"], "{tmp} is not a run dir: it has neither run_identity.json nor .hydra/config.yaml"),
 ])
 def test_bad_input_is_one_line(naive_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                args: list[str], message: str) -> None:
@@ -185,7 +186,7 @@ def test_bad_input_is_one_line(naive_run: Path, tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit) as stop:  # the console script's own entry point, in process (startup is slow)
         replay_main([a.format(**names) for a in args])
     assert stop.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [message.format(**names)]
+    assert capsys.readouterr().err.strip().splitlines() == [f"textgym-replay: error: {message.format(**names)}"]
 
 
 def test_replay_errors_in_the_api(naive_run: Path) -> None:
