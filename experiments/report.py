@@ -356,9 +356,9 @@ def _learns(level: int | None) -> bool:
     return level is not None and level_spec(level).self_experience
 
 
-NO_LEARNING_RUNS = ("no L3 runs: language agents learn across episodes only at L3\n"
-                    "(e.g. textgym-compare levels=[3] episodes=5); the other levels' episodes are\n"
-                    "independent trials, reported in scores.png")
+NO_LEARNING_RUNS = ("no L3 runs: language agents learn\nacross episodes only at L3\n"
+                    "(e.g. textgym-compare levels=[3] episodes=5);\nat other levels episodes are independent\n"
+                    "trials, reported in scores.png")
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
@@ -383,7 +383,7 @@ def learning_curves_figure(rows: list[dict[str, Any]], curves: dict[str, list[tu
         learning = {group: per_episode for group, per_episode in by_group.items() if len(per_episode) > 1}
         if not learning:
             _say(left, NO_LEARNING_RUNS if not by_group else
-                 "L3 streams of one episode each: nothing to learn from yet\n(run more episodes, e.g. episodes=5)")
+                 "L3 streams of one episode each:\nnothing to learn from yet\n(run more episodes, e.g. episodes=5)")
         else:
             for (agent, level), per_episode in sorted(learning.items(), key=str):
                 episodes = sorted(per_episode)

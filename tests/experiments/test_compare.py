@@ -8,6 +8,7 @@ import pytest
 
 from experiments.compare import estimate_time, main
 from experiments.results import iter_jsonl
+from experiments.transcripts import load_calls
 from tests.experiments.conftest import compose_config
 
 
@@ -38,6 +39,9 @@ def test_compare_runs_everything_and_resumes(fake_llm, tmp_path: Path, capsys) -
     for env in ("cartpole", "blackjack"):
         ppo_rows = list(iter_jsonl(results / "ppo" / f"{env}-s0" / "episodes.jsonl"))
         assert len(ppo_rows) == 2 * 3 and all(r["steps"] <= 8 and r["train_seed"] == 0 for r in ppo_rows)
+    # The agents are told the step limit they play under (the per-env cap), not the env's own 500.
+    system = load_calls(results / "eval" / "cartpole-L1-naive", 0, 0)[0]["request"]["messages"][0]["content"]
+    assert "or after the step limit of 8 steps." in system
     for name in ("report.md", "report.csv", "scores.png", "learning_curves.png"):
         assert (results / "report" / name).exists()
     calls = len(fake_llm.requests)

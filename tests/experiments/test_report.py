@@ -251,7 +251,7 @@ def test_learning_curves_without_l3_or_ppo_say_why(tmp_path: Path) -> None:
     from experiments.report import learning_curves_figure
 
     left, right = learning_curves_figure([_row("naive", 0, 0, 10), _row("naive", 1, 0, 20)], {}).axes
-    assert not left.lines and "no L3 runs: language agents learn across episodes only at L3" in _panel_texts(left)
+    assert not left.lines and "no L3 runs: language agents learn\nacross episodes only at L3" in _panel_texts(left)
     assert not right.lines and "no PPO training curve for cartpole" in _panel_texts(right)
 
 
