@@ -53,7 +53,7 @@ def test_the_main_job_is_bounded_by_design() -> None:
     estimate = estimate_time(compose_config("compare", []))
     # The README's main job: 6 minutes at most on a slow day on 2 cores, the language agents' part included.
     assert estimate.total_s <= 6 * 60
-    assert estimate.streams == 8 and estimate.decisions == 2 * 2 * 50 + 2 * 2 * 4 * 8
+    assert estimate.streams == 8 and estimate.decisions == 2 * 2 * 50 + 2 * 2 * 4 * 6
     # Without the demo's caps CartPole alone could take 500 decisions a stream: the estimate says so.
     assert estimate_time(compose_config("compare", ["per_env=null"])).total_s > 20 * 60
 
