@@ -311,14 +311,27 @@ def registered_step_limit(env_name: str) -> int | None:
     return gym.spec(text_id).max_episode_steps if text_id in gym.registry else None
 
 
+def _named_parameters(creator: Any) -> list[str] | None:
+    """The keyword names ``creator`` accepts, following ``**kwargs`` up a class's ``__init__`` chain (MuJoCo's
+    tasks hand theirs to ``MujocoEnv``); ``None`` where the chain ends in ``**kwargs`` nobody names."""
+    names: list[str] = []
+    for init in ([klass.__init__ for klass in creator.__mro__ if "__init__" in vars(klass)]
+                 if isinstance(creator, type) else [creator]):
+        parameters = list(inspect.signature(init).parameters.values())
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
 def _check_kwargs(env_name: str, base_kwargs: Mapping[str, Any]) -> None:
     """An unknown kwarg fails here, in one line naming TextGym's kwargs and the base env's, not deep in its
-    ``__init__``. A base env whose constructor takes ``**kwargs`` is left to check its own."""
+    ``__init__``. A base env whose constructor takes ``**kwargs`` that no ``__init__`` names checks its own."""
     entry = env_entry(env_name)
     base_id = latest_base_id(entry.task)
-    creator = gym.envs.registration.load_env_creator(gym.spec(base_id).entry_point)
-    parameters = inspect.signature(creator).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    parameters = _named_parameters(gym.envs.registration.load_env_creator(gym.spec(base_id).entry_point))
+    if parameters is None:
         return
     base_names = [name for name in parameters if name not in entry.base_kwargs and name != "render_mode"]
     unknown = [name for name in base_kwargs if name not in base_names]

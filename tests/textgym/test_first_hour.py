@@ -69,6 +69,15 @@ def test_misspelt_kwarg_is_named_in_one_line() -> None:
     assert "the base env CartPole-v1 takes sutton_barto_reward" in message
 
 
+def test_a_misspelt_kwarg_of_a_task_that_hands_on_its_kwargs_is_named() -> None:
+    # MuJoCo's tasks take **kwargs and hand them to MujocoEnv.__init__: its names count too.
+    pytest.importorskip("mujoco")  # the mujoco extra (bash scripts/setup.sh installs it)
+    with pytest.raises(ValueError, match=r"^unknown kwarg 'frame_skp' for TextGym-Hopper-v0 \(did you mean "
+                                         r"'frame_skip'\?\): .*the base env Hopper-v5 takes xml_file, frame_skip"):
+        gym.make("TextGym-Hopper-v0", frame_skp=2)
+    assert gym.make("TextGym-Hopper-v0", frame_skip=2).unwrapped.frame_skip == 2
+
+
 def test_base_kwargs_still_reach_the_base_env() -> None:
     env = gym.make("TextGym-FrozenLake-v0", map_name="8x8", is_slippery=False)
     assert env.unwrapped.nrow == 8
