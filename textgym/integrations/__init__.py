@@ -25,13 +25,14 @@ from textgym.registration import MissingExtraError
 __all__ = ["require_extra"]
 
 
-def require_extra(module: str, extra: str, what: str) -> ModuleType:
+def require_extra(module: str, extra: str, what: str, then: str = "") -> ModuleType:
     """Import ``module`` or say in one line which ``textgym`` extra installs it.
 
     Args:
         module: the module the integration needs, e.g. ``"gem"``.
         extra: the ``textgym`` extra that installs it, e.g. ``"gem"``.
         what: the package's name as people know it, e.g. ``"GEM (gem-llm)"``.
+        then: a command to run after the extra's install, where the extra cannot hold the package itself.
 
     Returns:
         The imported module.
@@ -44,5 +45,6 @@ def require_extra(module: str, extra: str, what: str) -> ModuleType:
     except ModuleNotFoundError as missing:
         if missing.name != module and not module.startswith(f"{missing.name}."):
             raise  # the package is there but one of its own imports failed: show that, not a wrong hint
+        then = f" && {then}" if then else ""
         raise MissingExtraError(f'textgym.integrations needs {what}, which is not installed: pip install '
-                                f'"textgym[{extra}]" (the Python module {module!r} was not found)') from None
+                                f'"textgym[{extra}]"{then} (the Python module {module!r} was not found)') from None

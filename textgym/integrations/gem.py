@@ -1,4 +1,7 @@
-"""TextGym tasks as GEM environments (``pip install "textgym[gem]"``; gem-llm 0.1.0 supports Python <= 3.12).
+"""TextGym tasks as GEM environments (gem-llm 0.1.0, Python <= 3.12).
+
+Install: ``pip install "textgym[gem]" && pip install --no-deps gem-llm==0.1.0`` (gem-llm pins ANTLR 4.13, which
+Hydra 1.3 cannot run beside; the extra holds gem-llm's other requirements).
 
     >>> import gem
     >>> from textgym.integrations.gem import register
@@ -26,7 +29,8 @@ from textgym.integrations.common import messages_text
 from textgym.levels import LEVELS
 from textgym.registration import ENVS, env_entry
 
-gem = require_extra("gem", "gem", "GEM (gem-llm)")
+# gem-llm pins ANTLR 4.13, which Hydra cannot run beside, so the extra holds its requirements and not gem-llm itself.
+gem = require_extra("gem", "gem", "GEM (gem-llm)", then="pip install --no-deps gem-llm==0.1.0")
 
 __all__ = ["TRAINING_LEVELS", "TextGymGemEnv", "gem_env_id", "register"]
 
