@@ -86,7 +86,7 @@ def openai_compatible(
 
 @contextlib.contextmanager
 def embedded(
-    *, model_path: str | None = None, model: str | None = None, requantize: str | None = "q8_0", parallel: int = 4,
+    *, model_path: str | None = None, model: str | None = None, requantize: str = "q8_0", parallel: int = 4,
     context_per_slot: int = 6144, threads: int | None = None, pin_slots: bool = True, slot_count: int | None = None,
     prices: dict[str, dict[str, float]] | None = None, **settings: Any,
 ) -> Iterator[LLMClient]:

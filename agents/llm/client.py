@@ -253,7 +253,10 @@ class LLMClient:
 
     async def _request_n(self, request: dict[str, Any], purpose: str, session: Hashable | None) -> Completion:
         """All ``n`` samples, over several requests when the server caps ``n`` or ignores it."""
-        wanted, texts, usage, records = request["n"], [], Usage(), []
+        wanted: int = request["n"]
+        texts: list[str] = []
+        usage = Usage()
+        records: list[dict[str, Any]] = []
         token_logprobs: list[list[dict[str, Any]] | None] = []
         cap = self.sampling.max_n_per_request or wanted
         for attempt in range(wanted):  # each round yields at least one sample, so this bounds the rounds
@@ -293,8 +296,8 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     if first_failure is not None:
-                        error, first_failure = first_failure, None
-                        raise error
+                        failure, first_failure = first_failure, None
+                        raise failure
                     return await self.transport.send(request, session)
         except REQUEST_ERRORS as error:
             self.failures += 1
@@ -325,6 +328,7 @@ class LLMClient:
     def _final_error(self, error: BaseException, attempts: int, structured: bool) -> LLMError:
         kind = fault_kind(error)
         redact = self.transport.redact
+        status: int | None
         if kind is None and isinstance(error, STATUS_ERRORS):
             status, said = error.status_code, server_says(error)
             hint = rejection_hint(status, said, self.transport.api_key_env, structured)

@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["EmbeddedServer", "REQUANTIZE_CHOICES", "default_model_path", "q8_0_copy", "q8_0_copy_path",
            "shipped_model_path"]
@@ -205,7 +206,7 @@ class EmbeddedServer:
         self.threads = threads or os.cpu_count() or 1
         self.verbose = verbose
         self.port: int | None = None
-        self._server: object | None = None
+        self._server: Any = None  # an xllamacpp.Server while running (xllamacpp ships no types)
 
     @property
     def model_name(self) -> str:

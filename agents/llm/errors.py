@@ -97,8 +97,9 @@ class ServerStatusError(Exception):
 # An HTTP error status, from our chat requests or from the SDK's (the preflight, users' own code).
 STATUS_ERRORS = (ServerStatusError, openai.APIStatusError)
 # What one request attempt may raise: retried or not by fault_kind, then turned into an LLMError.
-REQUEST_ERRORS = (ServerStatusError, aiohttp.ClientError, TimeoutError, openai.APIError, *TRANSPORT_ERRORS,
-                  json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply)
+REQUEST_ERRORS: tuple[type[BaseException], ...] = (
+    ServerStatusError, aiohttp.ClientError, TimeoutError, openai.APIError, *TRANSPORT_ERRORS,
+    json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply)
 
 
 def fault_kind(error: BaseException | None) -> str | None:

@@ -38,7 +38,10 @@ class Usage:
                      self.cached_prompt_tokens + other.cached_prompt_tokens)
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(*(a - b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+        return Usage(self.calls - other.calls, self.cached_calls - other.cached_calls,
+                     self.prompt_tokens - other.prompt_tokens, self.completion_tokens - other.completion_tokens,
+                     self.latency_s - other.latency_s, self.cost_usd - other.cost_usd,
+                     self.cached_prompt_tokens - other.cached_prompt_tokens)
 
     def astuple(self) -> tuple[int, int, int, int, float, float, int]:
         """The fields in declaration order."""

@@ -317,7 +317,9 @@ def parse_reply(payload: Any, latency_s: float) -> Reply:
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
         texts.append(content if isinstance(content, str) else "")
         token_logprobs.append(_token_logprobs(choice.get("logprobs")))
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     details = usage.get("prompt_tokens_details")
     cached = _int_or_none(details.get("cached_tokens")) if isinstance(details, dict) else None
     timings = payload.get("timings")
