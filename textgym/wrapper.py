@@ -14,7 +14,7 @@ import inspect
 import numbers
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 from gymnasium import spaces
@@ -61,7 +61,8 @@ class SharedTexts(Sequence[str]):
         self._space, self._shared_memory, self._n = space, shared_memory, n
 
     def _texts(self) -> tuple[str, ...]:
-        return read_from_shared_memory.dispatch(spaces.Text)(self._space, self._shared_memory, n=self._n)
+        texts = read_from_shared_memory.dispatch(spaces.Text)(self._space, self._shared_memory, n=self._n)
+        return cast(tuple[str, ...], texts)
 
     def __getitem__(self, index: Any) -> Any:
         return self._texts()[index]
@@ -315,7 +316,7 @@ def _named_parameters(creator: Any) -> list[str] | None:
     """The keyword names ``creator`` accepts, following ``**kwargs`` up a class's ``__init__`` chain (MuJoCo's
     tasks hand theirs to ``MujocoEnv``); ``None`` where the chain ends in ``**kwargs`` nobody names."""
     names: list[str] = []
-    for init in ([klass.__init__ for klass in creator.__mro__ if "__init__" in vars(klass)]
+    for init in ([vars(klass)["__init__"] for klass in creator.__mro__ if "__init__" in vars(klass)]
                  if isinstance(creator, type) else [creator]):
         parameters = list(inspect.signature(init).parameters.values())
         names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
@@ -330,7 +331,9 @@ def _check_kwargs(env_name: str, base_kwargs: Mapping[str, Any]) -> None:
     ``__init__``. A base env whose constructor takes ``**kwargs`` that no ``__init__`` names checks its own."""
     entry = env_entry(env_name)
     base_id = latest_base_id(entry.task)
-    parameters = _named_parameters(gym.envs.registration.load_env_creator(gym.spec(base_id).entry_point))
+    entry_point = gym.spec(base_id).entry_point
+    parameters = _named_parameters(entry_point if callable(entry_point)
+                                   else gym.envs.registration.load_env_creator(str(entry_point)))
     if parameters is None:
         return
     base_names = [name for name in parameters if name not in entry.base_kwargs and name != "render_mode"]
