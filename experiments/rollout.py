@@ -71,7 +71,8 @@ class Turn:
 
     Attributes:
         reply: the model's text.
-        reward: the turn's reward (the env's reward less any format penalty; 0 for a turn that played no step).
+        reward: the turn's reward: the env's reward less the format penalty of an invalid reply (a turn that
+            played no step gets only the penalty).
         invalid: the reply named no valid action in the action format.
         env_step: the index of the env step it played; ``None`` when it played none (a retry's correction, or
             ``invalid_action=terminate``).
@@ -258,12 +259,10 @@ class _Player:
         """A ``steps.jsonl`` line in ``textgym-eval``'s fields (``textgym-replay`` steps the env with ``action_text``
         and checks the rest), plus the turns that led to it."""
         invalid = bool(info["invalid_action"])
-        if invalid:
-            action_text = ""  # what ChatEnv plays for an invalid reply: the env's documented fallback
-        elif self.strict:  # the JSON text ChatEnv handed the env
-            action_text = parse_strict_reply(reply, self.action_spec)
-        else:
-            action_text = reply
+        # What ChatEnv handed the env: "" for an invalid reply (the env's documented fallback), the JSON text of a
+        # strict reply, a lenient reply as it came.
+        played = parse_strict_reply(reply, self.action_spec) if self.strict and not invalid else reply
+        action_text = "" if invalid else played or ""
         return {"step": step, "observation": observation, "action_text": action_text, "action": info["env_action"],
                 "invalid_action": invalid, "reward": float(info["env_reward"]), "terminated": bool(terminated),
                 "truncated": bool(truncated), "step_reward": float(info["step_reward"]),
