@@ -69,3 +69,15 @@ def test_make_vec_seeds_each_env_and_autoresets(async_mode: bool) -> None:
                 # Same-step autoreset: the finished env already shows a new episode's system briefing.
                 assert infos[i]["messages"][0]["role"] == "system"
     assert finished == lengths
+
+
+@pytest.mark.parametrize("env_name", ["cartpole", "pendulum", "hopper"])
+@pytest.mark.parametrize("action_format", ["lenient", "strict"])
+def test_sample_random_action_is_always_valid(env_name: str, action_format: str) -> None:
+    env = TextGymGemEnv(env_name, 1, seed=0, action_format=action_format)
+    env.reset()
+    for _ in range(5):
+        _, _, terminated, truncated, info = env.step(env.sample_random_action())
+        assert info["invalid_action"] is False
+        if terminated or truncated:
+            break

@@ -21,6 +21,8 @@ GEM's autoreset expects.
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
 from textgym.chat import ChatEnv
@@ -69,6 +71,19 @@ class TextGymGemEnv(gem.Env):
         """Play the model's reply; the observation is the text of the env's new turns."""
         messages, reward, terminated, truncated, info = self.chat.step(action)
         return messages_text(messages), float(reward), terminated, truncated, {**info, "messages": messages}
+
+    def sample_random_action(self) -> str:
+        """A uniformly random valid action, written as the JSON reply every action format accepts
+        (``{"action": ...}``); drawn from Python's ``random``, which GEM's ``reset(seed)`` seeds."""
+        spec = self.chat.action_spec
+        if spec["type"] == "discrete":
+            action: Any = random.choice(spec["names"])
+        elif spec["type"] == "continuous":
+            action = round(random.uniform(spec["low"], spec["high"]), spec["digits"])
+        else:
+            action = {name: round(random.uniform(low, high), spec["digits"])
+                      for name, low, high in zip(spec["names"], spec["low"], spec["high"], strict=True)}
+        return json.dumps({"action": action})
 
     def spawn(self, same_state: bool = False, **kwargs: Any) -> TextGymGemEnv:
         """A new env with this one's configuration (``kwargs`` override it); ``same_state`` is not supported."""
