@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.episodes import EPISODES_PER_SEED
 from experiments.keys import Shard
+from experiments.variants import variant_suffix
 from textgym.levels import LEVELS
 
 __all__ = ["CONF_DIR", "group_options", "quiet_libraries", "register_resolvers", "agent_name", "agent_class",
@@ -59,6 +60,8 @@ def register_resolvers() -> None:
     """``${agent_name:...}`` (run dir names) and ``${group_options:env}`` (the commands' --help texts)."""
     if not OmegaConf.has_resolver("agent_name"):
         OmegaConf.register_new_resolver("agent_name", agent_name)
+    if not OmegaConf.has_resolver("variant_suffix"):  # -obf<seed> for obfuscated runs (experiments/variants.py)
+        OmegaConf.register_new_resolver("variant_suffix", variant_suffix)
     if not OmegaConf.has_resolver("group_options"):
         OmegaConf.register_new_resolver("group_options", lambda group: ", ".join(group_options(group)))
 

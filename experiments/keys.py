@@ -21,22 +21,27 @@ class EpisodeKey:
     episode: int
     train_seed: int | None = None  # PPO runs with different training seeds are different episodes
     llm_model: str | None = None  # the same agent on two models: two different episodes
+    obfuscation_seed: int | None = None  # the obfuscated text variant (experiments/variants.py); None = plain
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> EpisodeKey:
         return cls(row["env"], row["level"], row["agent"], int(row["seed"]), int(row["episode"]),
-                   row.get("train_seed"), row.get("llm_model"))
+                   row.get("train_seed"), row.get("llm_model"), row.get("obfuscation_seed"))
 
     @property
     def stream(self) -> str:
         """File-name-safe id of this episode's stream (all episodes of one seed)."""
-        return f"{self.env}__L{self.level}__{self.agent}__s{self.seed}".replace("/", "_")
+        variant = "" if self.obfuscation_seed is None else f"__obf{self.obfuscation_seed}"
+        return f"{self.env}__L{self.level}__{self.agent}__s{self.seed}{variant}".replace("/", "_")
 
     @property
     def identity(self) -> dict[str, Any]:
-        """The key as row fields (step lines carry it too)."""
-        return {"env": self.env, "level": self.level, "agent": self.agent, "seed": self.seed,
-                "episode": self.episode, "train_seed": self.train_seed, "llm_model": self.llm_model}
+        """The key as row fields (step lines carry it too; ``obfuscation_seed`` only for an obfuscated variant)."""
+        identity = {"env": self.env, "level": self.level, "agent": self.agent, "seed": self.seed,
+                    "episode": self.episode, "train_seed": self.train_seed, "llm_model": self.llm_model}
+        if self.obfuscation_seed is not None:
+            identity["obfuscation_seed"] = self.obfuscation_seed
+        return identity
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from experiments.replay import RunSetup, make_run_env, reset_seed
 from experiments.results import EpisodeKey, ResultsWriter
 from experiments.run_agent import run_identity
 from experiments.streams import agent_episode_row
+from experiments.variants import fold_obfuscation, obfuscation_seed
 
 __all__ = ["PlayError", "play", "first_open_seed", "main"]
 
@@ -116,12 +117,14 @@ def play(cfg: DictConfig, run_dir: str | Path) -> Path:
     seed = cfg.seed
     validate_eval(OmegaConf.create({"level": cfg.level, "seeds": [0 if seed is None else seed],
                                     "episodes": cfg.episodes, "concurrency": 1, "max_steps": cfg.max_steps}))
+    fold_obfuscation(cfg)  # obfuscate=true: the obfuscated variant's env kwargs (experiments/variants.py)
     textgym.env_entry(cfg.env.name)  # an unknown env -> the list of known ones
     writer = ResultsWriter(run_dir, identity=run_identity(cfg))
     name = agent_name(cfg.agent._target_)
 
     def keys_of(stream_seed: int) -> list[EpisodeKey]:
-        return [EpisodeKey(cfg.env.name, cfg.level, name, stream_seed, k) for k in range(cfg.episodes)]
+        return [EpisodeKey(cfg.env.name, cfg.level, name, stream_seed, k,
+                           obfuscation_seed=obfuscation_seed(cfg.env.kwargs)) for k in range(cfg.episodes)]
 
     if seed is None:
         seed = first_open_seed(writer, keys_of)

@@ -39,7 +39,8 @@ __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultSink", "FinishedEpisode", "Res
 # 2: train_seed (PPO's training seed; null for language agents).
 # 3: status ("done" | "failed") and error; notes (what the agent produced around the episode);
 #    cached_prompt_tokens (prompt tokens the server served from its prefix cache).
-SCHEMA_VERSION = 3
+# 4: obfuscation_seed (the obfuscated text variant the episode played, experiments/variants.py; null = plain).
+SCHEMA_VERSION = 4
 DONE, FAILED = "done", "failed"
 EPISODES_FILE = "episodes.jsonl"
 STEPS_FILE = "steps.jsonl"
@@ -49,13 +50,14 @@ EPISODE_FIELDS = (
     "schema_version", "kind", "env", "env_id", "level", "agent", "llm_model", "seed", "episode", "status", "return",
     "steps", "terminated", "invalid_actions", "invalid_replies", "llm_calls", "cached_calls", "prompt_tokens",
     "completion_tokens", "cached_prompt_tokens", "cost_usd", "llm_latency_s", "wall_time_s", "env_steps_trained",
-    "train_seed", "error", "notes",
+    "train_seed", "obfuscation_seed", "error", "notes",
 )
 # What a contender without an LLM (random, PPO) or without training (language agents) leaves at rest.
 EPISODE_DEFAULTS: dict[str, Any] = {
     "level": None, "llm_model": None, "status": DONE, "invalid_actions": 0, "invalid_replies": 0, "llm_calls": 0,
     "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_prompt_tokens": 0, "cost_usd": 0.0,
-    "llm_latency_s": 0.0, "env_steps_trained": None, "train_seed": None, "error": None, "notes": {},
+    "llm_latency_s": 0.0, "env_steps_trained": None, "train_seed": None, "obfuscation_seed": None, "error": None,
+    "notes": {},
 }
 ERROR_CHARS = 2_000  # a server may answer with a whole HTML page
 
@@ -100,8 +102,8 @@ def episode_files(path: Path, recursive: bool = True) -> list[Path]:
 
 
 def _upgrade(row: dict[str, Any]) -> dict[str, Any]:
-    """Rows written before schema v3 have no status: they were all finished episodes."""
-    for name in ("status", "error", "cached_prompt_tokens"):
+    """Rows written before schema v3 have no status: they were all finished episodes; before v4, all plain text."""
+    for name in ("status", "error", "cached_prompt_tokens", "obfuscation_seed"):
         row.setdefault(name, EPISODE_DEFAULTS[name])
     row.setdefault("notes", {})
     return row

@@ -52,6 +52,7 @@ from experiments.results import DONE, FAILED, EpisodeKey, ResultSink, ResultsWri
 from experiments.run_agent import LLM_IDENTITY_KEYS, EvalOutcome
 from experiments.serve import chat_kwargs
 from experiments.transcripts import EpisodeCalls, tag_calls
+from experiments.variants import fold_obfuscation
 from textgym.chat import ChatEnv, Message, action_json_schema, parse_strict_reply
 from textgym.registration import env_entry
 
@@ -385,6 +386,7 @@ def run_rollouts(cfg: DictConfig, run_dir: str | Path) -> EvalOutcome:
         Interrupted: SIGINT or SIGTERM (finished rollouts are saved; rerun to resume).
     """
     quiet_libraries()
+    fold_obfuscation(cfg)  # obfuscate=true: the obfuscated variant's env kwargs (experiments/variants.py)
     seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
     _check(cfg.env.name, cfg.level, seeds, cfg.n, cfg.concurrency, chat_kwargs(cfg)).close()
     writer = ResultsWriter(run_dir, identity=run_identity(cfg))

@@ -47,6 +47,7 @@ from experiments.llm_session import llm_session
 from experiments.progress import RunProgress
 from experiments.results import EpisodeKey, ResultsWriter, Shard
 from experiments.streams import StreamSetup, play_streams
+from experiments.variants import fold_obfuscation
 from experiments.workers import play_in_workers
 
 __all__ = ["evaluate", "evaluate_async", "needs_llm", "run_identity", "main", "EvalOutcome", "format_summary"]
@@ -172,6 +173,7 @@ async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient
     ``stream_gate``: a limit on streams at once shared with those runs (default: ``cfg.concurrency`` of its own).
     """
     validate_eval(cfg)
+    fold_obfuscation(cfg)  # obfuscate=true: the obfuscated variant's env kwargs (experiments/variants.py)
     textgym.env_entry(cfg.env.name)  # unknown env -> clear error before anything starts
     shard = Shard.parse(cfg.get("shard"))
     writer = ResultsWriter(run_dir, identity=run_identity(cfg), shard=shard)

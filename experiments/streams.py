@@ -27,6 +27,7 @@ from experiments.config import agent_name
 from experiments.episodes import EpisodeRecord, run_episode
 from experiments.progress import RunProgress
 from experiments.results import FAILED, EpisodeKey, ResultSink, episode_row, error_text
+from experiments.variants import obfuscation_seed
 
 __all__ = ["StreamSetup", "ConfigError", "play_streams", "agent_episode_row", "log_episode"]
 
@@ -50,7 +51,8 @@ def agent_episode_row(cfg: DictConfig, env_id: str, name: str, model: str | None
     return episode_row(
         record.episode_return, kind="agent", env=cfg.env.name, env_id=env_id, level=cfg.level, agent=name,
         llm_model=model, seed=record.seed, episode=record.episode_index, steps=record.steps,
-        terminated=record.terminated, invalid_actions=record.invalid_actions, invalid_replies=record.invalid_replies,
+        obfuscation_seed=obfuscation_seed(cfg.env.kwargs), terminated=record.terminated,
+        invalid_actions=record.invalid_actions, invalid_replies=record.invalid_replies,
         wall_time_s=round(record.wall_time_s, 3), notes=notes or {}, **_usage_fields(record.usage),
     )
 
@@ -87,7 +89,8 @@ class StreamSetup:
         self.group = f"{cfg.env.name} L{cfg.level} {self.agent}"  # its line in the progress display
 
     def key(self, seed: int, episode: int) -> EpisodeKey:
-        return EpisodeKey(self.cfg.env.name, self.cfg.level, self.agent, seed, episode, llm_model=self.model)
+        return EpisodeKey(self.cfg.env.name, self.cfg.level, self.agent, seed, episode, llm_model=self.model,
+                          obfuscation_seed=obfuscation_seed(self.cfg.env.kwargs))
 
     def keys(self, seeds: list[int]) -> list[EpisodeKey]:
         """Every episode of ``seeds``' streams, stream by stream."""
@@ -113,7 +116,8 @@ class StreamSetup:
         invalid_replies = attempt.agent.invalid_replies - attempt.invalid_replies_before if attempt.agent else 0
         return episode_row(
             None, kind="agent", env=key.env, env_id=self.env_id, level=key.level, agent=key.agent,
-            llm_model=key.llm_model, seed=key.seed, episode=key.episode, status=FAILED, error=error_text(error),
+            llm_model=key.llm_model, seed=key.seed, episode=key.episode, obfuscation_seed=key.obfuscation_seed,
+            status=FAILED, error=error_text(error),
             steps=attempt.steps, terminated=False, invalid_actions=attempt.invalid_actions,
             invalid_replies=invalid_replies, wall_time_s=round(time.perf_counter() - attempt.started, 3),
             **_usage_fields(usage),
