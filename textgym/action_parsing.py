@@ -146,7 +146,7 @@ class _JSONNumber(str):
     """A JSON number kept as written, so that ``2e0`` or a 5,000-digit integer follow the rules for numbers in text."""
 
 
-_KEEP_NUMBERS = {"parse_int": _JSONNumber, "parse_float": _JSONNumber, "parse_constant": _JSONNumber}
+_KEEP_NUMBERS: dict[str, Any] = {"parse_int": _JSONNumber, "parse_float": _JSONNumber, "parse_constant": _JSONNumber}
 
 
 def _json_objects(text: str, numbers_as_text: bool) -> Iterator[dict[str, Any]]:
@@ -157,7 +157,7 @@ def _json_objects(text: str, numbers_as_text: bool) -> Iterator[dict[str, Any]]:
         return
     spans = [text[first:last + 1]]
     spans += [m.group(0) for m in reversed(list(_INNERMOST_OBJECT.finditer(text, first, last + 1)))]
-    options = _KEEP_NUMBERS if numbers_as_text else {}
+    options: dict[str, Any] = _KEEP_NUMBERS if numbers_as_text else {}
     for span in spans:
         try:
             payload = json.loads(span, **options)
@@ -214,7 +214,7 @@ _LEADING_NOISE = re.compile(r"[\s\"'`*_(\[<{#=:~]*+")
 
 def _number_at(text: str, pos: int) -> re.Match[str] | None:
     """A number token starting at ``pos`` (after quotes, brackets and markup), or ``None``."""
-    return _NUMBER.match(text, _LEADING_NOISE.match(text, pos).end())
+    return _NUMBER.match(text, _LEADING_NOISE.match(text, pos).end())  # type: ignore[union-attr]  # matches empty text
 
 
 def _finite_value(match: re.Match[str]) -> float | None:
@@ -294,14 +294,15 @@ _NAME_AFTER_NUMBER = re.compile(r"[ \t\"'`*]*+(?:[:=(\[-][ \t\"'`*]*+)?+")
 
 def _discrete_value_at(text: str, pos: int, names: tuple[str, ...]) -> object:
     """The action value at ``pos``: an index, :data:`_INVALID`, or ``None`` when no number or name starts there."""
-    pos = _LEADING_NOISE.match(text, pos).end()
+    pos = _LEADING_NOISE.match(text, pos).end()  # type: ignore[union-attr]  # matches empty text
     number = _NUMBER.match(text, pos)
     if number is None:
         return _name_at(text, pos, names)
     index = _action_number(number, len(names))
     if index is None:
         return _INVALID
-    named = _name_at(text, _NAME_AFTER_NUMBER.match(text, number.end()).end(), names)
+    name_start = _NAME_AFTER_NUMBER.match(text, number.end()).end()  # type: ignore[union-attr]  # matches empty text
+    named = _name_at(text, name_start, names)
     return _INVALID if named is not None and named != index else index  # "1: push right" contradicts itself
 
 
@@ -341,7 +342,7 @@ def parse_discrete_action(text: object, names: Sequence[str]) -> int | None:
 def _exact_texts(names: tuple[str, ...]) -> dict[str, int]:
     """The texts most replies are, word for word: an action's name (what agents hand the env) and the
     constrained-decoding reply ``{"action": "<name>"}``, with or without the space."""
-    table = {}
+    table: dict[str, int] = {}
     for index, name in enumerate(names):
         for text in (name, f'{{"action": {json.dumps(name)}}}', f'{{"action":{json.dumps(name)}}}'):
             table.setdefault(text, index)
@@ -500,10 +501,11 @@ def parse_vector_action(text: object, names: Sequence[str]) -> list[float] | Non
         values = [_finite_value(found[_actuator_key(name)]) for name in names]  # type: ignore[arg-type]
         return None if any(v is None for v in values) else values  # type: ignore[return-value]
     for label in reversed(list(_label_pattern(()).finditer(text))):
-        tokens, position = [], label.end()
+        tokens: list[re.Match[str]] = []
+        position = label.end()
         while (number := _number_at(text, position)) is not None and len(tokens) <= len(names):
             tokens.append(number)
-            position = _SEPARATOR.match(text, number.end()).end()
+            position = _SEPARATOR.match(text, number.end()).end()  # type: ignore[union-attr]  # matches empty text
         if tokens:
             if len(tokens) != len(names):
                 return None

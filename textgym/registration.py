@@ -11,9 +11,12 @@ import importlib
 import importlib.util
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+
+if TYPE_CHECKING:  # a type only: the translators import lazily, per env
+    from textgym.translator import Translator
 
 __all__ = ["EnvEntry", "ENVS", "EXTRAS", "MissingExtraError", "env_entry", "latest_base_id", "text_env_id",
            "register_envs"]
@@ -76,7 +79,7 @@ class EnvEntry:
                 f"{self.text_id} needs {what}, which is not installed: pip install \"textgym[{extra}]\" "
                 f"(bash scripts/setup.sh installs every extra); the Python module {module!r} was not found")
 
-    def translator_class(self) -> type:
+    def translator_class(self) -> type[Translator]:
         module, _, attribute = self.translator.partition(":")
         return getattr(importlib.import_module(module), attribute)
 
@@ -194,6 +197,6 @@ def register_envs() -> None:
             id=entry.text_id,
             entry_point="textgym.wrapper:make_text_env",
             kwargs={"env_name": entry.name},
-            max_episode_steps=entry.max_episode_steps or (base_spec and base_spec.max_episode_steps),
-            reward_threshold=base_spec and base_spec.reward_threshold,
+            max_episode_steps=entry.max_episode_steps or (base_spec.max_episode_steps if base_spec else None),
+            reward_threshold=base_spec.reward_threshold if base_spec else None,
         )
