@@ -364,7 +364,7 @@ def _plain(value: Any) -> Any:
 def _invalid_action_rule(invalid_action: object) -> tuple[Literal["fallback", "terminate"], int]:
     """``invalid_action`` as (what happens once retries run out, retries per step)."""
     if invalid_action in ("fallback", "terminate"):
-        return invalid_action, 0  # type: ignore[return-value]
+        return invalid_action, 0
     match = re.fullmatch(r"retry:([1-9]\d{0,2})", invalid_action) if isinstance(invalid_action, str) else None
     if match is None:
         raise ValueError(f"invalid_action must be 'fallback', 'retry:K' (K from 1 to 999) or 'terminate', "

@@ -224,7 +224,7 @@ class ObfuscatedTranslator(Translator):
         raw_digits = round(-np.log10(2 * precision)) if precision > 0 else 0
         space = inner.action_space
         discrete = int(space.n) if isinstance(space, gym.spaces.Discrete) else 0
-        actuators = 0 if discrete else int(np.prod(space.shape))
+        actuators = 0 if discrete else int(np.prod(space.shape))  # type: ignore[arg-type]  # a Box has a shape
         self.obfuscation = Obfuscation(spec, seed, inner.name, raw_digits, inner.action_digits,
                                        actuators if actuators > 1 else 0, discrete)
         names = self.obfuscation.action_names
@@ -305,7 +305,7 @@ class ObfuscatedTranslator(Translator):
             context["fallback_action"] = self.action_to_text(self.fallback_action_index)
             context["action"] = self.action_to_text
             context["effects"] = [
-                (self.action_to_text(base), [(ob.labels[q], ob.maps[q].change(delta))  # type: ignore[union-attr]
+                (self.action_to_text(base), [(ob.labels[q], ob.maps[q].change(delta))
                                              for q, delta in self.spec.action_effects[base]])
                 for base in ob.action_order] if self.spec.action_effects else []
         else:

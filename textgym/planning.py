@@ -13,7 +13,7 @@ Classes and functions: :class:`TabularModel`, :func:`tabular_model`, :func:`opti
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +138,7 @@ def _q_values(model: TabularModel, values: np.ndarray, continuing: np.ndarray) -
 
 
 def intended_move_probability(transitions: dict[int, dict[int, list[tuple]]], n_rows: int, n_cols: int,
-                              walkable: Callable[[int, int], bool], moves: dict[int, tuple[int, int]]) -> float:
+                              walkable: Callable[[int, int], bool], moves: Mapping[int, Sequence[int]]) -> float:
     """How often a move on a grid world goes where it was aimed (1 on firm ground, 1/3 on gymnasium's ice).
 
     Read from the model ``P`` (``transitions``): for a move from a walkable cell to a walkable

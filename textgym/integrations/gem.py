@@ -32,7 +32,7 @@ from textgym.levels import LEVELS
 from textgym.registration import ENVS, env_entry
 
 # gem-llm pins ANTLR 4.13, which Hydra cannot run beside, so the extra holds its requirements and not gem-llm itself.
-gem = require_extra("gem", "gem", "GEM (gem-llm)", then="pip install --no-deps gem-llm==0.1.0")
+gem: Any = require_extra("gem", "gem", "GEM (gem-llm)", then="pip install --no-deps gem-llm==0.1.0")  # untyped: Any
 
 __all__ = ["TRAINING_LEVELS", "TextGymGemEnv", "gem_env_id", "register"]
 

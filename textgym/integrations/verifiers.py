@@ -23,7 +23,7 @@ from typing import Any
 from textgym.chat import ChatEnv
 from textgym.integrations import require_extra
 
-vf = require_extra("verifiers", "verifiers", "verifiers")
+vf: Any = require_extra("verifiers", "verifiers", "verifiers")  # untyped: Any
 datasets = require_extra("datasets", "verifiers", "Hugging Face datasets")
 
 __all__ = ["TextGymEnv", "episode_return", "invalid_actions", "load_environment", "normalized_return",

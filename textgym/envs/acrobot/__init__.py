@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -47,7 +47,7 @@ class AcrobotTranslator(Translator):
     fallback_action_index = NO_TORQUE
 
     def template_context(self) -> dict[str, Any]:
-        high = self.observation_space.high
+        high = cast(gym.spaces.Box, self.observation_space).high
         return {**super().template_context(), "digits": DIGITS,
                 "link_length_1": float(self.env.LINK_LENGTH_1), "link_length_2": float(self.env.LINK_LENGTH_2),
                 "torques": [float(torque) for torque in self.env.AVAIL_TORQUE], "step_seconds": float(self.env.dt),

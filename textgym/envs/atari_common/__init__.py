@@ -78,7 +78,7 @@ class AtariRamTranslator(Translator):
     """Words that identify this game, beyond what every Atari game shares (:data:`OBFUSCATION_GIVEAWAYS`)."""
 
     def __init__(self, env: gym.Env) -> None:
-        game = env.unwrapped
+        game: Any = env.unwrapped  # ale-py's AtariEnv (ale-py ships no types)
         if getattr(game, "_obs_type", None) != "ram":
             raise ValueError(f"{type(self).__name__} reads the console's RAM: make the base task with "
                              f"obs_type='ram', actually {getattr(game, '_obs_type', None)!r}")

@@ -174,7 +174,8 @@ def practice_grid(is_slippery: bool = False) -> cliffwalking.CliffWalkingEnv:
     gymnasium fixes the 4 x 12 shape in ``CliffWalkingEnv.__init__``; its transition code works for any shape,
     so the model ``P`` is rebuilt with it for the smaller grid.
     """
-    grid = cliffwalking.CliffWalkingEnv(is_slippery=is_slippery)
+    # Any: the shape and model of gymnasium's env are rebuilt here, past what its attribute types allow.
+    grid: Any = cliffwalking.CliffWalkingEnv(is_slippery=is_slippery)
     n_rows, n_cols = grid.shape = PRACTICE_SHAPE
     grid.nS = n_rows * n_cols
     grid.start_state_index = int(np.ravel_multi_index((n_rows - 1, 0), PRACTICE_SHAPE))

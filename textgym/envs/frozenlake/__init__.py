@@ -123,8 +123,8 @@ class FrozenLakeTranslator(Translator):
     def teaching_env(self) -> gym.Env:
         """The practice lake, slippery exactly as this one."""
         slippery = self.intended_move_probability < 1
-        return gym.make("FrozenLake-v1", desc=list(PRACTICE_LAKE), is_slippery=slippery,
-                        **({"success_rate": self.intended_move_probability} if slippery else {})).unwrapped
+        success_rate: dict[str, Any] = {"success_rate": self.intended_move_probability} if slippery else {}
+        return gym.make("FrozenLake-v1", desc=list(PRACTICE_LAKE), is_slippery=slippery, **success_rate).unwrapped
 
     def teaching_context(self) -> dict[str, Any]:
         return {"practice": _layout(PRACTICE_LAKE)}

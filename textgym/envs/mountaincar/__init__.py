@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -41,7 +41,7 @@ class MountainCarTranslator(Translator):
     """
 
     name = "mountaincar"
-    action_names = ("push left", "do not push", "push right")
+    action_names: ClassVar[tuple[str, ...]] = ("push left", "do not push", "push right")
     fallback_action_index = NO_PUSH
 
     @property
@@ -50,7 +50,8 @@ class MountainCarTranslator(Translator):
         return float(self.env.goal_position)
 
     def template_context(self) -> dict[str, Any]:
-        low, high = self.observation_space.low, self.observation_space.high
+        box = cast(gym.spaces.Box, self.observation_space)
+        low, high = box.low, box.high
         return {**super().template_context(), "digits": DIGITS,
                 "left_end": float(low[0]), "right_end": float(high[0]), "max_speed": float(high[1]),
                 "goal_position": self.goal_position, "goal_velocity": float(self.env.goal_velocity),
@@ -84,8 +85,9 @@ class MountainCarTranslator(Translator):
         The first push decides how many swings the car needs, and which side is better depends
         finely on the start, so the policy plays both out on a copy of the env and keeps the faster.
         """
-        model = copy.deepcopy(env.unwrapped)
+        model: Any = copy.deepcopy(env.unwrapped)  # MountainCarEnv: its state is set directly below
         step_limit = gym.spec(ENVS[self.name].text_id).max_episode_steps
+        assert step_limit is not None, "TextGym-MountainCar-v0 is registered with MountainCar-v0's step limit"
 
         def follow_velocity(velocity: float) -> int:
             return PUSH_RIGHT if velocity > 0 else PUSH_LEFT

@@ -120,8 +120,9 @@ class MujocoTranslator(Translator):
         values = np.asarray(obs, dtype=float).reshape(-1)
         groups = []
         for title, indices in self.groups.items():
-            items = [{"label": self.layout[i].label, "value": float(values[i]), "unit": self.layout[i].unit}
-                     for i in indices]
+            items: list[dict[str, Any]] = [
+                {"label": self.layout[i].label, "value": float(values[i]), "unit": self.layout[i].unit}
+                for i in indices]
             # Ant's contact forces are mostly zero: "all zero" keeps the text short (and reads back as zeros).
             all_zero = title in self.compressible_groups and all(fixed(v["value"], DIGITS) == "0.000" for v in items)
             groups.append({"title": title, "items": items, "all_zero": all_zero})

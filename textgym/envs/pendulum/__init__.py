@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -52,7 +52,7 @@ class PendulumTranslator(Translator):
                 "gravity": float(self.env.g),
                 # Holding the pendulum horizontal takes a torque of m g l / 2 (PendulumEnv.step's dynamics).
                 "motor_lifts": self.action_high >= self.env.m * self.env.g * self.env.l / 2,
-                "max_speed": float(self.observation_space.high[2]),
+                "max_speed": float(cast(gym.spaces.Box, self.observation_space).high[2]),
                 "speed_cost": SPEED_COST, "torque_cost": TORQUE_COST,
                 "balance_zone_angle": math.acos(BALANCE_ZONE_COS), "angle_gain": ANGLE_GAIN,
                 "speed_gain": SPEED_GAIN}
@@ -83,7 +83,7 @@ class PendulumTranslator(Translator):
         conserves ``speed**2 / 2 + a cos(angle)``; upright at rest that is ``a``. Far from upright the
         expert torques along the motion while energy is short and against it when in excess.
         """
-        pendulum = env.unwrapped
+        pendulum: Any = env.unwrapped  # PendulumEnv: g and l are its own attributes, not gym.Env's
         gravity_term = 3 * pendulum.g / (2 * pendulum.l)
         max_torque, dtype = self.action_high, self.action_space.dtype
 

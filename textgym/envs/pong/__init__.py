@@ -103,6 +103,7 @@ class PongTranslator(AtariRamTranslator):
     def expert_action(self, ram: Any) -> int:
         """Meet the ball where it will cross your paddle's column, bounces included; else follow it."""
         state = self.describe(ram)
+        target: float
         if not state["in_play"]:
             target = WAITING_ROW
         elif state["ball_right_speed"] > 0:
