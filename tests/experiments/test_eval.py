@@ -247,7 +247,7 @@ def test_user_agent_class_plugs_in_by_path(fake_llm, fake_llm_overrides, tmp_pat
         "    async def _act(self, observation, info):\n"
         "        return self.word\n"
     )
-    run_cli(["experiments.run_agent", "agent=custom", "agent._target_=my_agents.AlwaysRight", "+agent.word=2",
+    run_cli(["experiments.run_agent", "agent=custom", "agent._target_=my_agents.AlwaysRight", "+agent.word='2'",
              "seeds=[4]", f"results_dir={tmp_path / 'runs'}", "logger=none"], cwd=tmp_path,
             env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"})
     run_dir = tmp_path / "runs" / "eval" / "cartpole-L1-always_right"
