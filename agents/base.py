@@ -83,6 +83,7 @@ class EpisodeContext:
 
     @classmethod
     def from_reset_info(cls, info: dict[str, Any], episode_index: int = 0, episodes_total: int = 1) -> EpisodeContext:
+        """The context a ChatEnv's (or TextEnv's) reset ``info`` describes."""
         return cls(info["game_description"], info["goal_description"], info["action_description"],
                    info["action_spec"], info["knowledge"], episode_index, episodes_total)
 
@@ -97,8 +98,10 @@ class EpisodeContext:
 
     @property
     def trial_index(self) -> int:
-        """This episode's place among the trials that share what they learn: 0 at levels without
-        self-experience, where every episode is an independent first trial."""
+        """This episode's place among the trials that share what they learn.
+
+        0 at levels without self-experience, where every episode is an independent first trial.
+        """
         return self.episode_index if self.self_experience else 0
 
     @property
@@ -136,8 +139,10 @@ class EpisodeResult:
 
 
 class _SnapshotAfterInit(ABCMeta):
-    """Takes :meth:`Agent._snapshot_initial_state` once the outermost ``__init__`` has returned, so the
-    snapshot holds what a subclass sets up too, and no subclass has to remember to call anything."""
+    """Takes :meth:`Agent._snapshot_initial_state` once the outermost ``__init__`` has returned.
+
+    So the snapshot holds what a subclass sets up too, and no subclass has to remember to call anything.
+    """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         agent = super().__call__(*args, **kwargs)
@@ -215,8 +220,10 @@ class Agent(metaclass=_SnapshotAfterInit):
         self._observe(transition)
 
     async def end_episode(self, result: EpisodeResult) -> None:
-        """The episode is over: where learning across episodes happens (it is undone before the next
-        episode at levels without self-experience)."""
+        """The episode is over: where learning across episodes happens.
+
+        It is undone before the next episode at levels without self-experience.
+        """
         await self._end_episode(result)
 
     def state(self) -> dict[str, Any]:
@@ -238,10 +245,12 @@ class Agent(metaclass=_SnapshotAfterInit):
         return calls
 
     def episode_notes(self) -> dict[str, Any]:
-        """What the agent produced or learned around the current episode, JSON-able, for the results
+        """What the agent produced or learned around the current episode, JSON-able, for the results.
+
         (EXE: ``suggestion``, ``summary``, ``insight``; Reflexion: ``reflection``; the other language agents:
         ``experience_summary`` after an L3 trial that later ones read, else ``{}``).
-        Read after :meth:`end_episode`; :meth:`reset` starts them afresh."""
+        Read after :meth:`end_episode`; :meth:`reset` starts them afresh.
+        """
         return copy.deepcopy(self._notes)
 
     def _check_new_attributes(self) -> None:
@@ -264,15 +273,19 @@ class Agent(metaclass=_SnapshotAfterInit):
         """React to a step (optional)."""
 
     async def _end_episode(self, result: EpisodeResult) -> None:
-        """Learn from the finished episode (optional); ``self.context.episodes_left`` says whether any
-        later episode may use it."""
+        """Learn from the finished episode (optional).
+
+        ``self.context.episodes_left`` says whether any later episode may use it.
+        """
 
 
 @functools.cache
 def prompt_templates_fingerprint() -> str:
-    """A short hash of every prompt template in ``agents/prompts`` and of the env-side chat templates they build
-    on (``textgym/templates/chat``): results made under other prompts belong to another protocol, so a run
-    records it and refuses to resume under a different one."""
+    """A short hash of every prompt template in ``agents/prompts`` and of the env-side chat templates.
+
+    The env-side ones are those they build on (``textgym/templates/chat``). Results made under other prompts belong to
+    another protocol, so a run records it and refuses to resume under a different one.
+    """
     digest = hashlib.sha256()
     for root, prefix in ((PROMPTS_DIR, ""), (CHAT_TEMPLATES_DIR, "textgym/chat/")):
         for path in sorted(root.rglob("*.j2")):
@@ -301,9 +314,11 @@ def _step_line(number: int, step: Transition) -> str:
 
 
 def render_trajectory(result: EpisodeResult, budget_tokens: int) -> str:
-    """A finished episode as text, every step if they fit ``budget_tokens`` (see :mod:`agents.budget`),
-    else its first and last steps with the number left out in between: the one rendering of a whole
-    trajectory, shared by EXE's summary, Reflexion's reflection and the L3 trial summary."""
+    """A finished episode as text, every step if they fit ``budget_tokens`` (see :mod:`agents.budget`).
+
+    Else its first and last steps with the number left out in between: the one rendering of a whole
+    trajectory, shared by EXE's summary, Reflexion's reflection and the L3 trial summary.
+    """
     steps = result.transitions
     lines = keep_head_and_tail([_step_line(i, step) for i, step in enumerate(steps, 1)], budget_tokens)
     return render_prompt(
@@ -387,11 +402,13 @@ class LanguageAgent(Agent):
         self._observation = ""  # the state of the step being acted on
 
     async def reset(self, context: EpisodeContext) -> None:
+        """Start an episode: no turns, nothing rendered yet."""
         self.turns.clear()
         self._rendered = {}
         await super().reset(context)
 
     async def act(self, observation: str, info: dict[str, Any]) -> str:
+        """Keep the step's observation for the prompts, then act as :meth:`Agent.act` does."""
         self._observation = observation
         return await super().act(observation, info)
 
@@ -416,14 +433,19 @@ class LanguageAgent(Agent):
         return text
 
     def history_start(self) -> int:
-        """The first transition the action request shows: the last ``history_window`` of this episode are shown
-        (``"block"`` trimming: from the latest multiple of ``history_window`` that leaves at least that many)."""
+        """The first transition the action request shows.
+
+        The last ``history_window`` of this episode are shown (``"block"`` trimming: from the latest multiple of
+        ``history_window`` that leaves at least that many).
+        """
         return first_shown_step(len(self.transitions), self.history_window, self.history_trim)
 
     def step_text(self, index: int) -> str:
-        """The user turn of step ``index`` of this episode: the reward of the step before (when there is a
-        history to show) and the state the agent acted in. Rendered once per step and kept, so every later
-        request that shows the step repeats the same text."""
+        """The user turn of step ``index`` of this episode.
+
+        The reward of the step before (when there is a history to show) and the state the agent acted in. Rendered once
+        per step and kept, so every later request that shows the step repeats the same text.
+        """
         self._record_transitions()
         return self.turns.step_text(index, self._observation)
 
@@ -436,9 +458,11 @@ class LanguageAgent(Agent):
                          transition.reward, transition.invalid_action)
 
     def history_reply(self, transition: Transition) -> str:
-        """The assistant turn that stands for an earlier step: the action played, in the reply format of the
-        action requests (JSON here; PAL overrides). Only the action, as the protocol's history shows; the
-        reasoning a method wrote before it is not repeated."""
+        """The assistant turn that stands for an earlier step.
+
+        The action played, in the reply format of the action requests (JSON here; PAL overrides). Only the action, as
+        the protocol's history shows; the reasoning a method wrote before it is not repeated.
+        """
         if transition.invalid_action:
             return '{"action": null}'
         assert self.context is not None
@@ -446,8 +470,11 @@ class LanguageAgent(Agent):
         return f'{{"action": {value}}}'
 
     def conversation(self, user_prompt: str) -> list[dict[str, str]]:
-        """The episode's turns for an action request: one exchange per recent transition, then this step's
-        turn (its step text and ``user_prompt``, the method's request)."""
+        """The episode's turns for an action request.
+
+        One exchange per recent transition, then this step's turn (its step text and ``user_prompt``, the
+        method's request).
+        """
         self._record_transitions()
         return self.turns.messages(self._observation, user_prompt)
 
@@ -464,8 +491,10 @@ class LanguageAgent(Agent):
         return ""
 
     def system_prompt(self, memory: bool = True, request: str = "") -> str:
-        """Demonstrations, descriptions, level knowledge, (with ``memory``) what earlier trials taught and, for
-        action requests, the method's ``request`` (what to do on each step, in what reply format).
+        """The system prompt: demonstrations, descriptions, level knowledge and more.
+
+        With ``memory``, what earlier trials taught; for action requests, the method's ``request`` (what to do
+        on each step, in what reply format).
 
         Rendered once per episode, memory state and request: it is the same on every step, and re-rendering it
         (the demonstrations, the level's knowledge) was a good part of our own CPU per decision.
@@ -483,9 +512,12 @@ class LanguageAgent(Agent):
 
     def messages(self, user_prompt: str, memory: bool = True, episode: bool = False,
                  request: str = "") -> list[dict[str, str]]:
-        """The system prompt and ``user_prompt``. With ``episode`` the episode's recent turns come first and the
+        """The system prompt and ``user_prompt``.
+
+        With ``episode`` the episode's recent turns come first and the
         last turn is this step's state followed by ``user_prompt`` (see :meth:`conversation`); ``request``, the
-        same on every step, closes the system prompt instead, where a prompt cache reads it once."""
+        same on every step, closes the system prompt instead, where a prompt cache reads it once.
+        """
         turns = self.conversation(user_prompt) if episode else [{"role": "user", "content": user_prompt}]
         return [{"role": "system", "content": self.system_prompt(memory, request)}, *turns]
 
@@ -507,8 +539,11 @@ class LanguageAgent(Agent):
 
     async def ask_text(self, user_prompt: str, max_tokens: int = 160, *, purpose: str = "text",
                        memory: bool = True, temperature: float | None = None, episode: bool = False) -> str:
-        """A free-text answer (reflections, suggestions, summaries); ``memory=False`` leaves the memory of
-        earlier trials out of the system prompt; ``episode=True`` asks within the step's conversation."""
+        """A free-text answer (reflections, suggestions, summaries).
+
+        ``memory=False`` leaves the memory of earlier trials out of the system prompt; ``episode=True`` asks within the
+        step's conversation.
+        """
         texts = await self.ask(self.messages(user_prompt, memory, episode), purpose=purpose, max_tokens=max_tokens,
                                temperature=temperature)
         return texts[0].strip() if texts else ""
@@ -520,7 +555,8 @@ class LanguageAgent(Agent):
 
         ``request`` is the method's ask, the same on every step (it closes the system prompt, so a server's
         prompt cache reads it once per episode); ``step_prompt`` is what only this step adds (it follows the
-        state in the step's turn)."""
+        state in the step's turn).
+        """
         assert self.context is not None
         schema = action_json_schema(self.context.action_spec, thought_chars)
         budget = self.action_max_tokens + thought_chars // 3

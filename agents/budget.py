@@ -32,8 +32,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def keep_head_and_tail(lines: Sequence[str], budget_tokens: int, unit: str = "steps") -> list[str]:
-    """``lines`` if they fit ``budget_tokens``; otherwise the first and last ones that fit, with one line
-    in between saying how many were left out (the head and the tail get half the budget each).
+    """``lines`` if they fit ``budget_tokens``; otherwise the first and last ones that fit.
+
+    One line in between says how many were left out (the head and the tail get half the budget each).
 
     >>> keep_head_and_tail(["a", "b", "c", "d", "e"], 2, unit="lines")
     ['a', '... 3 lines left out (over the 2-token budget) ...', 'e']
@@ -55,8 +56,9 @@ def keep_head_and_tail(lines: Sequence[str], budget_tokens: int, unit: str = "st
 
 
 def keep_newest(texts: Sequence[str], budget_tokens: int) -> tuple[list[str], int]:
-    """The newest ``texts`` (given oldest first) that fit ``budget_tokens`` together, still oldest first, and
-    how many older ones were dropped. The newest one is always kept, even alone over the budget, so a prompt
+    """The newest ``texts`` (given oldest first) that fit ``budget_tokens`` together, and how many were dropped.
+
+    They stay oldest first. The newest one is always kept, even alone over the budget, so a prompt
     never loses the latest lesson.
 
     >>> keep_newest(["old lesson", "newer lesson", "newest lesson"], 4)

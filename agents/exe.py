@@ -98,8 +98,10 @@ class EXEAgent(LanguageAgent):
 
     # Memory ------------------------------------------------------------------------------------
     def memory_lines(self) -> tuple[list[str], int]:
-        """Offline and own summaries as prompt lines within :attr:`memory_budget_tokens`, newest kept first,
-        and how many older ones were left out."""
+        """Offline and own summaries as prompt lines within :attr:`memory_budget_tokens`, newest kept first.
+
+        Also returns how many older ones were left out.
+        """
         return keep_newest([self._summary_line(note) for note in [*self._offline_summaries, *self.summaries]],
                            self.memory_budget_tokens)
 
@@ -116,6 +118,7 @@ class EXEAgent(LanguageAgent):
         return f"{head}: knowledge: {values or 'none'}. {note['account']}".strip()
 
     def memory_prompt(self) -> str:
+        """The insight and suggestion carried to the next trial, as the system prompt shows them."""
         return self.render("exe/memory.j2", insight=self.insight if self.use_insight else "",
                            suggestion=self.suggestion if self.use_suggestion else "")
 

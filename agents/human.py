@@ -45,14 +45,19 @@ class Console(Protocol):
 
 
 class TerminalConsole:
-    """stdout and stdin. Lines are read in a daemon thread, so the event loop keeps running while the
+    """A terminal on stdout and stdin.
+
+    Lines are read in a daemon thread, so the event loop keeps running while the
     person thinks, and Ctrl-C ends the program at once (a pool thread blocked in ``input`` would hold
-    the interpreter's exit until Enter)."""
+    the interpreter's exit until Enter).
+    """
 
     def show(self, text: str) -> None:
+        """Print ``text`` at once."""
         print(text, flush=True)
 
     async def ask(self, prompt: str) -> str | None:
+        """The line the person types after ``prompt``; ``None`` at end of input."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[str | None] = loop.create_future()
 

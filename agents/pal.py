@@ -12,13 +12,13 @@ __all__ = ["PALAgent"]
 
 
 class PALAgent(LanguageAgent):
-    """Program-aided reasoning (Gao et al., 2023, "PAL"), as Text-Gym-Agents ran it: one free-text request per
-    step asks for a short Python-style program that works out the action from the state and ends with a
-    ``# Action: <name>`` line. The program is **never executed**: only its last ``tail_lines`` non-empty lines
-    are read, with the same parser as every other reply (``agents.parsing.parse_tail``), because the body
-    names actions and numbers of its own. A reply without an action there is counted invalid and the
-    fallback is played. At L1-L4 two worked examples on unrelated tasks come first
-    (``prompts/pal/demonstrations.j2``).
+    """Program-aided reasoning (Gao et al., 2023, "PAL"), as Text-Gym-Agents ran it.
+
+    One free-text request per step asks for a short Python-style program that works out the action from the state and
+    ends with a ``# Action: <name>`` line. The program is **never executed**: only its last ``tail_lines`` non-empty
+    lines are read, with the same parser as every other reply (``agents.parsing.parse_tail``), because the body names
+    actions and numbers of its own. A reply without an action there is counted invalid and the fallback is played. At
+    L1-L4 two worked examples on unrelated tasks come first (``prompts/pal/demonstrations.j2``).
 
     Args:
         llm: the shared client.

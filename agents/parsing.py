@@ -27,6 +27,7 @@ class ParseResult:
 
     @property
     def valid(self) -> bool:
+        """Whether the reply named an action."""
         return self.action is not None
 
 
@@ -100,11 +101,12 @@ def split_json_object(text: str) -> tuple[dict[str, Any] | None, str]:
 
 
 def parse_tail(text: str, action_spec: dict[str, Any], lines: int = 3) -> ParseResult:
-    """Read the action from the last ``lines`` non-empty lines of ``text`` only (code fences skipped): for
-    replies whose body holds other action names or numbers, such as PAL's programs.
+    r"""Read the action from the last ``lines`` non-empty lines of ``text`` only (code fences skipped).
+
+    For replies whose body holds other action names or numbers, such as PAL's programs.
 
     >>> spec = {"type": "discrete", "names": ["push left", "push right"]}
-    >>> parse_tail('left = 1\\nright = 2\\n# Action: push right\\n```', spec)
+    >>> parse_tail('left = 1\nright = 2\n# Action: push right\n```', spec)
     ParseResult(action='push right', reason='ok')
     """
     kept = [line for line in text.splitlines() if line.strip() and not line.strip().startswith("```")]

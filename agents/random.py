@@ -12,8 +12,10 @@ __all__ = ["RandomAgent"]
 
 
 class RandomAgent(Agent):
-    """Picks uniformly among the valid actions (a uniform number for continuous actions, one per actuator for
-    vector actions), seeded."""
+    """Picks uniformly among the valid actions, seeded.
+
+    A uniform number for continuous actions, one per actuator for vector actions.
+    """
 
     name = "random"
     uses_llm = False

@@ -50,6 +50,7 @@ class ReflexionAgent(LanguageAgent):
         self._notes["reflection"] = None  # set after the episode, when one is made
 
     def memory_prompt(self) -> str:
+        """The reflections kept from earlier trials, as the system prompt shows them."""
         return self.render("reflexion/memory.j2", reflections=self.reflections)
 
     async def _act(self, observation: str, info: dict[str, Any]) -> str:

@@ -1,5 +1,7 @@
-"""The backends ``conf/llm/*.yaml`` name as ``_target_``: each is built from its YAML's keys plus the run's
-``max_concurrency`` and used as a context manager that yields a ready :class:`~agents.llm.protocol.ChatModel`.
+"""The backends ``conf/llm/*.yaml`` name as ``_target_``.
+
+Each is built from its YAML's keys plus the run's ``max_concurrency`` and used as a context manager that yields a ready
+:class:`~agents.llm.protocol.ChatModel`.
 
 * :func:`openai_compatible` (``llm=server``, ``llm=openai``): any OpenAI-compatible endpoint;
 * :func:`embedded` (``llm=local``): starts llama.cpp in this process, then serves through the same client.

@@ -62,6 +62,7 @@ class ResponseCache:
         return (type(self), (self.path, self.mode, self.sampled))
 
     def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored response to ``request``, or ``None`` (off, or never stored)."""
         if self._connection is None:
             return None
         with self._lock:
@@ -70,6 +71,7 @@ class ResponseCache:
         return None if row is None else json.loads(row[0])
 
     def put(self, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """Store ``response`` for ``request`` (in ``readwrite`` mode only)."""
         if self._connection is None or self.mode != "readwrite":
             return
         with self._lock:
@@ -84,6 +86,7 @@ class ResponseCache:
             return int(self._connection.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
+        """Close the database; the cache answers nothing after."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -136,8 +136,10 @@ class LLMClient:
                          + tenacity.wait_random(0, retry.backoff_s))
 
     def copy(self, **changes: Any) -> LLMClient:
-        """A client with these settings and the transport's ``changes`` (``max_concurrency``, ``slot_count``),
-        fresh counters and nothing bound to an event loop: for another process (it pickles) or another limit."""
+        """A client with these settings and the transport's ``changes`` (``max_concurrency``, ``slot_count``).
+
+        It has fresh counters and nothing bound to an event loop: for another process (it pickles) or another limit.
+        """
         return LLMClient(self.model, self.transport.copy(**changes), sampling=self.sampling, retry=self.retry,
                          cache=self.cache, price_per_million=self.prices)
 

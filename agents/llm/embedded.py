@@ -87,9 +87,12 @@ def _models_cache_dir() -> Path:
 
 
 def q8_0_copy_path(source: Path, cache_dir: Path | None = None) -> Path:
-    """Where :func:`q8_0_copy` keeps the copy of ``source``: ``cache_dir`` (default: ``models/`` in the TextGym cache,
+    """Where :func:`q8_0_copy` keeps the copy of ``source``.
+
+    In ``cache_dir`` (default: ``models/`` in the TextGym cache,
     ``$TEXTGYM_CACHE`` or ``~/.cache/textgym``), in a folder keyed by the source's name, size and modification
-    time and by :data:`CONVERSION_VERSION`, so a reinstalled package or a changed conversion gets a new copy."""
+    time and by :data:`CONVERSION_VERSION`, so a reinstalled package or a changed conversion gets a new copy.
+    """
     stat = source.stat()
     key = hashlib.sha256(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}:v{CONVERSION_VERSION}".encode())
     folder = (cache_dir or _models_cache_dir()) / key.hexdigest()[:16]
@@ -210,6 +213,7 @@ class EmbeddedServer:
 
     @property
     def model_name(self) -> str:
+        """The model file's name without its suffix."""
         return self.model_path.stem
 
     @property
@@ -219,11 +223,13 @@ class EmbeddedServer:
 
     @property
     def base_url(self) -> str:
+        """The running server's OpenAI-compatible address on 127.0.0.1."""
         if self.port is None:
             raise RuntimeError("the embedded server is not running: call start() first")
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> EmbeddedServer:
+        """Load the model and start serving on a free port; returns ``self``."""
         import xllamacpp  # heavy native import, only when a local model is used
 
         params = xllamacpp.CommonParams()
@@ -254,6 +260,7 @@ class EmbeddedServer:
         return self
 
     def stop(self) -> None:
+        """Stop the server and free its port."""
         # Dropping the last reference stops llama.cpp's loop and frees the port.
         self._server = None
         self.port = None

@@ -1,6 +1,8 @@
-"""What agents and runners need of a chat model: :class:`ChatModel`, and the :class:`Completion` and
-:class:`Usage` it returns. :class:`~agents.llm.client.LLMClient` is the HTTP implementation; a backend of your
-own implements these few members (no subclassing) and plugs in with ``llm=custom llm._target_=pkg.MyBackend``.
+"""What agents and runners need of a chat model.
+
+:class:`ChatModel`, and the :class:`Completion` and :class:`Usage` it returns. :class:`~agents.llm.client.LLMClient` is
+the HTTP implementation; a backend of your own implements these few members (no subclassing) and plugs in with
+``llm=custom llm._target_=pkg.MyBackend``.
 """
 
 from __future__ import annotations

@@ -110,8 +110,10 @@ class HTTPTransport:
         return self.base_url or OPENAI_URL
 
     def copy(self, **changes: Any) -> HTTPTransport:
-        """This endpoint with ``changes`` (``max_concurrency``, ``slot_count``), nothing in flight and nothing
-        bound to an event loop: for another process (it pickles) or another limit."""
+        """This endpoint with ``changes`` (``max_concurrency``, ``slot_count``).
+
+        Nothing is in flight and nothing bound to an event loop: for another process (it pickles) or another limit.
+        """
         unknown = set(changes) - {"max_concurrency", "slot_count"}
         if unknown:
             raise TypeError(f"copy() can change max_concurrency and slot_count, not {sorted(unknown)}")
@@ -129,8 +131,10 @@ class HTTPTransport:
         return f"HTTPTransport(base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
 
     def api_key(self) -> str:
-        """The key from the environment, read now (``"not-needed"`` without one: the SDK insists on a non-empty
-        key, and local servers accept any)."""
+        """The key from the environment, read now.
+
+        ``"not-needed"`` without one: the SDK insists on a non-empty key, and local servers accept any.
+        """
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return key or "not-needed"
 
@@ -331,8 +335,10 @@ def parse_reply(payload: Any, latency_s: float) -> Reply:
 
 
 def _token_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
-    """A choice's ``logprobs.content`` as ``[{"token", "logprob", "id"?}]`` (top alternatives dropped); ``None``
-    when it has none. A malformed entry drops the whole list: logprobs are extra, never a reason to fail."""
+    """A choice's ``logprobs.content`` as ``[{"token", "logprob", "id"?}]`` (top alternatives dropped).
+
+    ``None`` when it has none. A malformed entry drops the whole list: logprobs are extra, never a reason to fail.
+    """
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not isinstance(content, list):
         return None
