@@ -102,8 +102,11 @@ def _null(value: object) -> str:
 
 @dataclass(frozen=True)
 class TimeEstimate:
-    """How long a comparison may take, from streams x steps x a per-decision cost per agent kind (the most each
-    stream can play: every episode to its step limit), before it starts."""
+    """How long a comparison may take at most, told before it starts.
+
+    From streams x steps x a per-decision cost per agent kind: the most each stream can play, every episode to its
+    step limit.
+    """
 
     streams: int
     decisions: int
@@ -117,9 +120,11 @@ class TimeEstimate:
 
     @property
     def total_s(self) -> float:
+        """The whole job's seconds at most."""
         return self.ppo_s + self.fixed_s + self.agents_s
 
     def describe(self) -> str:
+        """One line for the start of the job: streams, decisions and minutes at most, and the parts."""
         return (f"{self.streams} language-agent streams, at most {self.decisions:,} decisions: estimated at most "
                 f"{self.total_s / 60:.1f} min (PPO ~{self.ppo_s:.0f} s; start-up, anchors and report ~"
                 f"{self.fixed_s:.0f} s; language agents at most {self.agents_s / 60:.1f} min, the longest stream "

@@ -111,8 +111,11 @@ TIE = "PPO and random tie"
 
 
 def normalized_score(value: float, random_mean: float, ppo_mean: float) -> tuple[float, str | None]:
-    """(value - random) / (PPO - random), and why it is undefined where it is (NaN, reason): an anchor missing,
-    or PPO and random tied (the denominator is 0)."""
+    """(value - random) / (PPO - random), and why it is undefined where it is.
+
+    Returns:
+        (score, None), or (NaN, reason) where an anchor is missing or PPO and random tie (the denominator is 0).
+    """
     missing = [name for name, anchor in (("PPO", ppo_mean), ("random", random_mean)) if math.isnan(anchor)]
     if missing:
         return math.nan, f"no {' or '.join(missing)} run"
@@ -318,8 +321,10 @@ def plot_scores(report: list[ReportRow], path: Path) -> None:
 
 
 def scores_figure(report: list[ReportRow]) -> Any:
-    """Bars per level x language agent of each env, PPO's and random's mean as lines; a panel without bars
-    says why. A matplotlib ``Figure``."""
+    """Bars per level x language agent of each env, PPO's and random's mean as lines (a matplotlib ``Figure``).
+
+    A panel without bars says why.
+    """
     plt = _pyplot()
 
     envs = sorted({r.env for r in report})
@@ -341,14 +346,32 @@ def scores_figure(report: list[ReportRow]) -> Any:
             x = np.arange(len(levels)) + i * width - 0.4 + width / 2
             ax.bar(x, [v.mean_return if v else np.nan for v in values], width,
                    yerr=[0 if not v or math.isnan(v.ci95) else v.ci95 for v in values], label=agent, capsize=3)
+        lines = []
         for (anchor, match), style in zip(anchors.items(), ("--", ":"), strict=True):
             if match:
                 value = float(np.mean([r.mean_return for r in match]))
+                lines.append(value)
                 ax.axhline(value, linestyle=style, color="black", label=f"{anchor} {value:.2f}")
+        _fit_to_means(ax, [r.mean_return for r in rows] + lines, [r.ci95 for r in rows])
         ax.set_xticks(np.arange(len(levels)), [f"L{lv}" for lv in levels])
         ax.set_ylabel("mean return")
         ax.legend(fontsize=8)
     return fig
+
+
+def _fit_to_means(ax: Any, values: list[float], ci95s: list[float]) -> None:
+    """Keep the bars and anchors readable where a few seeds' t-interval dwarfs them (2 seeds: 12.7 std errors).
+
+    The axis then spans the values with a margin, the longer error bars run off it, and the title says so.
+    """
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return
+    low, high = min(0.0, *finite), max(0.0, *finite)
+    margin = max(high - low, 1e-9) * 0.5
+    if any(not math.isnan(ci) and ci > 2 * (high - low + margin) for ci in ci95s):
+        ax.set_ylim(low - margin, high + margin)
+        ax.set_title(f"{ax.get_title()} (95% CIs run off the panel)")
 
 
 def _learns(level: int | None) -> bool:
@@ -367,8 +390,10 @@ def plot_learning_curves(rows: list[dict[str, Any]], curves: dict[str, list[tupl
 
 
 def learning_curves_figure(rows: list[dict[str, Any]], curves: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> Any:
-    """Per env: the L3 language agents' return by episode (whole-number axis) beside PPO's training curve; a
-    panel with nothing to draw says why. A matplotlib ``Figure``."""
+    """Per env: L3 language agents' return by episode beside PPO's training curve (a matplotlib ``Figure``).
+
+    Episodes are whole numbers from 1; a panel with nothing to draw says why.
+    """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 

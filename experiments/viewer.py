@@ -198,9 +198,11 @@ def _table_row(index: int, run: _Run, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _curves_svg(rows: list[dict[str, Any]]) -> str:
-    """One small SVG chart per (env, level) whose streams play several episodes: a line of returns over episodes
-    (1, 2, ...) per stream. Groups of one episode a stream get a line saying so (their returns are in the table):
-    a chart of single points says nothing."""
+    """One small SVG chart per (env, level) whose streams play several episodes.
+
+    A line of returns over episodes (1, 2, ...) per stream. Groups of one episode a stream get a sentence saying so
+    (their returns are in the table): a chart of single points says nothing.
+    """
     groups: dict[tuple[str, Any], dict[tuple[Any, ...], list[tuple[int, float]]]] = defaultdict(
         lambda: defaultdict(list))
     for row in rows:

@@ -266,3 +266,16 @@ def test_every_scores_panel_shows_bars_or_says_why(tmp_path: Path) -> None:
     assert anchors == ["ppo 50.00", "random 20.00"]
     assert not blackjack.patches
     assert "no language-agent episode finished on blackjack" in _panel_texts(blackjack)
+
+
+def test_a_huge_interval_of_few_seeds_does_not_flatten_the_panel() -> None:
+    from experiments.report import scores_figure, summarize
+
+    # Two seeds of +1 and 0: a t-interval of +-6.35 on returns that lie in [-1, 1].
+    rows = [{**_row("naive", seed, 0, ret), "env": "blackjack"} for seed, ret in ((0, 1.0), (1, 0.0))]
+    rows += [{**_row("random", 0, 0, -0.4), "env": "blackjack"},
+             {**_row("ppo", 0, 0, -0.1, level=None, kind="ppo"), "env": "blackjack"}]
+    (panel,) = scores_figure(summarize(rows)).axes
+    low, high = panel.get_ylim()
+    assert -1.5 < low < -0.4 and 0.5 < high < 1.5
+    assert panel.get_title() == "blackjack (95% CIs run off the panel)"
