@@ -1,4 +1,4 @@
-"""Read an action back from free text: a number, a name, ``Action: 2``, ``{"action": ...}``, chatter.
+r"""Read an action back from free text: a number, a name, ``Action: 2``, ``{"action": ...}``, chatter.
 
 Nothing here evaluates model text; it only matches patterns. Both parsers take any string (any length, any
 code point, lone surrogates included) or other object, never raise, and return ``None`` for text that
@@ -6,7 +6,7 @@ does not name or number a real action; the caller plays its fallback. Every patt
 (possessive quantifiers, no nested repetition) and each step reads the text a bounded number of times;
 text longer than :data:`MAX_TEXT_CHARS` is not read at all (it is invalid), which bounds the work.
 
-**What the text is.** Terminal escape sequences (``"\\x1b[2J"``) and other control characters are
+**What the text is.** Terminal escape sequences (``"\x1b[2J"``) and other control characters are
 invisible on a screen and are read as spaces. Format placeholders are template leftovers, not answers:
 ``{}``, ``{0}``, ``{action}``, ``{0:.2f}``, ``{{ action }}``, ``{% ... %}``, ``${action}``, ``%s``,
 ``%d``, ``%(name)s``, ``%.2f`` are read as spaces (but ``{0.5}`` and ``{action: 0.5}`` are numbers in
@@ -113,12 +113,12 @@ _PLACEHOLDER = re.compile(
 
 
 def _visible_text(text: object) -> str | None:
-    """``text`` as a screen shows it: escape sequences and control characters become spaces, dashes ``-``.
+    r"""``text`` as a screen shows it: escape sequences and control characters become spaces, dashes ``-``.
 
     ``None`` is ``""``, other objects are read through ``str`` (one whose ``__str__`` fails says nothing);
     returns ``None`` for text longer than :data:`MAX_TEXT_CHARS`.
 
-    >>> _without_placeholders(_visible_text("\\x1b[31m2\\x1b[0m is {action} %d")).split()
+    >>> _without_placeholders(_visible_text("\x1b[31m2\x1b[0m is {action} %d")).split()
     ['2', 'is']
     """
     if text is None:
@@ -150,8 +150,11 @@ _KEEP_NUMBERS: dict[str, Any] = {"parse_int": _JSONNumber, "parse_float": _JSONN
 
 
 def _json_objects(text: str, numbers_as_text: bool) -> Iterator[dict[str, Any]]:
-    """Dicts in ``text``, most complete first: the span from the first ``{`` to the last ``}``, then the
-    innermost ``{...}`` objects from last to first (which finds an object inside prose or inside other JSON)."""
+    """Dicts in ``text``, most complete first.
+
+    The span from the first ``{`` to the last ``}``, then the innermost ``{...}`` objects from last to first (which
+    finds an object inside prose or inside other JSON).
+    """
     first, last = text.find("{"), text.rfind("}")
     if first < 0 or last < first:
         return
@@ -340,8 +343,11 @@ def parse_discrete_action(text: object, names: Sequence[str]) -> int | None:
 
 @lru_cache(maxsize=64)
 def _exact_texts(names: tuple[str, ...]) -> dict[str, int]:
-    """The texts most replies are, word for word: an action's name (what agents hand the env) and the
-    constrained-decoding reply ``{"action": "<name>"}``, with or without the space."""
+    """The texts most replies are, word for word.
+
+    An action's name (what agents hand the env) and the constrained-decoding reply ``{"action": "<name>"}``, with or
+    without the space.
+    """
     table: dict[str, int] = {}
     for index, name in enumerate(names):
         for text in (name, f'{{"action": {json.dumps(name)}}}', f'{{"action":{json.dumps(name)}}}'):
@@ -380,13 +386,13 @@ def _discrete_json_value(value: object, names: tuple[str, ...]) -> int | None:
 
 
 def parse_continuous_action(text: object) -> float | None:
-    """Parse ``text`` into a finite number (not yet clipped), or ``None``; the rules are in the module docstring.
+    r"""Parse ``text`` into a finite number (not yet clipped), or ``None``; the rules are in the module docstring.
 
     >>> parse_continuous_action("Action: -0.5")
     -0.5
     >>> parse_continuous_action('{"action": 1.25}')
     1.25
-    >>> parse_continuous_action("\\x1b[2J {0} %d") is None
+    >>> parse_continuous_action("\x1b[2J {0} %d") is None
     True
     """
     text = _visible_text(text)
@@ -461,13 +467,13 @@ def _vector_json_value(value: object, names: tuple[str, ...]) -> list[float] | N
 
 
 def parse_vector_action(text: object, names: Sequence[str]) -> list[float] | None:
-    """Parse ``text`` into one finite number per actuator of ``names`` (not yet clipped), or ``None``.
+    r"""Parse ``text`` into one finite number per actuator of ``names`` (not yet clipped), or ``None``.
 
     The rules are in the module docstring.
 
     >>> parse_vector_action('{"thigh": 0.3, "leg": -0.1, "foot": 0}', ["thigh", "leg", "foot"])
     [0.3, -0.1, 0.0]
-    >>> parse_vector_action("thigh: 0.3\\nleg = -0.1\\nfoot: 0.0", ["thigh", "leg", "foot"])
+    >>> parse_vector_action("thigh: 0.3\nleg = -0.1\nfoot: 0.0", ["thigh", "leg", "foot"])
     [0.3, -0.1, 0.0]
     >>> parse_vector_action("Action: [0.3, -0.1]", ["thigh", "leg", "foot"]) is None
     True

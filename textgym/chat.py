@@ -94,7 +94,9 @@ def briefing(info: Mapping[str, Any], show_fewshot: bool = True) -> str:
 
 
 def history_start(steps: int, window: int | None, trim: str = "sliding") -> int:
-    """The first of ``steps`` earlier steps a prompt shows: all (``window`` ``None``), none (0), the last
+    """The first of ``steps`` earlier steps a prompt shows.
+
+    All (``window`` ``None``), none (0), the last
     ``window`` (``"sliding"``), or from the latest multiple of ``window`` that leaves at least that many
     (``"block"``: the start moves only every ``window`` steps, so a prefix cache keeps the history between moves).
     """
@@ -108,8 +110,11 @@ def history_start(steps: int, window: int | None, trim: str = "sliding") -> int:
 
 
 def answer(reply: Message, text: str) -> list[Message]:
-    """The env's turn after ``reply``: a user turn, or a ``tool`` turn for each call of a tool-call reply (the
-    last carries ``text``), as chat APIs require every tool call to be answered."""
+    """The env's turn after ``reply``.
+
+    A user turn, or a ``tool`` turn for each call of a tool-call reply (the last carries ``text``), as chat APIs require
+    every tool call to be answered.
+    """
     calls = [call for call in reply.get("tool_calls") or () if isinstance(call, Mapping) and call.get("id")]
     if not calls:
         return [{"role": "user", "content": text}]
@@ -126,8 +131,9 @@ class _Step:
 
 
 class Conversation:
-    """An episode as chat turns: one exchange per step (the env's turn, then the reply that was played), then
-    the current step's turn.
+    """An episode as chat turns.
+
+    One exchange per step (the env's turn, then the reply that was played), then the current step's turn.
 
     A step's user turn says how the step before ended (when history is shown) and gives the state
     (``chat/step.j2``). Each turn is rendered once and kept, as is each message dict, so every later prompt
@@ -158,8 +164,10 @@ class Conversation:
         return len(self._steps)
 
     def step_text(self, index: int, state: str | None = None) -> str:
-        """The user text of step ``index``: how the step before ended (when history is shown) and the state
-        (``state`` for the step not yet recorded)."""
+        """The user text of step ``index``.
+
+        How the step before ended (when history is shown) and the state (``state`` for the step not yet recorded).
+        """
         if index < len(self._texts):
             return self._texts[index]
         if index > len(self._steps) or (index == len(self._steps) and state is None):
@@ -188,8 +196,10 @@ class Conversation:
         self.pending = []
 
     def messages(self, state: str, user_prompt: str = "") -> list[Message]:
-        """The turns of a prompt in ``state``: the shown steps' exchanges, then this step's turn (its text and
-        ``user_prompt``) and any corrections so far."""
+        """The turns of a prompt in ``state``.
+
+        The shown steps' exchanges, then this step's turn (its text and ``user_prompt``) and any corrections so far.
+        """
         start = history_start(len(self._steps), self.history, self.trim)
         turns = [message for step in self._steps[start:] for message in step.messages]
         turns += self.env_turn(len(self._steps), state, user_prompt)
@@ -275,8 +285,10 @@ def _finite(value: object) -> float | None:
 
 
 def _env_text(value: object, action_spec: Mapping[str, Any]) -> str | None:
-    """``value`` (a name, an action number, a number, a mapping or list of numbers) as the JSON the env reads,
-    when it is exactly a valid action of ``action_spec``; else ``None``."""
+    """``value`` as the JSON the env reads, when it is exactly a valid action of ``action_spec``; else ``None``.
+
+    ``value`` may be a name, an action number, a number, a mapping or list of numbers.
+    """
     kind = action_spec["type"]
     if kind == "discrete":
         names = list(action_spec["names"])
@@ -452,6 +464,7 @@ class ChatEnv:
 
     @property
     def translator(self) -> Translator:
+        """The translator of the text env inside."""
         return self.text_env.translator
 
     @functools.cached_property
@@ -548,8 +561,11 @@ class ChatEnv:
         return new_messages, reward, terminated, truncated, info
 
     def reference_returns(self) -> tuple[float, float] | None:
-        """The (random, expert) anchors of :meth:`normalized`, or ``None`` where TextGym lacks an expert for this
-        task or the step limit differs from the registered one (the anchors' episodes used that one)."""
+        """The (random, expert) anchors of :meth:`normalized`, or ``None``.
+
+        ``None`` where TextGym lacks an expert for this task or the step limit differs from the registered one (the
+        anchors' episodes used that one).
+        """
         if self._limit_changed or not self.translator.has_expert:
             return None
         text_env = self.text_env
@@ -564,4 +580,5 @@ class ChatEnv:
         return (env_return - anchors[0]) / (anchors[1] - anchors[0])
 
     def close(self) -> None:
+        """Close the env inside."""
         self.env.close()

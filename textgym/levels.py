@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LevelSpec", "LEVELS", "level_spec", "FEWSHOT_SEED"]
+__all__ = ["LevelSpec", "LEVELS", "level_spec", "FEWSHOT_SEED", "PolicyKind"]
 
 FEWSHOT_SEED = 1_000_000_000
 """First seed of the few-shot episodes: far from any evaluation seed, so no example replays a test episode."""
+
+
+PolicyKind = Literal["random", "expert"]
+"""Whose trajectories a level shows as examples."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class LevelSpec:
 
     level: int
     summary: str
-    fewshot_policy: Literal["random", "expert"] | None = None
+    fewshot_policy: PolicyKind | None = None
     self_experience: bool = False
     teaching: bool = False
 

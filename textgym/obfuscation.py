@@ -120,9 +120,11 @@ class AffineMap:
     text_digits: int
 
     def forward(self, raw: float) -> float:
+        """The mapped value of ``raw`` (read at the raw precision first)."""
         return self.scale * float(fixed(raw, self.raw_digits)) + self.offset
 
     def text(self, raw: float) -> str:
+        """The mapped value of ``raw`` as shown, with the decimals its scale needs."""
         return fixed(self.forward(raw), self.text_digits)
 
     def inverse(self, shown: float) -> float:
@@ -391,9 +393,11 @@ class ObfuscatedTranslator(Translator):
         return self.inner.has_teaching() and self._template("guidance") is not None
 
     def teaching_examples(self) -> list[str]:
-        """L5's worked examples in the new terms: each teaching state as the agent would see it and the expert's
-        action on it (the plain examples' reasoning names the task's objects, so the neutral guidance stands for
-        it)."""
+        """L5's worked examples in the new terms.
+
+        Each teaching state as the agent would see it and the expert's action on it (the plain examples' reasoning names
+        the task's objects, so the neutral guidance stands for it).
+        """
         env = self.teaching_env()
         if env is self.env:
             speaker = self

@@ -57,6 +57,7 @@ class EnvEntry:
 
     @property
     def text_id(self) -> str:
+        """The Gymnasium id, ``TextGym-<Task>-v0``."""
         return text_env_id(self.task)
 
     @property
@@ -80,6 +81,7 @@ class EnvEntry:
                 f"(bash scripts/setup.sh installs every extra); the Python module {module!r} was not found")
 
     def translator_class(self) -> type[Translator]:
+        """The translator class, imported now."""
         module, _, attribute = self.translator.partition(":")
         return getattr(importlib.import_module(module), attribute)
 

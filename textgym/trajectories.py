@@ -28,11 +28,11 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 
-from textgym.levels import FEWSHOT_SEED
+from textgym.levels import FEWSHOT_SEED, PolicyKind
 from textgym.registration import ENVS, env_entry
 from textgym.templating import PACKAGE_DIR, render
 from textgym.translator import Policy, Translator
@@ -42,7 +42,6 @@ __all__ = ["Rollout", "FewshotTrajectories", "rollout", "render_trajectory", "fe
            "estimate_tokens", "cache_dir", "make_policy", "main", "CHARS_PER_TOKEN"]
 
 logger = logging.getLogger(__name__)
-PolicyKind = Literal["random", "expert"]
 CACHE_FORMAT = 3  # 3: compact steps with a legend where the translator writes them so
 CHARS_PER_TOKEN = 4
 """Characters per token of the budget's estimate: about right for English prose, low for dense numbers."""
@@ -98,6 +97,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def cache_dir() -> Path:
+    """Where built trajectories are kept: ``trajectories/`` under ``$TEXTGYM_CACHE`` or ``~/.cache/textgym``."""
     return Path(os.environ.get("TEXTGYM_CACHE", Path.home() / ".cache" / "textgym")) / "trajectories"
 
 

@@ -157,8 +157,11 @@ class Translator(ABC):
 
     def render_step(self, previous_obs: Any, action: Any, reward: float, obs: Any, *,
                     for_trajectory: bool = False) -> str:
-        """The observation text after a step: :meth:`step_note` (if any) and then :meth:`render_observation`
-        (:meth:`trajectory_observation` with ``for_trajectory``)."""
+        """The observation text after a step.
+
+        :meth:`step_note` (if any) and then :meth:`render_observation` (:meth:`trajectory_observation` with
+        ``for_trajectory``).
+        """
         note = self.step_note(previous_obs, action, reward, obs)
         text = self.trajectory_observation(obs) if for_trajectory else self.render_observation(obs)
         return f"{note} {text}" if note else text
@@ -177,13 +180,16 @@ class Translator(ABC):
         return self.action_to_text(action)
 
     def trajectory_legend(self) -> str:
-        """How a trajectory's compact steps read, said once before them; "" when they are written as the agent
-        sees them (the default)."""
+        """How a trajectory's compact steps read, said once before them.
+
+        "" when they are written as the agent sees them (the default).
+        """
         return ""
 
     # ------------------------------------------------------------------ descriptions
     @property
     def is_discrete(self) -> bool:
+        """Whether the actions are a ``Discrete`` space (named actions)."""
         return isinstance(self.action_space, spaces.Discrete)
 
     @property
@@ -207,6 +213,7 @@ class Translator(ABC):
         return context
 
     def game_description(self) -> str:
+        """The rules of the game (the ``game`` template)."""
         return self._render("game")
 
     def goal_description(self, step_limit: int | None = None) -> str:
@@ -214,6 +221,7 @@ class Translator(ABC):
         return self._render("goal", step_limit=step_limit, step_limit_phrase=step_limit_phrase(step_limit))
 
     def action_description(self) -> str:
+        """The actions and how to write one (the ``actions`` template)."""
         return self._render("actions")
 
     def guidance(self) -> str:

@@ -20,7 +20,7 @@ import gymnasium as gym
 from gymnasium import spaces
 from gymnasium.vector.utils import read_from_shared_memory
 
-from textgym.levels import FEWSHOT_SEED, level_spec
+from textgym.levels import FEWSHOT_SEED, PolicyKind, level_spec
 from textgym.obfuscation import ObfuscatedTranslator
 from textgym.registration import ENVS, env_entry, latest_base_id, text_env_id
 from textgym.translator import ParsedAction, Translator
@@ -163,7 +163,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         """The step limit the goal description states (see the class docstring)."""
 
     @property
-    def fewshot_policy(self) -> str | None:
+    def fewshot_policy(self) -> PolicyKind | None:
         """Whose trajectories this env shows: the level's, or the expert's at L5 with ``teaching_with_trajectories``."""
         if self.level.teaching and self.teaching_with_trajectories:
             return "expert"
@@ -198,6 +198,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         return self._knowledge
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Reset the base env; the observation is its text, ``info`` carries the descriptions and action spec."""
         raw_obs, info = self.env.reset(seed=seed, options=options)
         self._raw_obs = raw_obs
         info = {
@@ -214,6 +215,7 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         return self.translator.render_observation(raw_obs), info
 
     def step(self, action: str | int) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Play ``action`` (its text, or an action index) in the base env; the observation is the new state's text."""
         parsed = self._index_action(action) if _is_integer(action) else self.translator.parse_action(action)
         raw_obs, reward, terminated, truncated, info = self.env.step(parsed.action)
         text = self.translator.render_step(self._raw_obs, parsed.action, float(reward), raw_obs)
@@ -266,9 +268,10 @@ def make_translator(env_name: str, base: gym.Env, map_visible: bool | None = Non
         map_visible: for envs whose text hides the map the base observation hides (FrozenLake,
             CliffWalking): show it. ``None`` keeps the env's default (hidden).
         expert_policy_path: a ``model.zip`` saved by ``textgym-ppo``, used as the expert (see
-            :mod:`textgym.policy_file`); ``expert_policy_sha256`` pins its content.
-        obfuscate: speak in neutral invented names and mapped numbers (:mod:`textgym.obfuscation`), seeded by
-            ``obfuscation_seed``.
+            :mod:`textgym.policy_file`).
+        expert_policy_sha256: the SHA-256 the policy file must have (``None``: not checked).
+        obfuscate: speak in neutral invented names and mapped numbers (:mod:`textgym.obfuscation`).
+        obfuscation_seed: the seed of the invented names and maps.
 
     Raises:
         ValueError: if ``map_visible`` is not a bool, or is given for an env whose text hides no map; if the
@@ -292,12 +295,14 @@ def _translator(env_name: str, base: gym.Env, map_visible: bool | None) -> Trans
         hiding = [name for name, entry in ENVS.items() if entry.translator_class().hides_map]
         raise ValueError(f"map_visible applies only to {', '.join(hiding)}: the {translator_class.name} text "
                          f"hides no map, actually map_visible={map_visible!r}")
-    return translator_class(base, map_visible=map_visible)
+    return translator_class(base, map_visible=map_visible)  # type: ignore[call-arg]  # hides_map translators take it
 
 
 def state_step_limit(env: gym.Env) -> gym.Env:
-    """Make the goal description of ``env`` (from ``gym.make``) state the step limit it enforces, overrides
-    (``max_episode_steps=n``, ``-1`` for none) included; returns ``env``."""
+    """Make the goal description of ``env`` (from ``gym.make``) state the step limit it enforces; returns ``env``.
+
+    Overrides (``max_episode_steps=n``, ``-1`` for none) included.
+    """
     env.set_wrapper_attr("step_limit", env.spec.max_episode_steps if env.spec is not None else None)
     return env
 
@@ -313,8 +318,10 @@ def registered_step_limit(env_name: str) -> int | None:
 
 
 def _named_parameters(creator: Any) -> list[str] | None:
-    """The keyword names ``creator`` accepts, following ``**kwargs`` up a class's ``__init__`` chain (MuJoCo's
-    tasks hand theirs to ``MujocoEnv``); ``None`` where the chain ends in ``**kwargs`` nobody names."""
+    """The keyword names ``creator`` accepts, following ``**kwargs`` up a class's ``__init__`` chain.
+
+    (MuJoCo's tasks hand theirs to ``MujocoEnv``.) ``None`` where the chain ends in ``**kwargs`` nobody names.
+    """
     names: list[str] = []
     for init in ([vars(klass)["__init__"] for klass in creator.__mro__ if "__init__" in vars(klass)]
                  if isinstance(creator, type) else [creator]):
@@ -327,8 +334,11 @@ def _named_parameters(creator: Any) -> list[str] | None:
 
 
 def _check_kwargs(env_name: str, base_kwargs: Mapping[str, Any]) -> None:
-    """An unknown kwarg fails here, in one line naming TextGym's kwargs and the base env's, not deep in its
-    ``__init__``. A base env whose constructor takes ``**kwargs`` that no ``__init__`` names checks its own."""
+    """An unknown kwarg fails here, in one line naming TextGym's kwargs and the base env's.
+
+    Not deep in its ``__init__``. A base env whose constructor takes ``**kwargs`` that no ``__init__`` names checks its
+    own.
+    """
     entry = env_entry(env_name)
     base_id = latest_base_id(entry.task)
     entry_point = gym.spec(base_id).entry_point

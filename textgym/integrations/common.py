@@ -29,9 +29,9 @@ def jsonable(value: Any) -> Any:
 
 
 def messages_text(messages: Iterable[Mapping[str, Any]]) -> str:
-    """The text contents of chat messages, one paragraph each (for interfaces whose observation is a string).
+    r"""The text contents of chat messages, one paragraph each (for interfaces whose observation is a string).
 
     >>> messages_text([{"role": "system", "content": "Rules."}, {"role": "user", "content": "State."}])
-    'Rules.\\n\\nState.'
+    'Rules.\n\nState.'
     """
     return "\n\n".join(str(message.get("content") or "") for message in messages)

@@ -73,8 +73,10 @@ class TextGymGemEnv(gem.Env):
         return messages_text(messages), float(reward), terminated, truncated, {**info, "messages": messages}
 
     def sample_random_action(self) -> str:
-        """A uniformly random valid action, written as the JSON reply every action format accepts
-        (``{"action": ...}``); drawn from Python's ``random``, which GEM's ``reset(seed)`` seeds."""
+        """A uniformly random valid action, written as the JSON reply every action format accepts.
+
+        That is ``{"action": ...}``, drawn from Python's ``random``, which GEM's ``reset(seed)`` seeds.
+        """
         spec = self.chat.action_spec
         if spec["type"] == "discrete":
             action: Any = random.choice(spec["names"])

@@ -155,6 +155,7 @@ class SessionFactory:
         self._lock = threading.Lock()  # sessions are made and closed on OpenEnv's executor threads
 
     def __call__(self) -> ChatEnvironment:
+        """A new environment for one session."""
         environment = ChatEnvironment(self.env, self.level, self.max_reply_chars, on_close=self._closed,
                                       **self.chat_kwargs)
         with self._lock:

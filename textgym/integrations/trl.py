@@ -125,9 +125,12 @@ def _render(tokenizer: Any, messages: list[Message], generation_prompt: bool) ->
 
 def _env_tokens(tokenizer: Any, episode: _Episode, reply: str, model_text: str,
                 new_messages: list[Message]) -> list[int]:
-    """Tokens of what the chat template puts after the model's tokens: the close of its turn (what it did not
+    """Tokens of what the chat template puts after the model's tokens.
+
+    The close of its turn (what it did not
     generate itself, e.g. the newline after its end-of-turn token) and the env's new turns up to the next
-    generation prompt. Rendered as text differences, so the model's own tokens are never re-tokenized."""
+    generation prompt. Rendered as text differences, so the model's own tokens are never re-tokenized.
+    """
     asked = _render(tokenizer, episode.messages, True)
     answered_messages = [*episode.messages, {"role": "assistant", "content": reply}]
     answered = _render(tokenizer, answered_messages, False)
@@ -214,8 +217,11 @@ def make_rollout_func(env: str, level: int, *, turn_tokens: int = 32,
 
 def _generate(model: Any, tokenizer: Any, config: Any, sequences: list[list[int]],
               generation_kwargs: dict[str, Any]) -> list[tuple[list[int], list[float]]]:
-    """One turn for each sequence (left-padded into a batch): its new tokens up to and including the first end
-    token, and their logprobs under the processed (temperature, top-k/p) sampling distribution."""
+    """One turn for each sequence (left-padded into a batch).
+
+    Its new tokens up to and including the first end token, and their logprobs under the processed (temperature,
+    top-k/p) sampling distribution.
+    """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, sequences))
     input_ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in sequences], device=model.device)

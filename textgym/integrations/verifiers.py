@@ -127,7 +127,7 @@ def load_environment(env: str = "cartpole", level: int = 1, seeds: Iterable[int]
                      action_format: str = "lenient", invalid_action: str = "fallback", format_penalty: float = 0.0,
                      history: int | str = "all", max_turns: int = -1, env_kwargs: dict[str, Any] | None = None,
                      **kwargs: Any) -> TextGymEnv:
-    """verifiers' entry point: a TextGym env at a level as a ``MultiTurnEnv``, one row per seed.
+    """The entry point verifiers loads: a TextGym env at a level as a ``MultiTurnEnv``, one row per seed.
 
     Args:
         env: TextGym env name (``"cartpole"``) or id.

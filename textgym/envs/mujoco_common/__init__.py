@@ -60,8 +60,11 @@ class Component:
 
 
 def planar_body(root: str, joints: tuple[str, ...]) -> tuple[Component, ...]:
-    """The observation of a planar walker (Hopper, Walker2d, HalfCheetah): its root's x position (excludable),
-    height and angle, the joint angles, the root's velocities, then the joints' angular velocities."""
+    """The observation of a planar walker (Hopper, Walker2d, HalfCheetah).
+
+    Its root's x position (excludable), height and angle, the joint angles, the root's velocities, then the joints'
+    angular velocities.
+    """
     return (
         Component(root, "x position", "m", position=True), Component(root, "height", "m"),
         Component(root, "angle", "rad"),
@@ -289,8 +292,10 @@ def _join_titles(titles: list[str]) -> str:
 
 
 def _join_labels(labels: list[tuple[str, str]]) -> str:
-    """``"height m, velocity x, y, z m/s"``: a run of labels with one unit that differ only in their last word
-    says the shared words and the unit once."""
+    """``"height m, velocity x, y, z m/s"``: labels of one unit shortened.
+
+    A run of labels with one unit that differ only in their last word says the shared words and the unit once.
+    """
     runs: list[tuple[list[str], str]] = []  # (labels, unit)
     for label, unit in labels:
         head = label.rsplit(" ", 1)[0]
