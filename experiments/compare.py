@@ -38,11 +38,14 @@ from experiments.cli import (
     stop_on_signals,
 )
 from experiments.config import loggable_config, quiet_libraries, register_resolvers, start_wandb
+from experiments.contamination import CONTAMINATION_PNG
+from experiments.costs import LANGUAGE_AGENTS, cpu_clock
 from experiments.llm_session import llm_session
 from experiments.progress import RunProgress
 from experiments.report import failures_table, markdown_table, write_report
 from experiments.results import error_text, load_episodes
 from experiments.run_agent import EvalOutcome, evaluate, evaluate_async, format_summary
+from experiments.variants import variant_suffix
 from experiments.viewer import write_viewer
 from textgym.levels import level_spec
 from textgym.wrapper import registered_step_limit
@@ -71,6 +74,7 @@ def validate_compare(cfg: DictConfig) -> None:
         if unknown:
             raise ValueError(f"per_env.{env}.{unknown[0]} is not a per-env setting: expected "
                              f"{', '.join(PER_ENV_KEYS)}")
+    obfuscation_variants(cfg)  # obfuscate: false | true | both
     anchor = cfg.get("anchor_episodes")
     if anchor is not None and (isinstance(anchor, bool) or not isinstance(anchor, int) or anchor < 1):
         raise ValueError(f"anchor_episodes must be an int >= 1 (or null: the agents' episodes), got {anchor!r}")
@@ -81,7 +85,25 @@ def _anchor_episodes(cfg: DictConfig, env: str) -> int:
     return cfg.get("anchor_episodes") or env_setting(cfg, env, "episodes") or 1
 
 
-def _eval_config(cfg: DictConfig, env: str, level: int, agent: str, episodes: int | None = None) -> DictConfig:
+def obfuscation_variants(cfg: DictConfig) -> list[int | None]:
+    """The text variants each language agent plays: ``None`` = plain, else the obfuscation seed.
+
+    ``obfuscate``: false (plain), true (obfuscated) or both. PPO and random do not read the text: they play once.
+
+    Raises:
+        ValueError: ``obfuscate`` is none of false, true, both.
+    """
+    obfuscate, seed = cfg.get("obfuscate", False), cfg.get("obfuscation_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"obfuscation_seed must be an int >= 0, got {seed!r}")
+    variants: dict[bool | str, list[int | None]] = {False: [None], True: [seed], "both": [None, seed]}
+    if isinstance(obfuscate, bool) or obfuscate == "both":
+        return variants[obfuscate]
+    raise ValueError(f"obfuscate must be false, true or both, got {obfuscate!r}")
+
+
+def _eval_config(cfg: DictConfig, env: str, level: int, agent: str, episodes: int | None = None,
+                 obfuscation: int | None = None) -> DictConfig:
     # episodes=null (protocol=paper) leaves each run's trial count to the protocol's table for its level.
     episodes = env_setting(cfg, env, "episodes") if episodes is None else episodes
     sub = compose("eval", overrides=[
@@ -89,6 +111,7 @@ def _eval_config(cfg: DictConfig, env: str, level: int, agent: str, episodes: in
         f"protocol={cfg.protocol.name}", *([] if episodes is None else [f"episodes={episodes}"]),
         f"concurrency={cfg.concurrency}", f"max_steps={_null(env_setting(cfg, env, 'max_steps'))}",
         f"progress={cfg.progress}", "logger=none",
+        *([] if obfuscation is None else ["obfuscate=true", f"obfuscation_seed={obfuscation}"]),
         *(cfg.agent_overrides if agent != "random" else []),  # the anchor has no language-agent settings
         *cfg.get("agent_overrides_by_agent", {}).get(agent, []),  # settings only one agent has
     ])
@@ -141,6 +164,7 @@ def _episodes(cfg: DictConfig, env: str, level: int) -> int:
 def estimate_time(cfg: DictConfig) -> TimeEstimate:
     """The most ``cfg`` can take, from ``cfg.estimate``'s costs (the embedded model on 2 cores, a slow day)."""
     costs = cfg.estimate
+    variants = len(obfuscation_variants(cfg))  # obfuscate=both: every language-agent stream twice
     decisions, agents_s, longest = 0, 0.0, 0.0
     for env in cfg.envs:
         steps = env_setting(cfg, env, "max_steps") or registered_step_limit(env)
@@ -154,10 +178,10 @@ def estimate_time(cfg: DictConfig) -> TimeEstimate:
                 # L3 remembers earlier trials through one summary call after each.
                 episode_s += costs.memory_s if level_spec(level).self_experience else 0.0
                 stream_s = episodes * (steps * decision_s + episode_s)
-                decisions += len(cfg.seeds) * episodes * steps
-                agents_s += len(cfg.seeds) * stream_s
+                decisions += variants * len(cfg.seeds) * episodes * steps
+                agents_s += variants * len(cfg.seeds) * stream_s
                 longest = max(longest, stream_s)
-    return TimeEstimate(streams=len(cfg.seeds) * len(cfg.envs) * len(cfg.levels) * len(cfg.agents),
+    return TimeEstimate(streams=variants * len(cfg.seeds) * len(cfg.envs) * len(cfg.levels) * len(cfg.agents),
                         decisions=decisions, agents_s=agents_s, longest_stream_s=longest,
                         ppo_s=costs.ppo_s_per_env * len(cfg.envs), fixed_s=costs.fixed_s)
 
@@ -237,14 +261,17 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                     # one of any group, so the slots stay busy until the last few streams instead of idling at
                     # the end of every group. Streams start in config order (conf/compare.yaml lists the longest
                     # first); the groups of one (env, level), which share most of their prompt, play close together.
-                    groups = [(env, level, agent) for env in cfg.envs for level in cfg.levels for agent in cfg.agents]
-                    names = [f"{env}-L{level}-{agent}" for env, level, agent in groups]
+                    # obfuscate=both: each group's plain and obfuscated variants on the same seeds, side by side.
+                    groups = [(env, level, agent, variant) for env in cfg.envs for level in cfg.levels
+                              for agent in cfg.agents for variant in obfuscation_variants(cfg)]
+                    names = [f"{env}-L{level}-{agent}{variant_suffix(variant is not None, variant)}"
+                             for env, level, agent, variant in groups]
                     turns = asyncio.Semaphore(cfg.concurrency)
                     async with progress.watching(client):
                         results = await asyncio.gather(
-                            *(evaluate_async(_eval_config(cfg, env, level, agent), root / "eval" / name, client,
-                                             progress, stream_gate=turns)
-                              for (env, level, agent), name in zip(groups, names, strict=True)),
+                            *(evaluate_async(_eval_config(cfg, env, level, agent, obfuscation=variant),
+                                             root / "eval" / name, client, progress, stream_gate=turns)
+                              for (env, level, agent, variant), name in zip(groups, names, strict=True)),
                             return_exceptions=True)
                     for name, result in zip(names, results, strict=True):
                         if isinstance(result, EvalOutcome):
@@ -257,7 +284,8 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                     await client.aclose()
 
             try:
-                run_async(run_all())
+                with cpu_clock(root / "eval", LANGUAGE_AGENTS):  # the cost view's CPU-seconds (experiments/costs.py)
+                    run_async(run_all())
             finally:
                 progress.close()
                 outcome.retries = dict(getattr(client, "retries", None) or {})
@@ -276,7 +304,7 @@ def compare(cfg: DictConfig) -> CompareOutcome:
     viewer = _write_viewer(root, report_dir, failed, cfg.get("viewer_frames", "all"))
     elapsed = time.perf_counter() - started
     print(f"\nreport: {report_dir / 'report.md'}\nplots: {report_dir / 'scores.png'}, "
-          f"{report_dir / 'learning_curves.png'}")
+          f"{report_dir / 'learning_curves.png'}, {report_dir / CONTAMINATION_PNG}")
     if viewer is not None:
         print(f"viewer: {viewer} (open it in a browser; it needs no server)")
     print(f"wall time: {elapsed / 60:.1f} min")

@@ -33,8 +33,11 @@ from omegaconf import DictConfig
 from scipy import stats
 
 from experiments.cli import guard_job, hydra_command
+from experiments.contamination import write_contamination
+from experiments.costs import write_costs
 from experiments.results import DONE, EpisodeKey, episode_files, load_episodes
 from experiments.transcripts import Transcript
+from experiments.variants import variant_name
 from textgym.levels import level_spec
 
 __all__ = ["ReportRow", "summarize", "write_report", "main", "LEARNING_CURVE_FILE", "failures_table", "markdown_table",
@@ -73,6 +76,8 @@ class ReportRow:
     """Episodes recorded as failed (and not finished since): not counted in any number above."""
     normalized_undefined: str | None = None
     """Why ``normalized_score`` is undefined (``"PPO and random tie"``, ``"no PPO run"``, ...); ``None`` if defined."""
+    obfuscation_seed: int | None = None
+    """The obfuscated text variant the group played (``experiments/variants.py``); ``None`` = the plain text."""
 
 
 def mean_ci95(values: list[float]) -> tuple[float, float]:
@@ -177,12 +182,13 @@ def summarize(rows: list[dict[str, Any]], reported: set[EpisodeKey] | None = Non
     """
     if reported is None:
         reported = episodes_reporting_cache(rows, ())
-    groups: dict[tuple[str, int | None, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:  # one model's agent is not another's: they are reported apart
-        groups[_group_key(row)].append(row)
+    groups: dict[tuple[str, int | None, str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:  # one model's agent is not another's, nor its plain text the obfuscated: reported apart
+        groups[(*_group_key(row), row.get("obfuscation_seed"))].append(row)
     finished = [row for row in rows if _is_done(row)]
     report = []
-    for (env, level, agent, model), group in sorted(groups.items(), key=lambda item: _group_order(item[0])):
+    for (env, level, agent, model, obfuscation), group in sorted(
+            groups.items(), key=lambda item: (_group_order(item[0][:4]), -1 if item[0][4] is None else item[0][4])):
         members = [row for row in group if _is_done(row)]
         mean, ci = mean_ci95(_seed_means(members))
         last_episode, last_return = _last_episode(members)
@@ -199,7 +205,7 @@ def summarize(rows: list[dict[str, Any]], reported: set[EpisodeKey] | None = Non
             if members else math.nan,
             cost_per_episode_usd=float(np.mean([r["cost_usd"] for r in members])) if members else math.nan,
             prompt_tokens_per_decision=prompt_per_decision, new_prompt_tokens_per_decision=new_per_decision,
-            failed=len(group) - len(members), normalized_undefined=undefined,
+            failed=len(group) - len(members), normalized_undefined=undefined, obfuscation_seed=obfuscation,
         ))
     return report
 
@@ -238,7 +244,8 @@ def markdown_table(report: list[ReportRow]) -> str:
     for r in report:
         ci = "" if math.isnan(r.ci95) else f" ± {_fmt(r.ci95)}"
         last = f"{_fmt(r.last_return)} (ep {r.last_episode + 1})" if r.last_episode else "-"
-        lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {r.agent} | {r.llm_model} | {r.seeds} "
+        agent = r.agent if r.obfuscation_seed is None else f"{r.agent} ({variant_name(r.obfuscation_seed)})"
+        lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {agent} | {r.llm_model} | {r.seeds} "
                      f"| {r.episodes} | {_fmt(r.mean_return)}{ci} | {last} | {_normalized_cell(r)} "
                      f"| {100 * r.invalid_action_rate:.1f} | {_fmt(r.tokens_per_episode, 0)} "
                      f"| {_fmt(r.prompt_tokens_per_decision, 0)} "
@@ -435,6 +442,9 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
                  failed_parts: Iterable[tuple[str, str]] = ()) -> list[ReportRow]:
     """Write ``report.md``, ``report.csv``, ``scores.png`` and ``learning_curves.png`` into ``out_dir``.
 
+    Also the contamination view (``contamination.csv``/``.png``) and the cost view (``costs.csv``), both as
+    sections of ``report.md`` too.
+
     ``report.md`` ends with a failures table (failed episodes by group and reason, and ``failed_parts``:
     (what, reason) for parts of a job that failed as a whole) when anything failed.
 
@@ -454,6 +464,8 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
         writer.writeheader()
         writer.writerows(asdict(r) for r in report)
     failures = failures_table(rows, failed_parts)
+    _, contamination = write_contamination(rows, out)  # contamination.csv/.png (experiments/contamination.py)
+    _, costs = write_costs(report, rows, paths, out)  # costs.csv (experiments/costs.py)
     (out / "report.md").write_text(
         "# TextGym report\n\nNormalized score: (return - random) / (PPO - random) on the same env; "
         f"n/a where an anchor is missing, `undefined: {TIE}` where the two score the same (the denominator "
@@ -462,6 +474,7 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
         "Per decision: per env step, the agent's LLM calls around the episode included; new prompt tokens are "
         "those the server read anew, not served from its prefix cache.\n\n"
         + markdown_table(report) + "\n"
+        + f"\n{contamination}\n{costs}"
         + (f"\n## Failures\n\nRerun the same command to retry them.\n\n{failures}\n" if failures else "")
     )
     finished = [row for row in rows if _is_done(row)]

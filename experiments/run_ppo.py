@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 import textgym
 from experiments.cli import guard_job, hydra_command
 from experiments.config import quiet_libraries, start_wandb
+from experiments.costs import EVALUATION, TRAINING, cpu_clock
 from experiments.episodes import EPISODES_PER_SEED, episode_seed
 from experiments.ppo_setup import TrainingMonitor, make_task_env, ppo_kwargs
 from experiments.results import EpisodeKey, ResultsWriter, episode_row, iter_jsonl
@@ -165,20 +166,22 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Path:
             model, vecnorm = load_trained(cfg, run_dir)
             logger.info("found %s (%d steps trained): not training again", run_dir / MODEL_FILE, model.num_timesteps)
         else:
-            model, vecnorm = train(cfg, run_dir, wandb_run)
+            with cpu_clock(run_dir, TRAINING):  # the cost view's CPU-seconds (experiments/costs.py)
+                model, vecnorm = train(cfg, run_dir, wandb_run)
 
         # ---- evaluation: the language agents' protocol, episode by episode ----
-        env = make_task_env(cfg.env.name, _env_kwargs(cfg))
-        for seed in cfg.eval_seeds:
-            for k in range(cfg.eval_episodes):
-                if writer.is_done(EpisodeKey(cfg.env.name, None, AGENT, seed, k, cfg.seed)):
-                    continue
-                result = play_episode(model, env, vecnorm, episode_seed(seed, k))
-                writer.write_episode(ppo_episode_row(cfg, seed, k, result, model.num_timesteps))
-                if wandb_run is not None:
-                    wandb_run.log({"episode/return": result["return"], "episode/steps": result["steps"],
-                                   "episode/seed": seed, "episode/index": k})
-        env.close()
+        with cpu_clock(run_dir, EVALUATION):
+            env = make_task_env(cfg.env.name, _env_kwargs(cfg))
+            for seed in cfg.eval_seeds:
+                for k in range(cfg.eval_episodes):
+                    if writer.is_done(EpisodeKey(cfg.env.name, None, AGENT, seed, k, cfg.seed)):
+                        continue
+                    result = play_episode(model, env, vecnorm, episode_seed(seed, k))
+                    writer.write_episode(ppo_episode_row(cfg, seed, k, result, model.num_timesteps))
+                    if wandb_run is not None:
+                        wandb_run.log({"episode/return": result["return"], "episode/steps": result["steps"],
+                                       "episode/seed": seed, "episode/index": k})
+            env.close()
         wanted = {(s, k) for s in cfg.eval_seeds for k in range(cfg.eval_episodes)}
         returns = [row["return"] for row in iter_jsonl(writer.episodes_path)
                    if row["agent"] == AGENT and (row["seed"], row["episode"]) in wanted]
