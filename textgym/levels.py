@@ -11,10 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LevelSpec", "LEVELS", "level_spec", "FEWSHOT_SEED", "PolicyKind"]
+__all__ = ["LevelSpec", "LEVELS", "level_spec", "FEWSHOT_SEED", "DEFAULT_FEWSHOT_EPISODES",
+           "DEFAULT_FEWSHOT_TOKEN_BUDGET", "PolicyKind"]
 
 FEWSHOT_SEED = 1_000_000_000
 """First seed of the few-shot episodes: far from any evaluation seed, so no example replays a test episode."""
+DEFAULT_FEWSHOT_EPISODES = 5
+"""Offline trajectories at L2/L4, as in the original study."""
+DEFAULT_FEWSHOT_TOKEN_BUDGET = 400
+"""Estimated tokens per rendered trajectory (characters / 4): five fit the embedded model's 4,096-token slots
+beside the descriptions and ten steps of history. Raise it for long-context models."""
 
 
 PolicyKind = Literal["random", "expert"]

@@ -32,11 +32,11 @@ from typing import Any
 
 import gymnasium as gym
 
-from textgym.levels import FEWSHOT_SEED, PolicyKind
+from textgym.factories import make_base_env, make_translator
+from textgym.levels import DEFAULT_FEWSHOT_EPISODES, DEFAULT_FEWSHOT_TOKEN_BUDGET, FEWSHOT_SEED, PolicyKind
 from textgym.registration import ENVS, env_entry
 from textgym.templating import PACKAGE_DIR, render
 from textgym.translator import Policy, Translator
-from textgym.wrapper import DEFAULT_FEWSHOT_EPISODES, DEFAULT_FEWSHOT_TOKEN_BUDGET, make_base_env, make_translator
 
 __all__ = ["Rollout", "FewshotTrajectories", "rollout", "render_trajectory", "fewshot_trajectories",
            "estimate_tokens", "cache_dir", "make_policy", "main", "CHARS_PER_TOKEN"]
