@@ -137,7 +137,7 @@ def _q_values(model: TabularModel, values: np.ndarray, continuing: np.ndarray) -
     return q_values
 
 
-def intended_move_probability(transitions: dict[int, dict[int, list[tuple]]], n_rows: int, n_cols: int,
+def intended_move_probability(transitions: dict[int, dict[int, list[tuple[Any, ...]]]], n_rows: int, n_cols: int,
                               walkable: Callable[[int, int], bool], moves: Mapping[int, Sequence[int]]) -> float:
     """How often a move on a grid world goes where it was aimed (1 on firm ground, 1/3 on gymnasium's ice).
 
