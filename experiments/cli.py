@@ -69,9 +69,13 @@ class JobOutcome(Protocol):
     """How a command's job ended: whether all of it is done, and what to print."""
 
     @property
-    def ok(self) -> bool: ...
+    def ok(self) -> bool:
+        """Whether everything asked for is done (exit 0)."""
+        ...
 
-    def summary(self) -> str: ...
+    def summary(self) -> str:
+        """What to print at the end."""
+        ...
 
 
 @contextlib.contextmanager
@@ -153,6 +157,7 @@ def exit_on_config_error(command: str, error: BaseException, verbose: bool = Fal
 
 
 def exit_on_interrupt(command: str, stop: Interrupted, run_dir: str | Path) -> None:
+    """Say what an interruption kept and how to resume, then exit 130 (SIGINT) or 143 (SIGTERM)."""
     print(f"{command}: interrupted by {signal.Signals(stop.signum).name}: the episodes in flight were abandoned, "
           f"every finished one is saved in {run_dir}; run the same command again to resume", file=sys.stderr)
     sys.exit(stop.exit_code)

@@ -47,8 +47,11 @@ def agent_class(target: str) -> type:
 
 
 def agent_name(target: str, name: str | None = None) -> str:
-    """The agent's short name, used in run dirs and results: the config's ``agent.name`` when it sets one
-    (presets that vary one class, e.g. ``exe_no_insight``), else its class's ``name``."""
+    """The agent's short name, used in run dirs and results.
+
+    The config's ``agent.name`` when it sets one (presets that vary one class, e.g. ``exe_no_insight``), else its
+    class's ``name``.
+    """
     if name is not None:
         return str(name)
     cls = agent_class(target)
@@ -91,16 +94,21 @@ def validate_eval(cfg: DictConfig) -> None:
 
 
 class ConfigComposed(Callback):
-    """Hydra callback (``hydra.callbacks`` in conf/eval.yaml): the config composed, so a later exit 1 is not
-    a config error. It lives here, not in the runner: ``python -m experiments.run_agent`` runs that module
-    as ``__main__``, and the flag must be read from the module Hydra imported."""
+    """Hydra callback (``hydra.callbacks`` in the commands' configs): the config composed.
+
+    So a later exit 1 is not a config error (experiments/cli.py). It lives here, not in a runner:
+    ``python -m experiments.run_agent`` runs that module as ``__main__``, and the flag must be read from the module
+    Hydra imported.
+    """
 
     composed = False
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A single run composed."""
         ConfigComposed.composed = True
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sweep composed."""
         ConfigComposed.composed = True
 
 

@@ -25,9 +25,12 @@ EPISODES_PER_SEED = 1_000
 
 
 def episode_seed(seed: int, episode_index: int, same_reset_seed: bool = False) -> int:
-    """Reset seed of episode ``episode_index`` of stream ``seed``: distinct across streams and episodes
-    (up to 1000 episodes per stream), and the same for language agents and PPO's evaluation. With
-    ``same_reset_seed`` (``protocol=paper``: the original's trials) every episode of a stream gets episode 0's."""
+    """Reset seed of episode ``episode_index`` of stream ``seed``.
+
+    Distinct across streams and episodes (up to 1000 episodes per stream), and the same for language agents and
+    PPO's evaluation. With ``same_reset_seed`` (``protocol=paper``: the original's trials) every episode of a
+    stream gets episode 0's.
+    """
     if not 0 <= episode_index < EPISODES_PER_SEED:
         raise ValueError(f"episode index must be in [0, {EPISODES_PER_SEED}), actually {episode_index}")
     return seed * EPISODES_PER_SEED + (0 if same_reset_seed else episode_index)
@@ -77,8 +80,7 @@ async def run_episode(env: gym.Env, agent: Agent, seed: int, episode_index: int,
                       on_step: StepCallback | None = None,
                       before_step: Callable[[], Awaitable[None]] | None = None,
                       same_reset_seed: bool = False) -> EpisodeRecord:
-    """Play one episode of ``agent`` on the text ``env`` reset with ``episode_seed(seed, episode_index,
-    same_reset_seed)``.
+    """Play one episode of ``agent`` on the text ``env``, reset with :func:`episode_seed`.
 
     ``on_step`` receives each step's record (observation, action text, parsed action, reward, tokens,
     latency) as soon as it happens. The agent's LLM calls are collected per phase: those of ``reset`` (e.g.

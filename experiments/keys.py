@@ -25,6 +25,7 @@ class EpisodeKey:
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> EpisodeKey:
+        """The key of a result row (an episode, step or call line)."""
         return cls(row["env"], row["level"], row["agent"], int(row["seed"]), int(row["episode"]),
                    row.get("train_seed"), row.get("llm_model"), row.get("obfuscation_seed"))
 
@@ -80,6 +81,7 @@ class Shard:
 
     @property
     def suffix(self) -> str:
+        """What this shard's file names carry: ``.shard2of8``."""
         return f".shard{self.index}of{self.count}"
 
     def __str__(self) -> str:

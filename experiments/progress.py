@@ -71,6 +71,7 @@ class RunProgress:
         self._refresh_status()
 
     def episode_finished(self, name: str, failed: bool = False) -> None:
+        """Count one episode of group ``name`` as finished (or failed)."""
         group = self.groups[name]
         group.done += 1
         group.failed += int(failed)
@@ -84,6 +85,7 @@ class RunProgress:
             self._summary_if_due()
 
     def summary(self) -> str:
+        """``done/total episodes`` and the failed ones."""
         done = sum(group.done for group in self.groups.values())
         failed = sum(group.failed for group in self.groups.values())
         total = sum(group.total for group in self.groups.values())
@@ -153,6 +155,7 @@ class RunProgress:
             self._refresh_status()
 
     def close(self) -> None:
+        """End the display (off a terminal: with a last summary line)."""
         if self.lines and self.groups and not self._closed:
             self._print(self.status_line())
         self._closed = True

@@ -245,12 +245,15 @@ class ReplayResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the replay matched its recording."""
         return self.mismatch is None
 
 
 def reset_seed(seed: int, episode: int, same_reset_seed: bool = False) -> int:
     """The reset seed an episode was played with: :func:`experiments.episodes.episode_seed`, the runner's rule.
-    Prefer :meth:`RunSetup.reset_seed`, which knows the run's protocol."""
+
+    Prefer :meth:`RunSetup.reset_seed`, which knows the run's protocol.
+    """
     # Only passed when set: the rule without the protocol argument stays callable the same way.
     return episode_seed(seed, episode, same_reset_seed=True) if same_reset_seed else episode_seed(seed, episode)
 

@@ -244,13 +244,16 @@ class ResultsWriter:
             tmp.replace(path)
 
     def is_done(self, key: EpisodeKey) -> bool:
+        """Whether ``key`` finished, in this run or an earlier one."""
         return key in self.done
 
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
                       agent_state: dict[str, Any] | None = None,
                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> None:
-        """Record a finished episode: its steps, its LLM calls (``experiments/transcripts.py``: the records, or
-        the lines built from them), the agent's state after it, then its summary line."""
+        """Record a finished episode: its steps, LLM calls, the agent's state after it, then its summary line.
+
+        The calls are the records or the lines built from them (``experiments/transcripts.py``).
+        """
         key = EpisodeKey.of(row)
         if key in self.done:
             return
@@ -276,9 +279,11 @@ class ResultsWriter:
         self.failed[key] = row["error"]
 
     def state_path(self, key: EpisodeKey) -> Path:
+        """Where the agent's state after episode ``key`` is kept."""
         return state_file(self.run_dir, key)
 
     def save_state(self, key: EpisodeKey, state: dict[str, Any]) -> None:
+        """Keep the agent's state after episode ``key`` (written atomically)."""
         path = self.state_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

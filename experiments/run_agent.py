@@ -86,9 +86,11 @@ class EvalOutcome:
 
     @property
     def ok(self) -> bool:
+        """Whether every episode asked for is done."""
         return self.done == self.wanted
 
     def summary(self) -> str:
+        """The command's closing lines (see :func:`format_summary`)."""
         return format_summary(self.done, self.failed.values(), self.not_run, self.retries)
 
 
@@ -113,6 +115,7 @@ def format_summary(done: int, errors: Iterable[str], not_run: int = 0, retries: 
 
 
 def needs_llm(cfg: DictConfig) -> bool:
+    """Whether the configured agent talks to an LLM (random and human do not)."""
     return bool(getattr(agent_class(cfg.agent._target_), "uses_llm", True))
 
 

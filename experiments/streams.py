@@ -89,6 +89,7 @@ class StreamSetup:
         self.group = f"{cfg.env.name} L{cfg.level} {self.agent}"  # its line in the progress display
 
     def key(self, seed: int, episode: int) -> EpisodeKey:
+        """The key of episode ``episode`` of ``seed``'s stream."""
         return EpisodeKey(self.cfg.env.name, self.cfg.level, self.agent, seed, episode, llm_model=self.model,
                           obfuscation_seed=obfuscation_seed(self.cfg.env.kwargs))
 

@@ -14,7 +14,7 @@ Two files sit beside ``episodes.jsonl``:
 - ``texts.jsonl``: each message text (and each response format, as canonical JSON) once per run dir, addressed by
   the sha256 of its UTF-8 bytes, so a long system prompt repeated on every step is stored once. A text is a line
   ``{"sha256", "text"}``; a long multi-line text (at least ``LINE_SPLIT_MIN_CHARS``) is instead
-  ``{"sha256", "lines": [ref, ...]}``, its lines joined with ``"\n"``, each line a text of its own and ``ref`` the
+  ``{"sha256", "lines": [ref, ...]}``, its lines joined with newlines, each line a text of its own and ``ref`` the
   first ``LINE_REF_CHARS`` hex digits of that line's sha256, so long texts that differ in a few lines (a system
   prompt as the L3 memory grows) share the rest. On 200-step MountainCar episodes a step costs about 1.6 KB of
   transcript in all, at L1 and L5 alike. Line texts come before the texts made of them.
@@ -126,8 +126,10 @@ class TranscriptWriter:
         keep_jsonl_rows(self.calls_path, lambda row: EpisodeKey.of(row) in finished)
 
     def write_episode(self, key: EpisodeKey, calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]]) -> None:
-        """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`): an
-        :class:`EpisodeCalls` that took them as they came, the :class:`WrittenCalls` it built, or the records.
+        """Record the calls of the finished episode ``key``, in order (each tagged by :func:`tag_calls`).
+
+        ``calls``: an :class:`EpisodeCalls` that took them as they came, the :class:`WrittenCalls` it built, or the
+        records.
 
         Raises:
             ValueError: a record without messages or phase; nothing is written then.
@@ -171,17 +173,20 @@ class TranscriptWriter:
 
 @dataclass(frozen=True)
 class WrittenCalls:
-    """What :class:`EpisodeCalls` built for the transcript files, without the records it built them from: what a
-    worker process sends the run's one writer (the lines are ready, so the writer does not build them again)."""
+    """What :class:`EpisodeCalls` built for the transcript files, without the records it built them from.
+
+    What a worker process sends the run's one writer (the lines are ready, so the writer does not build them again).
+    """
 
     lines: list[dict[str, Any]]  # without the schema version and the episode identity
     texts: dict[str, str]  # sha256 -> text, in the order the lines first name them
 
 
 class EpisodeCalls:
-    """One episode's call records, turned into transcript lines as they come (:meth:`add`), so that writing the
-    finished episode (:meth:`TranscriptWriter.write_episode`) only stores what is new. Iterating gives the
-    records.
+    """One episode's call records, turned into transcript lines as they come (:meth:`add`).
+
+    So writing the finished episode (:meth:`TranscriptWriter.write_episode`) only stores what is new. Iterating
+    gives the records.
 
     Each message is checked, hashed and keyed once: by its dict (the same dict in several calls of an episode is
     one message, unless its content was replaced) and by its text. A call's messages that repeat a run of the
@@ -321,7 +326,7 @@ class Transcript:
 
     @property
     def line_texts(self) -> dict[str, list[str]]:
-        """Long texts by sha256, as the sha256s of their lines (join their texts with ``"\\n"``)."""
+        """Long texts by sha256, as the sha256s of their lines (join their texts with newlines)."""
         return self._text_tables[1]
 
     def text(self, sha: str) -> str:
@@ -344,8 +349,10 @@ class Transcript:
                 yield EpisodeKey.of(line), line.get("usage") or {}
 
     def raw_calls(self) -> Iterator[dict[str, Any]]:
-        """Call lines as stored, file by file (shards in name order), with each message as ``{"role", "sha256"}``
-        (runs named from the previous call put back)."""
+        """Call lines as stored, file by file (shards in name order).
+
+        Each message is ``{"role", "sha256"}`` (runs named from the previous call put back).
+        """
         for path in run_files(self.run_dir, CALLS_FILE):
             previous: dict[EpisodeKey, list[dict[str, str]]] = {}  # an episode's calls are in one file, in order
             for line in iter_jsonl(path):
@@ -398,8 +405,10 @@ class Transcript:
 
 
 class _MessageKeys:
-    """A call's messages as (role, sha256) keys, with where each key occurs: used as the previous call of the
-    next one, to compact it (:meth:`compact`)."""
+    """A call's messages as (role, sha256) keys, with where each key occurs.
+
+    Used as the previous call of the next one, to compact it (:meth:`compact`).
+    """
 
     __slots__ = ("keys", "positions")
 
@@ -412,9 +421,12 @@ class _MessageKeys:
             self.positions.setdefault(keys[position], []).append(position)
 
     def compact(self, keys: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], _MessageKeys]:
-        """The next call's messages (``keys``) as ``{"role", "sha256"}``, with each run of two or more that this
-        call also sent (in the same order) replaced by ``{"previous": [start, stop]}``, its place here (the
-        longest run wins where a message occurs twice); and the next call's own keys. This object is spent."""
+        """The next call's messages (``keys``) compacted against this call's, and the next call's own keys.
+
+        Messages are ``{"role", "sha256"}``, with each run of two or more that this call also sent (in the same
+        order) replaced by ``{"previous": [start, stop]}``, its place here (the longest run wins where a message
+        occurs twice). This object is spent.
+        """
         previous_keys, positions = self.keys, self.positions
         compact: list[dict[str, Any]] = []
         i = 0

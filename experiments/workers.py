@@ -64,8 +64,7 @@ class WorkerFinished:
 
 
 class ForwardingWriter:
-    """What a worker's streams write through (a :class:`~experiments.results.ResultSink`): the parent's writer,
-    over a queue.
+    """What a worker's streams write through: the parent's writer, over a queue (a ``ResultSink``).
 
     ``is_done`` answers from the parent's view when the worker started (plus what this worker finished);
     ``load_state`` reads the state files, which the parent writes before it writes an episode's row.
@@ -77,14 +76,17 @@ class ForwardingWriter:
         self.outbox = outbox
 
     def is_done(self, key: EpisodeKey) -> bool:
+        """Done in the parent's view when the worker started, or finished by this worker since."""
         return key in self.done
 
     def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
+        """The state the parent saved after episode ``key``, if any."""
         return load_state(self.run_dir, key)
 
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
                       agent_state: dict[str, Any] | None = None,
                       calls: EpisodeCalls | Iterable[dict[str, Any]] = ()) -> None:
+        """Send a finished episode to the parent (a :class:`~experiments.results.FinishedEpisode`)."""
         # The transcript lines travel as built (WrittenCalls), not as the records and their message dicts: the
         # parent would only build them again.
         written = (calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)).written()
@@ -92,6 +94,7 @@ class ForwardingWriter:
         self.done.add(EpisodeKey.of(row))
 
     def write_failure(self, row: dict[str, Any]) -> None:
+        """Send a failed episode's row to the parent."""
         self.outbox.put(FailedEpisode(row))
 
 
