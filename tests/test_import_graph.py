@@ -104,7 +104,7 @@ def test_the_checker_sees_a_cycle_and_a_private_import(tmp_path: Path) -> None:
 if __name__ == "__main__":
     modules = project_modules()
     graph, private = imports(modules)
-    print("cycles:", *(" <-> ".join(group) for group in cycles(graph)) or ["none"], sep="\n  ")
+    print("cycles:", *[" <-> ".join(group) for group in cycles(graph)] or ["none"], sep="\n  ")
     print("private imports across modules:", *private or ["none"], sep="\n  ")
     sizes = sorted(((len(path.read_text().splitlines()), name) for name, path in modules.items()), reverse=True)
     print("largest modules:", *(f"{lines:5d} {name}" for lines, name in sizes[:10]), sep="\n  ")
