@@ -81,7 +81,7 @@ def openai_compatible(
     with contextlib.ExitStack() as stack:
         response_cache = None
         if cache != "off":
-            response_cache = stack.enter_context(contextlib.closing(ResponseCache(cache_path, cache, cache_sampled)))  # type: ignore[arg-type]
+            response_cache = stack.enter_context(contextlib.closing(ResponseCache(cache_path, cache, cache_sampled)))  # type: ignore[arg-type]  # checked above
         yield LLMClient(model, transport, sampling=sampling, retry=retry, cache=response_cache,
                         price_per_million=(prices or {}).get(model))
 

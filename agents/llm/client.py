@@ -235,19 +235,19 @@ class LLMClient:
             request["logprobs"] = True
         cache = self.cache
         use_cache = cache is not None and not logprobs and (temperature == 0 or cache.sampled)
-        if use_cache:
+        if cache is not None and use_cache:
             cache_key = {**request, "base_url": self.transport.identity}
-            hit = cache.get(cache_key)  # type: ignore[union-attr]
+            hit = cache.get(cache_key)
             if hit is not None:
                 completion = _from_cache(request, hit, purpose)
                 self.usage += completion.usage
                 return completion
-            if cache.mode == "read":  # type: ignore[union-attr]
+            if cache.mode == "read":
                 logger.debug("cache miss in read-only mode; asking the model")
         completion = await self._request_n(request, purpose, session)
         self.usage += completion.usage
-        if use_cache and completion.texts:  # an empty answer is not worth replaying
-            cache.put(cache_key, {  # type: ignore[union-attr]
+        if cache is not None and use_cache and completion.texts:  # an empty answer is not worth replaying
+            cache.put(cache_key, {
                 "texts": completion.texts, "prompt_tokens": completion.usage.prompt_tokens,
                 "completion_tokens": completion.usage.completion_tokens,
                 "cached_prompt_tokens": completion.usage.cached_prompt_tokens})

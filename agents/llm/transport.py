@@ -194,7 +194,7 @@ class HTTPTransport:
             finally:
                 self.in_flight -= 1
                 if slot is not None:
-                    self._slots.release(slot)  # type: ignore[union-attr]
+                    self._slots.release(slot)  # type: ignore[union-attr]  # a slot comes only from _slots
             latency = time.perf_counter() - started
         return parse_reply(orjson.loads(content), latency)  # its JSONDecodeError is json's (retried alike)
 
