@@ -367,7 +367,7 @@ def _parse_discrete_by_rules(text: object, names: tuple[str, ...]) -> int | None
     for label in reversed(list(labels.finditer(text))):
         reading = _discrete_value_at(text, label.end(), names)
         if reading is not None:
-            return None if reading is _INVALID else reading  # type: ignore[return-value]
+            return None if reading is _INVALID else reading  # type: ignore[return-value]  # else an index
     named = _last_name_mentioned(text, names)
     if named is not None:
         return named
@@ -381,7 +381,7 @@ def _discrete_json_value(value: object, names: tuple[str, ...]) -> int | None:
         return None if number is None else _action_number(number, len(names))
     if isinstance(value, str):
         reading = _discrete_value_at(_without_placeholders(_visible_text(value) or ""), 0, names)
-        return None if reading is None or reading is _INVALID else reading  # type: ignore[return-value]
+        return None if reading is None or reading is _INVALID else reading  # type: ignore[return-value]  # an index
     return None  # null, true/false, a list or an object names no action
 
 
@@ -504,8 +504,8 @@ def parse_vector_action(text: object, names: Sequence[str]) -> list[float] | Non
     if found:
         if not keys <= set(found) or any(found[key] is None for key in keys):
             return None
-        values = [_finite_value(found[_actuator_key(name)]) for name in names]  # type: ignore[arg-type]
-        return None if any(v is None for v in values) else values  # type: ignore[return-value]
+        values = [_finite_value(found[_actuator_key(name)]) for name in names]  # type: ignore[arg-type]  # none is None
+        return None if any(v is None for v in values) else values  # type: ignore[return-value]  # no None left
     for label in reversed(list(_label_pattern(()).finditer(text))):
         tokens: list[re.Match[str]] = []
         position = label.end()
@@ -516,5 +516,5 @@ def parse_vector_action(text: object, names: Sequence[str]) -> list[float] | Non
             if len(tokens) != len(names):
                 return None
             values = [_finite_value(token) for token in tokens]
-            return None if any(v is None for v in values) else values  # type: ignore[return-value]
+            return None if any(v is None for v in values) else values  # type: ignore[return-value]  # no None left
     return None

@@ -214,7 +214,7 @@ def fewshot_trajectories(env_name: str, kind: PolicyKind, episodes: int = DEFAUL
     entry = env_entry(env_name)
     key = f"{entry.name}-{kind}-s{seed}-e{episodes}-t{token_budget}-{_source_fingerprint()}"
     if (text_options or {}).get("obfuscate"):  # the obfuscated variant's texts (textgym.obfuscation), named so
-        key += f"-obf{text_options['obfuscation_seed']}"  # type: ignore[index]
+        key += f"-obf{text_options['obfuscation_seed']}"  # type: ignore[index]  # set: obfuscate is
     extras = {**dict(base_kwargs or {}), **{f"text:{k}": v for k, v in dict(text_options or {}).items()}}
     if extras:
         key += f"-kw{_kwargs_fingerprint(extras)}"

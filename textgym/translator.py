@@ -328,7 +328,7 @@ class Translator(ABC):
         if self.is_vector:
             return np.clip(np.asarray(value, dtype=float), self.action_lows, self.action_highs).astype(
                 self.action_space.dtype)
-        clipped = min(max(float(value), self.action_low), self.action_high)  # type: ignore[arg-type]
+        clipped = min(max(float(value), self.action_low), self.action_high)  # type: ignore[arg-type]  # one number here
         return np.array([clipped], dtype=self.action_space.dtype)
 
     # ------------------------------------------------------------------ policies

@@ -75,7 +75,7 @@ class SharedTexts(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and self._texts() == tuple(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as the sequences it equals are
 
     def __deepcopy__(self, memo: dict[int, Any]) -> tuple[str, ...]:
         return self._texts()
