@@ -2,19 +2,30 @@
 
     python benchmarks/throughput.py                        # 50 ms server; 1, 8, 64, 256 streams; 0 ms CPU figure
     python benchmarks/throughput.py --streams 64 --latency-ms 50 --steps 40
+    python benchmarks/throughput.py --env blackjack --streams 64 --episodes 10 --workers 1 --no-cpu
     python -m cProfile -o /tmp/decide.prof benchmarks/throughput.py --only-cpu   # where our own time goes
+
+Where an episode boundary's time goes (short episodes: Blackjack is one to three decisions a hand), profiled in the
+process that plays the streams; rely on call counts and shares, not rates, on a loaded machine::
+
+    python -m cProfile -o /tmp/boundary.prof benchmarks/throughput.py --env blackjack --streams 64 --episodes 10 \
+        --workers 1 --no-cpu --ceiling-seconds 1
+    python -c "import pstats; pstats.Stats('/tmp/boundary.prof').sort_stats('tottime').print_stats(25)"
 
 It starts ``benchmarks/fixed_latency_server.py`` in a child process, then:
 
 1. **ceiling**: a bare asyncio client (raw streams, one keep-alive connection per stream) posting one fixed
    naive-agent-sized request in a loop: the requests/s the server and loopback allow;
-2. **streams**: the real ``textgym-eval`` path (``evaluate_async`` with a composed config: naive agent, MountainCar,
-   a fixed number of steps per episode since the scripted reply never reaches the goal, response cache off, result
-   files written to a temporary dir), in one process and with ``workers=2`` (``--workers``), and prints
-   decisions/s and requests/s over the whole run (start-up of the streams and their last writes included), and
-   requests/s while the server was busy (its first request's arrival to its last reply, from the server's
-   ``/stats``) with that figure's ratio to the ceiling's, counted the same way; and the mean turnaround, from a
-   reply to the same connection's next request (our side's time per decision, queueing in the event loop included);
+2. **streams**: the real ``textgym-eval`` path (``evaluate_async`` with a composed config: naive agent, the
+   ``--env`` (MountainCar by default: a fixed number of steps per episode since the scripted reply never reaches the
+   goal; CartPole ends in about nine steps and a Blackjack hand in one decision with that reply, so those are short
+   episodes, ``--episodes`` per stream), response cache off, result files written to a temporary dir), in one
+   process and with ``workers=2`` (``--workers``), and prints decisions/s and requests/s over the whole run
+   (start-up of the streams and their last writes included), and requests/s while the server was busy (its first
+   request's arrival to its last reply, from the server's ``/stats``) with that figure's ratio to the ceiling's,
+   counted the same way; the whole-run decisions/s over the busy requests/s (what start-up and wind-down cost); and
+   the mean turnaround, from a reply to the same connection's next request (our side's time per decision, queueing
+   in the event loop included);
 3. **own CPU per decision**: one stream against a 0 ms server, this process's CPU seconds per decision (the
    server runs in another process, so its time is not counted).
 """
@@ -40,7 +51,7 @@ from experiments.config import register_resolvers  # noqa: E402
 from experiments.run_agent import evaluate_async  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-ENV = "mountaincar"
+ENVS = ("mountaincar", "cartpole", "blackjack")  # long fixed episodes; ~9 steps; one decision a hand
 
 
 def bare_request_body() -> bytes:
@@ -91,18 +102,18 @@ def server_stats(base_url: str) -> tuple[float, float]:
     return rate, 1000 * busy["turnaround_s"] / max(busy["turnarounds"], 1)
 
 
-def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1):
+def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1, env: str = ENVS[0]):
     return compose("eval", overrides=[f"workers={workers}",
-        f"env={ENV}", "agent=naive", "llm=server", f"llm.base_url={base_url}", "llm.model=fixed", "llm.cache=off",
+        f"env={env}", "agent=naive", "llm=server", f"llm.base_url={base_url}", "llm.model=fixed", "llm.cache=off",
         f"seeds=[{','.join(map(str, range(streams)))}]", f"episodes={episodes}", f"max_steps={steps}",
         f"concurrency={streams}", "logger=none", "progress=false", "level=5",
     ])
 
 
-async def run_streams(streams: int, steps: int, episodes: int, base_url: str,
-                      workers: int = 1) -> tuple[int, int, float, float]:
+async def run_streams(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1,
+                      env: str = ENVS[0]) -> tuple[int, int, float, float]:
     """(decisions, requests, wall s, CPU s of this process) of ``streams`` streams through textgym-eval's code."""
-    cfg = eval_config(streams, steps, episodes, base_url, workers)
+    cfg = eval_config(streams, steps, episodes, base_url, workers, env)
     client = LLMClient("fixed", HTTPTransport(base_url, None, max_concurrency=streams))
     with tempfile.TemporaryDirectory() as run_dir:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -118,35 +129,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8, 64, 256])
-    parser.add_argument("--steps", type=int, default=100, help="decisions per episode")
-    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--env", choices=ENVS, default=ENVS[0],
+                        help="mountaincar: --steps decisions an episode; cartpole: ~9; blackjack: 1 (short episodes)")
+    parser.add_argument("--steps", type=int, default=100, help="decisions per episode (a cap where the env ends "
+                                                                "sooner)")
+    parser.add_argument("--episodes", type=int, default=1, help="consecutive episodes per stream")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="worker processes per run (1: one event loop); streams below 64 run in one only")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--cpu-steps", type=int, default=400, help="decisions for the 0 ms CPU figure")
     parser.add_argument("--only-cpu", action="store_true", help="just the 0 ms own-CPU figure (for profiling)")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the 0 ms own-CPU figure")
     args = parser.parse_args()
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         if not args.only_cpu:
             server, base_url = start_in_process(args.latency_ms)
             try:
-                print(f"server latency {args.latency_ms:.0f} ms, {args.steps} decisions per episode, env {ENV}")
+                print(f"server latency {args.latency_ms:.0f} ms, {args.steps} decisions per episode at most, "
+                      f"{args.episodes} episodes per stream, env {args.env}")
                 print(f"{'streams':>8} {'workers':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} "
-                      f"{'busy req/s':>11} {'ratio':>6} {'turnaround ms':>14}")
+                      f"{'busy req/s':>11} {'ratio':>6} {'whole/busy':>11} {'turnaround ms':>14}")
                 server_stats(base_url)
                 for streams in args.streams:
                     asyncio.run(ceiling(base_url, streams, args.ceiling_seconds))
                     top, _ = server_stats(base_url)
                     for workers in args.workers if streams >= 64 else [1]:
                         decisions, requests, wall, _ = asyncio.run(run_streams(streams, args.steps, args.episodes,
-                                                                               base_url, workers))
+                                                                               base_url, workers, args.env))
                         busy, turnaround = server_stats(base_url)
-                        print(f"{streams:>8} {workers:>8} {top:>14.0f} {decisions / wall:>12.0f} "
-                              f"{requests / wall:>11.0f} {busy:>11.0f} {busy / top:>6.2f} {turnaround:>14.1f}",
-                              flush=True)
+                        whole = decisions / wall
+                        print(f"{streams:>8} {workers:>8} {top:>14.0f} {whole:>12.0f} {requests / wall:>11.0f} "
+                              f"{busy:>11.0f} {busy / top:>6.2f} {whole / busy if busy else 0.0:>11.2f} "
+                              f"{turnaround:>14.1f}", flush=True)
             finally:
                 server.kill()
+        if args.no_cpu:
+            return
         server, base_url = start_in_process(0.0)
         try:
             decisions, _, wall, cpu = asyncio.run(run_streams(1, args.cpu_steps, 1, base_url))
