@@ -1,6 +1,6 @@
 """Does GRPO through TRL move a small model's policy on a TextGym task? SmolLM2-135M on Blackjack, on CPU.
 
-    python benchmarks/grpo_demo.py                    # the full run: 12 GRPO steps, 100 held-out seeds (~25 min)
+    python benchmarks/grpo_demo.py                    # the full run: 16 GRPO steps, 100 held-out seeds (~25 min)
     python benchmarks/grpo_demo.py --quick            # 1 step, 8 seeds: checks the code path (~4-8 min)
     python benchmarks/grpo_demo.py --steps 40 --eval-seeds 400 --train-layers 6 --threads 2
 
@@ -294,7 +294,7 @@ def grpo(model: Any, tokenizer: Any, vocabulary: ActionVocabulary, args: argpars
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12, help="GRPO steps")
+    parser.add_argument("--steps", type=int, default=16, help="GRPO steps")
     parser.add_argument("--eval-seeds", type=int, default=100, help="held-out evaluation seeds (>= 50 for figures)")
     parser.add_argument("--seeds-per-step", type=int, default=2, help="training seeds (GRPO groups) per step")
     parser.add_argument("--group", type=int, default=4, help="rollouts per seed (num_generations)")
