@@ -52,7 +52,6 @@ from experiments.results import DONE, FAILED, EpisodeKey, ResultSink, ResultsWri
 from experiments.run_agent import LLM_IDENTITY_KEYS, EvalOutcome
 from experiments.serve import chat_kwargs
 from experiments.transcripts import EpisodeCalls, tag_calls
-from experiments.variants import fold_obfuscation
 from textgym.chat import ChatEnv, Message, action_json_schema, parse_strict_reply
 from textgym.registration import env_entry
 
@@ -89,6 +88,7 @@ class Turn:
     logprobs: list[float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The turn as plain data (a ``steps.jsonl`` line's ``turns`` item)."""
         return dataclasses.asdict(self)
 
 
@@ -140,6 +140,7 @@ class Rollout:
 
     @property
     def invalid_replies(self) -> int:
+        """Replies that named no valid action (``invalid_replies`` of its ``episodes.jsonl`` row)."""
         return sum(turn.invalid for turn in self.turns)
 
 
@@ -219,9 +220,9 @@ class _Player:
             rollout.messages = list(messages)
             observation = info["observation"]
             step_turns: list[Turn] = []  # this env step's turns so far (a retry's corrections, then the played one)
+            step_started = own.usage  # what was spent before this env step's first turn
             done = False
             while not done:
-                before = own.usage
                 completion = await own.complete(
                     chat.messages, json_schema=self.json_schema, temperature=self.settings.temperature,
                     max_tokens=self.settings.max_tokens, session=(seed, index), logprobs=self.settings.logprobs)
@@ -238,8 +239,8 @@ class _Player:
                 step_turns.append(turn)
                 if played:
                     records.append(self._step_record(rollout.steps, observation, reply, info, step_turns,
-                                                     own.usage - before, terminated, truncated))
-                    observation, step_turns = info["observation"], []
+                                                     own.usage - step_started, terminated, truncated))
+                    observation, step_turns, step_started = info["observation"], [], own.usage
                     rollout.steps += 1
                     rollout.env_return += float(info["env_reward"])
             rollout.terminated, rollout.truncated = bool(terminated), bool(truncated)
@@ -257,8 +258,10 @@ class _Player:
 
     def _step_record(self, step: int, observation: str, reply: str, info: dict[str, Any], turns: list[Turn],
                      usage: Usage, terminated: bool, truncated: bool) -> dict[str, Any]:
-        """A ``steps.jsonl`` line in ``textgym-eval``'s fields (``textgym-replay`` steps the env with ``action_text``
-        and checks the rest), plus the turns that led to it."""
+        """A ``steps.jsonl`` line in ``textgym-eval``'s fields, plus the turns that led to it.
+
+        ``textgym-replay`` steps the env with ``action_text`` and checks the rest.
+        """
         invalid = bool(info["invalid_action"])
         # What ChatEnv handed the env: "" for an invalid reply (the env's documented fallback), the JSON text of a
         # strict reply, a lenient reply as it came.
@@ -367,8 +370,10 @@ def rollouts(client: LLMClient, env: str, level: int, seeds: Iterable[int], n: i
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The settings that change a rollout run's results (resuming under other ones is refused). Seeds and ``n``
-    may grow. ``same_reset_seed``: every rollout of a group starts from episode 0's reset seed."""
+    """The settings that change a rollout run's results: resuming under other ones is refused.
+
+    Seeds and ``n`` may grow. ``same_reset_seed``: every rollout of a group starts from episode 0's reset seed.
+    """
     llm = {key: cfg.llm.get(key) for key in LLM_IDENTITY_KEYS}
     if cfg.llm.get("provider") != "embedded":
         llm["base_url"] = cfg.llm.get("base_url")
@@ -386,7 +391,6 @@ def run_rollouts(cfg: DictConfig, run_dir: str | Path) -> EvalOutcome:
         Interrupted: SIGINT or SIGTERM (finished rollouts are saved; rerun to resume).
     """
     quiet_libraries()
-    fold_obfuscation(cfg)  # obfuscate=true: the obfuscated variant's env kwargs (experiments/variants.py)
     seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
     _check(cfg.env.name, cfg.level, seeds, cfg.n, cfg.concurrency, chat_kwargs(cfg)).close()
     writer = ResultsWriter(run_dir, identity=run_identity(cfg))
