@@ -16,8 +16,8 @@ Episodes of one L3 stream are not independent (the agent carries what it learned
 narrower than it should be; the report says so. Fewer than two episodes (or pairs) on either side: no interval.
 
 Written as a ``## Contamination`` section of ``report.md``, ``contamination.csv`` and ``contamination.png``
-(per env: each group's plain and obfuscated mean with its 95% t-interval as whiskers; a panel with nothing to draw
-says why).
+(per env: each group's plain and obfuscated mean with its 95% t-interval as whiskers, the difference and its interval
+written above; a panel with nothing to draw says why).
 """
 
 from __future__ import annotations
@@ -142,6 +142,10 @@ def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
+def _interval(low: float, high: float) -> str:
+    return "n/a" if math.isnan(low) else f"[{_fmt(low)}, {_fmt(high)}]"
+
+
 def _with_ci(mean: float, half: float) -> str:
     return _fmt(mean) + ("" if math.isnan(half) else f" ± {_fmt(half)}")
 
@@ -161,8 +165,7 @@ def contamination_markdown(table: list[ContaminationRow], any_obfuscated: bool) 
     lines = ["| env | level | agent | model | variant | plain (mean ± 95% CI) | episodes | obfuscated (mean ± 95% CI) "
              "| episodes | obfuscated - plain | 95% CI | CI method |", "|" + "---|" * 12]
     for r in table:
-        low, high = r.difference_ci_low, r.difference_ci_high
-        ci = "n/a" if math.isnan(low) else f"[{_fmt(low)}, {_fmt(high)}]"
+        ci = _interval(r.difference_ci_low, r.difference_ci_high)
         lines.append(f"| {r.env} | {r.level if r.level is not None else '-'} | {r.agent} | {r.llm_model} "
                      f"| {variant_name(r.obfuscation_seed)} | {_with_ci(r.plain_mean, r.plain_ci95)} "
                      f"| {r.plain_episodes} | {_with_ci(r.obfuscated_mean, r.obfuscated_ci95)} "
@@ -204,6 +207,10 @@ def contamination_figure(table: list[ContaminationRow], envs: list[str]) -> Any:
                     label="obfuscated")
         for i, r in enumerate(rows):
             ax.plot([i - 0.1, i + 0.1], [r.plain_mean, r.obfuscated_mean], color="gray", linewidth=0.8)
+            ci = _interval(r.difference_ci_low, r.difference_ci_high)
+            label = f"diff {_fmt(r.difference)}" + ("" if ci == "n/a" else f"\n{ci}")
+            ax.annotate(label, (i, max(r.plain_mean, r.obfuscated_mean)), textcoords="offset points",
+                        xytext=(0, 12), ha="center", fontsize=7)
         labels = [f"L{r.level} {r.agent}" + ("" if r.obfuscation_seed == 0 else f"\nobf s{r.obfuscation_seed}")
                   for r in rows]
         ax.set_xticks(x, labels, fontsize=8)

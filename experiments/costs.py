@@ -212,8 +212,8 @@ def cost_markdown(table: list[CostRow]) -> str:
             "$ from `llm.prices` (the embedded model, and any model without a price, cost $0). CPU-seconds: this "
             "process's CPU time while the language agents played (the embedded llama.cpp server included, a remote "
             "server's not), shared among groups by their episodes' wall time; `n/a (not recorded)` for runs "
-            "without a `cpu_time.json` (textgym-eval on its own). PPO's point: its training (once) plus an "
-            "evaluation episode.\n\n")
+            "without a `cpu_time.json` (textgym-eval on its own). Wall s/ep: each episode's own duration; streams "
+            "play at once, so they overlap. PPO's point: its training (once) plus an evaluation episode.\n\n")
     if not table:
         return head + "No finished episodes.\n"
     lines = ["| env | level | agent | model | variant | normalized | tokens/ep | $/ep | wall s/ep | CPU s/ep "
