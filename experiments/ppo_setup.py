@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import inspect
 import logging
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -23,6 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import LinearSchedule
 from tqdm import tqdm
 
+from experiments.progress import is_terminal
 from textgym.registration import env_entry
 from textgym.wrapper import make_base_env, make_text_env
 
@@ -141,7 +143,9 @@ class TrainingMonitor(BaseCallback):
         self._handle = self.curve_path.open("w", newline="")
         self._writer = csv.DictWriter(self._handle, fieldnames=CURVE_FIELDS)
         self._writer.writeheader()
-        self._bar = tqdm(total=self.total_timesteps, desc="ppo", unit="step", disable=not self.progress)
+        # Off a terminal the bar would write its redraws into a log: the tenth-of-the-run log lines say enough there.
+        self._bar = tqdm(total=self.total_timesteps, desc="ppo", unit="step",
+                         disable=not self.progress or not is_terminal(sys.stderr))
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-__all__ = ["RunProgress"]
+__all__ = ["RunProgress", "is_terminal"]
 
 MAX_GROUPS_SHOWN = 3
 
@@ -57,7 +57,7 @@ class RunProgress:
         self.client: Any | None = None  # an LLMClient whose counters the status line shows
         self.desc = desc
         self.file = file if file is not None else sys.stderr
-        self.lines = enabled and not _is_terminal(self.file)
+        self.lines = enabled and not is_terminal(self.file)
         self.summary_every_s = summary_every_s
         self._started = self._last_summary = time.monotonic()
         self._closed = False
@@ -162,7 +162,8 @@ class RunProgress:
         self._bar.close()
 
 
-def _is_terminal(file: TextIO) -> bool:
+def is_terminal(file: TextIO) -> bool:
+    """Whether ``file`` is a terminal (progress bars redraw there; elsewhere they would fill a log with redraws)."""
     try:
         return file.isatty()
     except (AttributeError, ValueError):  # no isatty, or closed

@@ -195,3 +195,15 @@ def test_cartpole_cli_reaches_the_zoo_score(tmp_path: Path) -> None:
     assert (run_dir / "model.zip").exists() and (run_dir / ".hydra" / "config.yaml").exists()
     assert all(r["env_steps_trained"] >= 100_000 for r in rows)
     assert np.mean([r["return"] for r in rows]) >= 475
+
+
+def test_training_progress_off_a_terminal_writes_no_redraws(tmp_path: Path) -> None:
+    """Issue 24 item 11: with progress on and stderr a pipe (a log file), PPO's bar writes no carriage-return redraws;
+    the log still says how training goes."""
+    command = [sys.executable, "-m", "experiments.run_ppo", "env=cartpole", "logger=none", "progress=true",
+               "ppo.n_envs=2", "ppo.n_timesteps=1024", "ppo.model.n_steps=64", "eval_seeds=[0]", "eval_episodes=1",
+               f"results_dir={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\r" not in result.stderr and "\r" not in result.stdout
+    assert (tmp_path / "ppo" / "cartpole-s0" / "learning_curve.csv").exists()
