@@ -52,6 +52,7 @@ from experiments.results import DONE, FAILED, EpisodeKey, ResultSink, ResultsWri
 from experiments.run_agent import LLM_IDENTITY_KEYS, EvalOutcome
 from experiments.serve import chat_kwargs
 from experiments.transcripts import EpisodeCalls, tag_calls
+from experiments.variants import fold_obfuscation, obfuscation_seed
 from textgym.chat import ChatEnv, Message, action_json_schema, parse_strict_reply
 from textgym.registration import env_entry
 
@@ -275,10 +276,11 @@ class _Player:
                 "replies": [turn.reply for turn in turns], "turns": [turn.as_dict() for turn in turns]}
 
 
-def _row(env: str, env_id: str, level: int, model: str, rollout: Rollout) -> dict[str, Any]:
-    """The rollout's ``episodes.jsonl`` row (``textgym-eval``'s schema)."""
+def _row(env: str, env_id: str, level: int, model: str, rollout: Rollout, variant: int | None) -> dict[str, Any]:
+    """The rollout's ``episodes.jsonl`` row (``textgym-eval``'s schema); ``variant``: its obfuscation seed."""
     invalid_actions = sum(turn.invalid for turn in rollout.turns if turn.env_step is not None)
-    common = dict(kind="agent", env=env, env_id=env_id, level=level, agent=AGENT, llm_model=model, seed=rollout.seed,
+    common = dict(kind="agent", env=env, env_id=env_id, level=level, agent=AGENT, llm_model=model,
+                  obfuscation_seed=variant, seed=rollout.seed,
                   episode=rollout.index, steps=rollout.steps, invalid_actions=invalid_actions,
                   invalid_replies=rollout.invalid_replies, wall_time_s=round(rollout.wall_time_s, 3),
                   **_usage_fields(rollout.usage))
@@ -321,7 +323,8 @@ async def play_rollouts(client: LLMClient, env: str, level: int, seeds: Iterable
     probe.close()
     entry = env_entry(env)
     player = _Player(client, env, level, chat, settings, spec)
-    keys = [EpisodeKey(entry.name, level, AGENT, seed, index, llm_model=client.model)
+    variant = obfuscation_seed(chat)  # the chat options carry the env's make kwargs
+    keys = [EpisodeKey(entry.name, level, AGENT, seed, index, llm_model=client.model, obfuscation_seed=variant)
             for seed in seeds for index in range(n)]
     todo = [key for key in keys if sink is None or not sink.is_done(key)]
     group = f"{entry.name} L{level} {AGENT}"
@@ -333,7 +336,7 @@ async def play_rollouts(client: LLMClient, env: str, level: int, seeds: Iterable
         async with gate:
             rollout, records, calls = await player.play(key.seed, key.episode)
         if sink is not None:
-            row = _row(entry.name, entry.text_id, level, client.model, rollout)
+            row = _row(entry.name, entry.text_id, level, client.model, rollout, variant)
             if rollout.status == DONE:
                 sink.write_episode(row, records, None, calls=calls)
             else:
@@ -391,6 +394,7 @@ def run_rollouts(cfg: DictConfig, run_dir: str | Path) -> EvalOutcome:
         Interrupted: SIGINT or SIGTERM (finished rollouts are saved; rerun to resume).
     """
     quiet_libraries()
+    fold_obfuscation(cfg)  # obfuscate=true: the obfuscated variant's env kwargs (experiments/variants.py)
     seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
     _check(cfg.env.name, cfg.level, seeds, cfg.n, cfg.concurrency, chat_kwargs(cfg)).close()
     writer = ResultsWriter(run_dir, identity=run_identity(cfg))
@@ -416,9 +420,11 @@ def run_rollouts(cfg: DictConfig, run_dir: str | Path) -> EvalOutcome:
             played = run_async(play())
         finally:
             progress.close()
-    failed = {EpisodeKey(cfg.env.name, cfg.level, AGENT, r.seed, r.index, llm_model=client.model): r.error or ""
+    variant = obfuscation_seed(cfg.env.kwargs)
+    failed = {EpisodeKey(cfg.env.name, cfg.level, AGENT, r.seed, r.index, llm_model=client.model,
+                         obfuscation_seed=variant): r.error or ""
               for r in played if r.status == FAILED}
-    keys = [EpisodeKey(cfg.env.name, cfg.level, AGENT, seed, index, llm_model=client.model)
+    keys = [EpisodeKey(cfg.env.name, cfg.level, AGENT, seed, index, llm_model=client.model, obfuscation_seed=variant)
             for seed in seeds for index in range(cfg.n)]
     outcome = EvalOutcome(writer.run_dir, writer.episodes_path, wanted=len(keys),
                           done=sum(writer.is_done(key) for key in keys), failed=failed, retries=dict(client.retries))

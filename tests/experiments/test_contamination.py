@@ -257,3 +257,19 @@ def test_compare_rejects_a_bad_obfuscate(tmp_path: Path, capsys) -> None:
         compare_main(["obfuscate=sometimes", f"results_dir={tmp_path}", "logger=none"])
     assert stopped.value.code == 2
     assert "obfuscate must be false, true or both, got 'sometimes'" in capsys.readouterr().err
+
+
+def test_rollout_obfuscate_override_names_its_run_dir_rows_and_replays(fake_llm, tmp_path: Path) -> None:
+    import io
+
+    from experiments.replay import parse_options
+    from experiments.replay import run as replay
+
+    run_cli(["experiments.rollout", "env=cartpole", "level=1", "seeds=[0]", "n=2", "max_steps=3", "obfuscate=true",
+             "llm=server", f"llm.base_url={fake_llm.base_url}", "llm.model=scripted", "progress=false",
+             f"results_dir={tmp_path}"], cwd=REPO_ROOT)
+    run_dir = tmp_path / "rollout" / "cartpole-L1-obf0"
+    assert [r["obfuscation_seed"] for r in iter_jsonl(run_dir / "episodes.jsonl")] == [0, 0]
+    out, err = io.StringIO(), io.StringIO()  # the run's env kwargs rebuild the obfuscated env, step for step
+    assert replay(parse_options([str(run_dir)]), out=out, err=err) == 0, err.getvalue()
+    assert "all 2 episodes match their recording" in out.getvalue()
