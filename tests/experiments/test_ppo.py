@@ -203,7 +203,7 @@ def test_training_progress_off_a_terminal_writes_no_redraws(tmp_path: Path) -> N
     command = [sys.executable, "-m", "experiments.run_ppo", "env=cartpole", "logger=none", "progress=true",
                "ppo.n_envs=2", "ppo.n_timesteps=1024", "ppo.model.n_steps=64", "eval_seeds=[0]", "eval_episodes=1",
                f"results_dir={tmp_path}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "\r" not in result.stderr and "\r" not in result.stdout
+    result = subprocess.run(command, capture_output=True, timeout=300, cwd=tmp_path)  # bytes: text mode hides \r
+    assert result.returncode == 0, result.stderr[-2000:].decode()
+    assert b"\r" not in result.stderr and b"\r" not in result.stdout
     assert (tmp_path / "ppo" / "cartpole-s0" / "learning_curve.csv").exists()
