@@ -36,18 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.llm.client import LLMClient, Sampling  # noqa: E402
 from agents.llm.transport import HTTPTransport  # noqa: E402
 from benchmarks.fixed_latency_server import start_in_process  # noqa: E402
-from benchmarks.throughput import CONF_DIR, ENV, ceiling, eval_config  # noqa: E402
+from benchmarks.throughput import CONF_DIR, ENVS, ceiling, eval_config  # noqa: E402
 from experiments.config import register_resolvers  # noqa: E402
 from experiments.results import ResultsWriter  # noqa: E402
 from experiments.rollout import RolloutSettings, play_rollouts  # noqa: E402
 from experiments.run_agent import evaluate_async  # noqa: E402
 
+ENV = ENVS[0]  # MountainCar: long episodes of a fixed length, as benchmarks/throughput.py's default
 LEVEL = 5  # as benchmarks/throughput.py's eval config
 
 
 async def eval_run(concurrency: int, steps: int, base_url: str) -> tuple[int, float]:
     """(decisions, wall s) of ``concurrency`` one-episode streams through textgym-eval's code."""
-    cfg = eval_config(concurrency, steps, 1, base_url)
+    cfg = eval_config(concurrency, steps, 1, base_url, env=ENV)
     client = LLMClient("fixed", HTTPTransport(base_url, None, max_concurrency=concurrency))
     with tempfile.TemporaryDirectory() as run_dir:
         wall = time.perf_counter()
