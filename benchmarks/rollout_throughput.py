@@ -11,7 +11,7 @@ action), then, ``--repeats`` times and interleaved so that a change in the machi
 2. **rollout**: ``textgym-rollout``'s path (:func:`experiments.rollout.play_rollouts` into a
    :class:`~experiments.results.ResultsWriter`: the same env, level, step cap and decisions, ``concurrency``
    rollouts in flight as ``concurrency / n`` seeds of ``n`` rollouts, ``constrained`` so the schema is sent too,
-   ``logprobs`` asked for, history ``all``).
+   ``logprobs`` asked for; ``--history``: ChatEnv's ``all`` by default, ``10`` is the naive agent's window).
 
 Both write their result and transcript files to a temporary dir. It prints decisions/s (env steps over the wall
 time, start-up and final writes included), the ratio rollout / eval of each pair, the bare client's ceiling
@@ -59,7 +59,7 @@ async def eval_run(concurrency: int, steps: int, base_url: str) -> tuple[int, fl
     return sum(row["steps"] for row in rows), wall
 
 
-async def rollout_run(concurrency: int, n: int, steps: int, base_url: str) -> tuple[int, float]:
+async def rollout_run(concurrency: int, n: int, steps: int, base_url: str, history: int | str) -> tuple[int, float]:
     """(decisions, wall s) of ``concurrency`` rollouts (``concurrency / n`` seeds of ``n``) through textgym-rollout's
     code, written to a run dir as the command writes them."""
     client = LLMClient("fixed", HTTPTransport(base_url, None, max_concurrency=concurrency),
@@ -68,7 +68,7 @@ async def rollout_run(concurrency: int, n: int, steps: int, base_url: str) -> tu
     with tempfile.TemporaryDirectory() as run_dir:
         wall = time.perf_counter()
         played = await play_rollouts(client, ENV, LEVEL, seeds, n, concurrency=concurrency,
-                                     chat={"max_episode_steps": steps},
+                                     chat={"max_episode_steps": steps, "history": history},
                                      settings=RolloutSettings(constrained=True, logprobs=True),
                                      sink=ResultsWriter(run_dir, identity={"benchmark": "rollout"}))
         wall = time.perf_counter() - wall
@@ -86,8 +86,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="rollouts per seed")
     parser.add_argument("--steps", type=int, default=100, help="decisions per episode")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--history", default="all", help="ChatEnv's history: all, or k steps (the naive agent: 10)")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     args = parser.parse_args()
+    history = args.history if args.history == "all" else int(args.history)
     if args.concurrency % args.n:
         parser.error(f"--concurrency ({args.concurrency}) must be a multiple of --n ({args.n})")
     register_resolvers()
@@ -97,11 +99,12 @@ def main() -> None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             top = asyncio.run(ceiling(base_url, args.concurrency, args.ceiling_seconds))
             print(f"{ENV} L{LEVEL}, {args.concurrency} in flight, server latency {args.latency_ms:.0f} ms, "
-                  f"{args.steps} decisions an episode; bare client ceiling {top:.0f} req/s")
+                  f"{args.steps} decisions an episode, rollout history {history}; bare client ceiling {top:.0f} req/s")
             print(f"{'repeat':>6} {'eval dec/s':>11} {'rollout dec/s':>14} {'ratio':>6}")
             for repeat in range(args.repeats):
                 decisions, wall = asyncio.run(eval_run(args.concurrency, args.steps, base_url))
-                rolled, rollout_wall = asyncio.run(rollout_run(args.concurrency, args.n, args.steps, base_url))
+                rolled, rollout_wall = asyncio.run(rollout_run(args.concurrency, args.n, args.steps, base_url,
+                                                               history))
                 eval_rate, rollout_rate = decisions / wall, rolled / rollout_wall
                 print(f"{repeat:>6} {eval_rate:>11.0f} {rollout_rate:>14.0f} {rollout_rate / eval_rate:>6.2f}",
                       flush=True)
