@@ -21,14 +21,24 @@ readers take every ``episodes*.jsonl`` of a run dir.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from experiments.jsonl import append_jsonl, cut_torn_line, iter_jsonl, keep_jsonl_rows, run_files
+from experiments.jsonl import (
+    GroupCommit,
+    append_jsonl,
+    cut_torn_line,
+    iter_jsonl,
+    json_line,
+    keep_jsonl_rows,
+    run_files,
+    write_atomically,
+)
 from experiments.keys import EpisodeKey, Shard
 from experiments.transcripts import CALLS_FILE, TEXTS_FILE, EpisodeCalls, TranscriptWriter, WrittenCalls
 
@@ -172,6 +182,17 @@ class ResultSink(Protocol):
         """Record an episode that could not finish (a ``status="failed"`` row with its error)."""
         ...
 
+    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = ...,
+                       agent_state: dict[str, Any] | None = None,
+                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ...) -> Awaitable[None]:
+        """:meth:`write_episode` for a stream on an event loop: writes now, returns what to await until it is kept.
+
+        The parts are taken (queued or sent) before this returns, so the caller may go on with the next episode at
+        once; the awaitable ends once the episode is recorded for good, so a sink may share one disk flush among
+        the episodes finished together.
+        """
+        ...
+
 
 class RunIdentityError(ValueError):
     """A run dir holds results made with other settings."""
@@ -218,6 +239,8 @@ class ResultsWriter:
         # Steps of episodes that never finished are redone, so their old lines must go.
         keep_jsonl_rows(self.steps_path, lambda row: EpisodeKey.of(row) in self.done)
         self.transcripts = TranscriptWriter(self.shard_file(CALLS_FILE), self.shard_file(TEXTS_FILE), self.done)
+        self._commits = GroupCommit()
+        self._committing: set[EpisodeKey] = set()  # written by commit_episode, its episodes line not yet on disk
 
     def shard_file(self, name: str) -> Path:
         """``run_dir/name``, or this shard's own copy of it (``steps.jsonl`` -> ``steps.shard2of8.jsonl``)."""
@@ -254,11 +277,9 @@ class ResultsWriter:
 
         The calls are the records or the lines built from them (``experiments/transcripts.py``).
         """
-        key = EpisodeKey.of(row)
-        if key in self.done:
+        key = self._check_new(row)
+        if key is None:
             return
-        if row.get("status", DONE) != DONE:
-            raise ValueError(f"write_episode records finished episodes; use write_failure for {key}")
         if steps:
             append_jsonl(self.steps_path, ({**key.identity, **step} for step in steps))
         self.transcripts.write_episode(key, calls)
@@ -267,6 +288,47 @@ class ResultsWriter:
         append_jsonl(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
         self.done.add(key)
         self.failed.pop(key, None)
+
+    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                       agent_state: dict[str, Any] | None = None,
+                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> Awaitable[None]:
+        """:meth:`write_episode` with its disk work off the event loop and shared among episodes (group commit).
+
+        The lines and the state are built now (the caller's agent may change from here on) and queued; the returned
+        coroutine, awaited on this writer's one event loop, ends once the episode is on disk. The files get the same
+        lines in the same order as :meth:`write_episode` would write, with the same crash safety: the steps, calls,
+        texts and state are written and fsynced before the ``episodes.jsonl`` line is queued, and that line is
+        fsynced before the coroutine ends. Episodes finishing while a round is written share the next round.
+        """
+        key = self._check_new(row)
+        if key is None:
+            return asyncio.sleep(0)
+        appends = []
+        if steps:
+            appends.append((self.steps_path, b"".join(json_line({**key.identity, **step}) for step in steps)))
+        appends += self.transcripts.episode_appends(key, calls)
+        replaces = [] if agent_state is None else [(self.state_path(key), _state_bytes(agent_state))]
+        self._committing.add(key)
+        return self._commit(key, self._commits.submit(appends, replaces), json_line({"schema_version": SCHEMA_VERSION,
+                                                                                     **row}))
+
+    async def _commit(self, key: EpisodeKey, parts_written: Awaitable[None], episode_line: bytes) -> None:
+        try:
+            await parts_written
+            await self._commits.submit([(self.episodes_path, episode_line)])
+        finally:
+            self._committing.discard(key)
+        self.done.add(key)
+        self.failed.pop(key, None)
+
+    def _check_new(self, row: dict[str, Any]) -> EpisodeKey | None:
+        """The key of a finished episode's ``row`` to write, or ``None`` if it is recorded (or being recorded)."""
+        key = EpisodeKey.of(row)
+        if key in self.done or key in self._committing:
+            return None
+        if row.get("status", DONE) != DONE:
+            raise ValueError(f"write_episode records finished episodes; use write_failure for {key}")
+        return key
 
     def write_failure(self, row: dict[str, Any]) -> None:
         """Record an episode that could not finish (a ``status="failed"`` row): no steps, no state."""
@@ -284,15 +346,15 @@ class ResultsWriter:
 
     def save_state(self, key: EpisodeKey, state: dict[str, Any]) -> None:
         """Keep the agent's state after episode ``key`` (written atomically)."""
-        path = self.state_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, ensure_ascii=False))
-        tmp.replace(path)
+        write_atomically(self.state_path(key), _state_bytes(state))
 
     def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
         """The agent's state saved after episode ``key.episode``, if any."""
         return load_state(self.run_dir, key)
+
+
+def _state_bytes(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, ensure_ascii=False).encode("utf-8")
 
 
 def state_file(run_dir: Path, key: EpisodeKey) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +48,15 @@ def _usage_fields(usage: Usage) -> dict[str, Any]:
 def agent_episode_row(cfg: DictConfig, env_id: str, name: str, model: str | None, record: EpisodeRecord,
                       notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``episodes.jsonl`` row of a language agent's finished episode."""
+    return _agent_row(cfg.env.name, cfg.level, obfuscation_seed(cfg.env.kwargs), env_id, name, model, record, notes)
+
+
+def _agent_row(env: str, level: int, obfuscation: int | None, env_id: str, name: str, model: str | None,
+               record: EpisodeRecord, notes: dict[str, Any] | None) -> dict[str, Any]:
     return episode_row(
-        record.episode_return, kind="agent", env=cfg.env.name, env_id=env_id, level=cfg.level, agent=name,
+        record.episode_return, kind="agent", env=env, env_id=env_id, level=level, agent=name,
         llm_model=model, seed=record.seed, episode=record.episode_index, steps=record.steps,
-        obfuscation_seed=obfuscation_seed(cfg.env.kwargs), terminated=record.terminated,
+        obfuscation_seed=obfuscation, terminated=record.terminated,
         invalid_actions=record.invalid_actions, invalid_replies=record.invalid_replies,
         wall_time_s=round(record.wall_time_s, 3), notes=notes or {}, **_usage_fields(record.usage),
     )
@@ -87,11 +92,20 @@ class StreamSetup:
         if cfg.max_steps is not None:
             self.env_kwargs["max_episode_steps"] = cfg.max_steps
         self.group = f"{cfg.env.name} L{cfg.level} {self.agent}"  # its line in the progress display
+        # Read once: a config lookup costs tens of microseconds, and keys and rows are made for every episode.
+        self.env_name: str = cfg.env.name
+        self.level: int = cfg.level
+        self.obfuscation_seed = obfuscation_seed(cfg.env.kwargs)
 
     def key(self, seed: int, episode: int) -> EpisodeKey:
         """The key of episode ``episode`` of ``seed``'s stream."""
-        return EpisodeKey(self.cfg.env.name, self.cfg.level, self.agent, seed, episode, llm_model=self.model,
-                          obfuscation_seed=obfuscation_seed(self.cfg.env.kwargs))
+        return EpisodeKey(self.env_name, self.level, self.agent, seed, episode, llm_model=self.model,
+                          obfuscation_seed=self.obfuscation_seed)
+
+    def episode_row(self, record: EpisodeRecord, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``episodes.jsonl`` row of a finished episode (:func:`agent_episode_row` for this run)."""
+        return _agent_row(self.env_name, self.level, self.obfuscation_seed, self.env_id, self.agent, self.model,
+                          record, notes)
 
     def keys(self, seeds: list[int]) -> list[EpisodeKey]:
         """Every episode of ``seeds``' streams, stream by stream."""
@@ -157,9 +171,30 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: LLMClient |
         failures[key] = row["error"]
 
     async def play_stream(seed: int, keys: list[EpisodeKey], agent: Agent, env: gym.Env) -> None:
+        # The episodes written but not yet on disk: the stream plays on meanwhile (an fsync takes as long as a
+        # decision or more), and waits for them before it ends.
+        commits: list[asyncio.Task[None]] = []
+        try:
+            await play_episodes(seed, keys, agent, env, commits)
+        finally:
+            await asyncio.gather(*commits)
+
+    async def counted(row: dict[str, Any], written: Awaitable[None]) -> None:
         nonlocal logged
+        await written
+        # Counted as finished only now that the sink has it for good (on disk, or with the parent that writes it).
+        progress.episode_finished(setup.group)
+        if wandb_run is not None:
+            logged += 1
+            log_episode(wandb_run, row, logged)
+
+    async def play_episodes(seed: int, keys: list[EpisodeKey], agent: Agent, env: gym.Env,
+                            commits: list[asyncio.Task[None]]) -> None:
         played_previous = False  # whether the agent object already holds what the previous episode taught
         for key in keys:
+            for written in commits:
+                if written.done():
+                    written.result()  # a commit that failed (a full disk) stops the stream here
             if sink.is_done(key):
                 played_previous = False
                 continue
@@ -175,7 +210,7 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: LLMClient |
                                        key.stream, key.episode)
                 record = await run_episode(env, agent, seed, key.episode, cfg.episodes, on_step=attempt.on_step,
                                            same_reset_seed=setup.same_reset_seed)
-                row = agent_episode_row(cfg, setup.env_id, setup.agent, setup.model, record, agent.episode_notes())
+                row = setup.episode_row(record, agent.episode_notes())
             except Exception as error:  # noqa: BLE001 - whatever the client or agent raised ends this stream only
                 row = setup.failed_row(key, error, attempt)
                 record_failure(key, row)
@@ -184,12 +219,10 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: LLMClient |
                 logger.warning("seed %d episode %d failed: %s%s", seed, key.episode, row["error"],
                                f" ({later} later episodes of this stream not run)" if later else "")
                 return
-            sink.write_episode(row, record.step_records, agent.state(), calls=record.calls)
+            # The sink takes the episode now (the agent plays on and changes); it is kept for good later.
+            written = sink.commit_episode(row, record.step_records, agent.state(), calls=record.calls)
+            commits.append(asyncio.get_running_loop().create_task(counted(row, written)))
             played_previous = True
-            progress.episode_finished(setup.group)
-            if wandb_run is not None:
-                logged += 1
-                log_episode(wandb_run, row, logged)
 
     async def stream(seed: int) -> None:
         keys = [setup.key(seed, k) for k in range(cfg.episodes)]

@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from experiments.jsonl import append_jsonl, cut_torn_line, iter_jsonl, keep_jsonl_rows, run_files
+from experiments.jsonl import append_bytes, cut_torn_line, iter_jsonl, json_line, keep_jsonl_rows, run_files
 from experiments.keys import EpisodeKey
 
 __all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "EpisodeCalls", "WrittenCalls", "TranscriptWriter", "Transcript",
@@ -134,19 +134,35 @@ class TranscriptWriter:
         Raises:
             ValueError: a record without messages or phase; nothing is written then.
         """
+        for path, data in self.episode_appends(key, calls):
+            append_bytes(path, data)
+
+    def episode_appends(self, key: EpisodeKey,
+                        calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]]) -> list[tuple[Path, bytes]]:
+        """What recording ``key``'s calls appends, as ``(file, lines)`` in writing order; the texts count as stored.
+
+        For a caller that writes them itself (``ResultsWriter.commit_episode``, in its group commit): it must write
+        them all, in this order, before it writes anything else through this writer.
+
+        Raises:
+            ValueError: a record without messages or phase; nothing is counted then.
+        """
         episode = calls if isinstance(calls, (EpisodeCalls, WrittenCalls)) else EpisodeCalls(calls)
         if not episode.lines:
-            return
+            return []
         new_texts: dict[str, dict[str, Any]] = {}
         for sha, text in episode.texts.items():
             if sha not in self._known and sha not in new_texts:
                 self._store(text, sha, new_texts)
+        appends = []
         # Texts first: a call line never points at a text that is not on disk.
         if new_texts:
-            append_jsonl(self.texts_path, ({"sha256": sha, **entry} for sha, entry in new_texts.items()))
+            appends.append((self.texts_path, b"".join(json_line({"sha256": sha, **entry})
+                                                      for sha, entry in new_texts.items())))
             self._known.update(new_texts)
         head = {"schema_version": TRANSCRIPT_SCHEMA_VERSION, **key.identity}
-        append_jsonl(self.calls_path, ({**head, **line} for line in episode.lines))
+        appends.append((self.calls_path, b"".join(json_line({**head, **line}) for line in episode.lines)))
+        return appends
 
     def _store(self, text: str, sha: str, new_texts: dict[str, dict[str, Any]]) -> None:
         """Add the new ``text`` to ``new_texts``: whole, or as references to its lines when it is long."""

@@ -21,7 +21,7 @@ import logging
 import multiprocessing
 import queue as queue_module
 import signal
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,13 @@ class ForwardingWriter:
         written = (calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)).written()
         self.outbox.put(FinishedEpisode(row, list(steps), agent_state, written))
         self.done.add(EpisodeKey.of(row))
+
+    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+                       agent_state: dict[str, Any] | None = None,
+                       calls: EpisodeCalls | Iterable[dict[str, Any]] = ()) -> Awaitable[None]:
+        """Send a finished episode to the parent, which commits it (:meth:`write_episode`); nothing to wait for."""
+        self.write_episode(row, steps, agent_state, calls)
+        return asyncio.sleep(0)
 
     def write_failure(self, row: dict[str, Any]) -> None:
         """Send a failed episode's row to the parent."""
@@ -183,6 +190,7 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
                 sink.handle(outbox.get(timeout=POLL_S))
         for process in processes:
             process.join(timeout=5)
+        await sink.drain()
     return failures
 
 
@@ -193,15 +201,19 @@ class _Sink:
                  failures: dict[EpisodeKey, str], wandb_run: Any) -> None:
         self.writer, self.client, self.progress, self.group = writer, client, progress, group
         self.failures, self.wandb_run, self.logged = failures, wandb_run, 0
+        self.commits: set[asyncio.Task[None]] = set()
 
     def handle(self, message: FinishedEpisode | FailedEpisode | WorkerCounters | WorkerFinished) -> int:
-        """Write one worker message; 1 when it says that worker is finished."""
+        """Write one worker message; 1 when it says that worker is finished.
+
+        A finished episode is committed in a task of its own, so the episodes arriving together share their
+        fsyncs (group commit, ``ResultsWriter.commit_episode``); :meth:`drain` waits for them all.
+        """
         if isinstance(message, FinishedEpisode):
-            self.writer.write_episode(*message)
-            self.progress.episode_finished(self.group)
-            if self.wandb_run is not None:
-                self.logged += 1
-                log_episode(self.wandb_run, message.row, self.logged)
+            written = self.writer.commit_episode(*message)  # written in arrival order, kept for good later
+            task = asyncio.get_running_loop().create_task(self._counted(message, written))
+            self.commits.add(task)
+            task.add_done_callback(self.commits.discard)
         elif isinstance(message, FailedEpisode):
             self.writer.write_failure(message.row)
             self.failures[EpisodeKey.of(message.row)] = message.row["error"]
@@ -211,3 +223,15 @@ class _Sink:
             self.client.retries.update(message.retries)
             self.client.failures += message.failures
         return int(isinstance(message, WorkerFinished))
+
+    async def _counted(self, message: FinishedEpisode, written: Awaitable[None]) -> None:
+        await written
+        self.progress.episode_finished(self.group)
+        if self.wandb_run is not None:
+            self.logged += 1
+            log_episode(self.wandb_run, message.row, self.logged)
+
+    async def drain(self) -> None:
+        """Wait until every finished episode received is on disk (raising what a commit raised)."""
+        while self.commits:
+            await asyncio.gather(*self.commits)
