@@ -1,6 +1,6 @@
 """Does GRPO through TRL move a small model's policy on a TextGym task? SmolLM2-135M on Blackjack, on CPU.
 
-    python benchmarks/grpo_demo.py                    # the full run: 16 GRPO steps, 100 held-out seeds (~25 min)
+    python benchmarks/grpo_demo.py                    # the full run: 10 GRPO steps, 60 held-out seeds (~25 min)
     python benchmarks/grpo_demo.py --quick            # 1 step, 8 seeds: checks the code path (~4-8 min)
     python benchmarks/grpo_demo.py --steps 40 --eval-seeds 400 --train-layers 6 --threads 2
 
@@ -256,6 +256,13 @@ def ppo_returns(steps: int, seeds: list[int]) -> tuple[list[float], int]:
 # ---- the run ------------------------------------------------------------------------------------------------------
 
 
+def show(name: str, returns: list[float]) -> list[float]:
+    """Print ``name``'s mean return with its 95% CI and win rate (at once: a long run shows each as it comes)."""
+    mean, half = mean_ci(returns)
+    print(f"  {name:<32} {mean:+.3f} +- {half:.3f}   win rate {np.mean(np.asarray(returns) > 0):.2f}", flush=True)
+    return returns
+
+
 @contextmanager
 def phase(name: str, cpu: dict[str, tuple[float, float]]):
     """Records the phase's CPU seconds (this process, all threads) and wall seconds."""
@@ -294,8 +301,8 @@ def grpo(model: Any, tokenizer: Any, vocabulary: ActionVocabulary, args: argpars
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=16, help="GRPO steps")
-    parser.add_argument("--eval-seeds", type=int, default=100, help="held-out evaluation seeds (>= 50 for figures)")
+    parser.add_argument("--steps", type=int, default=10, help="GRPO steps")
+    parser.add_argument("--eval-seeds", type=int, default=60, help="held-out evaluation seeds (>= 50 for figures)")
     parser.add_argument("--seeds-per-step", type=int, default=2, help="training seeds (GRPO groups) per step")
     parser.add_argument("--group", type=int, default=4, help="rollouts per seed (num_generations)")
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -325,39 +332,37 @@ def main() -> None:
         messages, _ = evaluator.chat.reset(seed=eval_seeds[0])
         cached, full = evaluator.p_hit(messages), evaluator.full_prompt_p_hit(messages)
         assert abs(cached - full) < 1e-4, f"the reused briefing changed P(hit): {cached} vs {full}"
-    with phase("evaluation before", cpu):
-        before = evaluator.play(eval_seeds)
-    with tempfile.TemporaryDirectory() as scratch, phase("GRPO", cpu):
-        seen = grpo(model, tokenizer, vocabulary, args, Path(args.out_dir or scratch))
-    with phase("evaluation after", cpu):
-        evaluator = GreedyEvaluator(model, tokenizer, vocabulary)  # the briefing's keys and values, trained
-        after = evaluator.play(eval_seeds)
-    with phase("PPO", cpu):
-        ppo, ppo_steps = ppo_returns(args.ppo_steps, eval_seeds)
     expert_env = ChatEnv(ENV, LEVEL)
     expert = expert_env.translator.expert_policy(expert_env.env)
     rng = np.random.default_rng(0)
-    references = {"basic strategy (expert)": numeric_returns(expert, eval_seeds),
-                  "always stick": numeric_returns(lambda obs: 0, eval_seeds),
-                  "random": numeric_returns(lambda obs: int(rng.integers(2)), eval_seeds)}
-
-    print(f"\nmean return per hand on {len(eval_seeds)} held-out seeds (95% CI)")
-    rows = [("SmolLM2 before GRPO (greedy)", before["returns"]), ("SmolLM2 after GRPO (greedy)", after["returns"]),
-            (f"PPO ({ppo_steps} env steps)", ppo), *references.items()]
-    for name, returns in rows:
-        mean, half = mean_ci(returns)
-        wins = np.mean(np.asarray(returns) > 0)
-        print(f"  {name:<32} {mean:+.3f} +- {half:.3f}   win rate {wins:.2f}")
+    rows = {"basic strategy (expert)": numeric_returns(expert, eval_seeds),
+            "always stick": numeric_returns(lambda obs: 0, eval_seeds),
+            "random": numeric_returns(lambda obs: int(rng.integers(2)), eval_seeds)}
+    print(f"mean return per hand on {len(eval_seeds)} held-out seeds (95% CI), each as soon as it is known:")
+    for name, returns in rows.items():
+        show(name, returns)
+    with phase("evaluation before", cpu):
+        before = evaluator.play(eval_seeds)
+    rows["SmolLM2 before GRPO (greedy)"] = show("SmolLM2 before GRPO (greedy)", before["returns"])
+    print(f"  policy before: {hit_rates(before['decisions'])}", flush=True)
+    with tempfile.TemporaryDirectory() as scratch, phase("GRPO", cpu):
+        seen = grpo(model, tokenizer, vocabulary, args, Path(args.out_dir or scratch))
+    if seen["returns"]:
+        returns, third = seen["returns"], max(1, len(seen["returns"]) // 3)
+        print(f"  training rollouts: {len(returns)} episodes, {sum(seen['env_steps'])} env steps; mean return first "
+              f"third {np.mean(returns[:third]):+.3f}, last third {np.mean(returns[-third:]):+.3f}", flush=True)
+    with phase("evaluation after", cpu):
+        evaluator = GreedyEvaluator(model, tokenizer, vocabulary)  # the briefing's keys and values, trained
+        after = evaluator.play(eval_seeds)
+    rows["SmolLM2 after GRPO (greedy)"] = show("SmolLM2 after GRPO (greedy)", after["returns"])
+    print(f"  policy after:  {hit_rates(after['decisions'])}")
     diff, half = mean_ci(np.asarray(after["returns"]) - np.asarray(before["returns"]))
     changed = sum(a != b for a, b in zip(after["returns"], before["returns"], strict=True))
     print(f"  paired difference after - before: {diff:+.3f} +- {half:.3f} ({changed} of {len(eval_seeds)} hands "
-          f"ended differently)")
-    print(f"policy before: {hit_rates(before['decisions'])}")
-    print(f"policy after:  {hit_rates(after['decisions'])}")
-    if seen["returns"]:
-        returns, third = seen["returns"], max(1, len(seen["returns"]) // 3)
-        print(f"training rollouts: {len(returns)} episodes, {sum(seen['env_steps'])} env steps; mean return first "
-              f"third {np.mean(returns[:third]):+.3f}, last third {np.mean(returns[-third:]):+.3f}")
+          f"ended differently)", flush=True)
+    with phase("PPO", cpu):
+        ppo, ppo_steps = ppo_returns(args.ppo_steps, eval_seeds)
+    rows[f"PPO ({ppo_steps} env steps)"] = show(f"PPO ({ppo_steps} env steps)", ppo)
     total_cpu, total_wall = time.process_time() - started_cpu, time.perf_counter() - started_wall
     print("CPU time: " + ", ".join(f"{name} {c:.0f} s ({w:.0f} s wall)" for name, (c, w) in cpu.items())
           + f"; total {total_cpu:.0f} s CPU, {total_wall:.0f} s wall; load average {os.getloadavg()[0]:.2f}")
