@@ -1,0 +1,1 @@
+"""The harness: Hydra runners (textgym-eval, -ppo, -compare, ...), their result files, reports and viewers."""

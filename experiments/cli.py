@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -216,7 +216,7 @@ def unknown_choice(config_name: str, overrides: Sequence[str]) -> str | None:
     Only the groups in ``conf/<config_name>.yaml``'s defaults list are checked; whatever else is wrong Hydra
     reports itself.
     """
-    defaults = OmegaConf.load(CONF_DIR / f"{config_name}.yaml").get("defaults", [])
+    defaults = cast(DictConfig, OmegaConf.load(CONF_DIR / f"{config_name}.yaml")).get("defaults", [])
     groups = {next(iter(entry)) for entry in defaults if OmegaConf.is_dict(entry) or isinstance(entry, dict)}
     try:
         parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])

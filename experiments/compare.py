@@ -197,9 +197,11 @@ class CompareOutcome:
 
     @property
     def ok(self) -> bool:
+        """Whether every part ran and every run finished its episodes."""
         return not self.failed_parts and all(run.ok for run in self.runs)
 
     def summary(self) -> str:
+        """The closing summary of the whole comparison: episodes done, failures, what did not run."""
         errors = [error for run in self.runs for error in run.failed.values()]
         text = format_summary(sum(run.done for run in self.runs), errors, sum(run.not_run for run in self.runs),
                               self.retries)

@@ -111,7 +111,10 @@ class CostRow:
     ppo_train_wall_s: float | None = None
 
 
-def _group(row: dict[str, Any]) -> tuple[str, Any, str, str, int | None]:
+GroupKey = tuple[str, Any, str, str, int | None]  # env, level, agent, model, obfuscation seed
+
+
+def _group(row: dict[str, Any]) -> GroupKey:
     return row["env"], row["level"], row["agent"], row.get("llm_model") or "-", row.get("obfuscation_seed")
 
 
@@ -123,14 +126,14 @@ def _cpu_records(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def _cpu_by_group(paths: Iterable[Path]) -> tuple[dict[tuple, float], dict[tuple, dict[str, float]]]:
+def _cpu_by_group(paths: Iterable[Path]) -> tuple[dict[GroupKey, float], dict[GroupKey, dict[str, float]]]:
     """(CPU-seconds of each language-agent group's episodes, PPO's training/evaluation record by group)."""
-    language: dict[tuple, float] = defaultdict(float)
-    ppo: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    language: dict[GroupKey, float] = defaultdict(float)
+    ppo: dict[GroupKey, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for directory, record in _cpu_records(paths):
         rows = load_episodes([directory])
         if LANGUAGE_AGENTS in record:  # shared by the groups in proportion to their episodes' wall time
-            wall: dict[tuple, float] = defaultdict(float)
+            wall: dict[GroupKey, float] = defaultdict(float)
             for row in rows:
                 if row["agent"] not in ANCHOR_AGENTS and row.get("kind") != "ppo":
                     wall[_group(row)] += float(row.get("wall_time_s") or 0.0)
@@ -157,7 +160,7 @@ def cost_rows(report: Sequence[ScoredGroup], rows: list[dict[str, Any]], paths: 
     Computed from the episode ``rows`` behind it and the ``cpu_time.json`` records under ``paths``.
     """
     language_cpu, ppo_cpu = _cpu_by_group(Path(p) for p in paths)
-    finished: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    finished: dict[GroupKey, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row.get("status", "done") == "done":
             finished[_group(row)].append(row)

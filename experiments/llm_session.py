@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -39,8 +39,8 @@ def llm_session(cfg: DictConfig, max_concurrency: int) -> Iterator[ChatModel]:
         raise ValueError("llm._target_ is not set: name the backend class, e.g. llm._target_=my_package.MyBackend")
     if missing:
         raise ValueError(f"llm.{missing[0]} must be set (e.g. llm.{missing[0]}=...)")
-    settings: dict[str, Any] = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items()
-                                if key not in RUN_ONLY_KEYS}  # type: ignore[union-attr]
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    settings: dict[str, Any] = {key: value for key, value in resolved.items() if key not in RUN_ONLY_KEYS}
     target = settings["_target_"]
     try:
         built = instantiate(settings, _convert_="all")

@@ -95,7 +95,7 @@ async def _play_stream(cfg: DictConfig, writer: ResultsWriter, seed: int, todo: 
         if state is not None:
             agent.load_state(state)
     # protocol=paper: every episode of the stream resets like episode 0 (passed only when set, see replay.reset_seed).
-    protocol = {"same_reset_seed": True} if _same_reset_seed(cfg) else {}
+    protocol: dict[str, Any] = {"same_reset_seed": True} if _same_reset_seed(cfg) else {}
     try:
         for key in todo:
             record = await run_episode(env, agent, seed, key.episode, cfg.episodes, **protocol)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -107,7 +107,7 @@ def _read_setup(run_dir: Path) -> RunSetup:
     config: dict[str, Any] = {}
     if hydra_path.exists():
         loaded = OmegaConf.to_container(OmegaConf.load(hydra_path), resolve=False)
-        config = loaded if isinstance(loaded, dict) else {}
+        config = cast(dict[str, Any], loaded) if isinstance(loaded, dict) else {}
     if identity_path.exists():
         identity = json.loads(identity_path.read_text())
     elif config:

@@ -235,8 +235,10 @@ def _new_tokens_cell(value: float | None) -> str:
 
 
 def markdown_table(report: list[ReportRow]) -> str:
-    """The report as a markdown table, one line per :class:`ReportRow`, then a note if any new prompt tokens
-    are unknown."""
+    """The report as a markdown table, one line per :class:`ReportRow`.
+
+    Then a note if any new prompt tokens are unknown.
+    """
     header = ("| env | level | agent | model | seeds | episodes | return (mean ± 95% CI) | last episode "
               "| normalized | invalid % | tokens/ep | prompt tokens/decision | new prompt tokens/decision | $/ep "
               "| failed |")
@@ -257,9 +259,11 @@ def markdown_table(report: list[ReportRow]) -> str:
 
 
 def failures_table(rows: list[dict[str, Any]], extra: Iterable[tuple[str, str]] = ()) -> str:
-    """Failed episodes grouped by env x level x agent x model and reason, plus ``extra`` (what, reason) lines
-    for parts that failed as a whole (``textgym-compare``: a PPO training, a group that could not start).
-    Empty when nothing failed."""
+    """Failed episodes grouped by env x level x agent x model and reason, plus ``extra`` (what, reason) lines.
+
+    ``extra`` names parts that failed as a whole (``textgym-compare``: a PPO training, a group that could not start).
+    Empty when nothing failed.
+    """
     counts = Counter((_group_key(row), str(row.get("error"))) for row in rows if not _is_done(row))
     extra = list(extra)
     if not counts and not extra:

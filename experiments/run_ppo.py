@@ -131,9 +131,8 @@ def play_episode(model: PPO, env: gym.Env, vecnorm: VecNormalize | None, reset_s
     total, steps, terminated, truncated = 0.0, 0, False, False
     while not (terminated or truncated):
         model_obs = vecnorm.normalize_obs(np.asarray(obs)) if vecnorm is not None else obs
-        action, _ = model.predict(model_obs, deterministic=True)
-        if isinstance(env.action_space, gym.spaces.Discrete):
-            action = int(action)
+        prediction, _ = model.predict(model_obs, deterministic=True)
+        action = int(prediction) if isinstance(env.action_space, gym.spaces.Discrete) else prediction
         obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         steps += 1

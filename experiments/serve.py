@@ -12,7 +12,7 @@ action's field, ``GET /sessions`` counts the live sessions. Config errors print 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -24,8 +24,8 @@ __all__ = ["chat_kwargs", "main", "serve"]
 
 def chat_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The :class:`~textgym.chat.ChatEnv` options of a serve config: ``chat.*``, the env's kwargs, the step cap."""
-    kwargs: dict[str, Any] = {**OmegaConf.to_container(cfg.chat, resolve=True),
-                              **OmegaConf.to_container(cfg.env.kwargs, resolve=True)}
+    kwargs: dict[str, Any] = {**cast(dict[str, Any], OmegaConf.to_container(cfg.chat, resolve=True)),
+                              **cast(dict[str, Any], OmegaConf.to_container(cfg.env.kwargs, resolve=True))}
     if cfg.max_steps is not None:
         kwargs["max_episode_steps"] = int(cfg.max_steps)
     return kwargs

@@ -192,9 +192,9 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: LLMClient |
                             commits: list[asyncio.Task[None]]) -> None:
         played_previous = False  # whether the agent object already holds what the previous episode taught
         for key in keys:
-            for written in commits:
-                if written.done():
-                    written.result()  # a commit that failed (a full disk) stops the stream here
+            for commit in commits:
+                if commit.done():
+                    commit.result()  # a commit that failed (a full disk) stops the stream here
             if sink.is_done(key):
                 played_previous = False
                 continue
