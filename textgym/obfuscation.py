@@ -230,10 +230,10 @@ class ObfuscatedTranslator(Translator):
         self.obfuscation = Obfuscation(spec, seed, inner.name, raw_digits, inner.action_digits,
                                        actuators if actuators > 1 else 0, discrete)
         names = self.obfuscation.action_names
-        self.action_names = tuple(names[i] for i in self.obfuscation.action_order)  # type: ignore[misc]
-        self.action_digits = inner.action_digits + EXTRA_DIGITS  # type: ignore[misc]
-        self.fallback_action_index = inner.fallback_action_index  # type: ignore[misc]
-        self.has_controller = inner.has_controller  # type: ignore[misc]
+        self.action_names = tuple(names[i] for i in self.obfuscation.action_order)  # type: ignore[misc]  # per variant
+        self.action_digits = inner.action_digits + EXTRA_DIGITS  # type: ignore[misc]  # per variant
+        self.fallback_action_index = inner.fallback_action_index  # type: ignore[misc]  # per variant
+        self.has_controller = inner.has_controller  # type: ignore[misc]  # per variant
         super().__init__(inner.env)
         self.options = {**inner.options, "obfuscate": True, "obfuscation_seed": seed}
         self.policy_file = inner.policy_file
@@ -295,7 +295,7 @@ class ObfuscatedTranslator(Translator):
             "task_name": ob.task_name, "obj": ob.names, "facts": dict(self.spec.facts),
             "labels": ob.labels, "display_order": ob.display_order,
             "value": lambda index, raw: self._shown(index, raw),
-            "change": lambda index, raw_delta: ob.maps[index].change(raw_delta),  # type: ignore[union-attr]
+            "change": lambda index, raw_delta: ob.maps[index].change(raw_delta),  # type: ignore[union-attr]  # mapped
             "trend": self._trend, "between": self._between, "rate": self._rate, "beyond": self._beyond,
             "raw": self._raw_formula, "action_maps": ob.action_maps, "action_order": ob.action_order,
             "motors": [(self.action_names[position], ob.action_maps[actuator])
@@ -326,7 +326,7 @@ class ObfuscatedTranslator(Translator):
     def _trend(self, index: int, raw_sign: float, rises: str = "rises", falls: str = "falls") -> str:
         """The word for a raw change of sign ``raw_sign`` as the shown quantity ``index`` moves."""
         mapping = self.obfuscation.maps[index]
-        return rises if raw_sign * mapping.scale > 0 else falls  # type: ignore[union-attr]
+        return rises if raw_sign * mapping.scale > 0 else falls  # type: ignore[union-attr]  # a mapped quantity
 
     def _between(self, index: int, raw_low: float, raw_high: float) -> str:
         """``"between A and B"`` for a raw range, smaller shown end first (a negative scale swaps them)."""
@@ -335,13 +335,13 @@ class ObfuscatedTranslator(Translator):
 
     def _rate(self, index: int, raw_rate: float, digits: int = 2) -> str:
         """A raw rate of change of quantity ``index`` (per step) in shown units, signed: ``"+0.50"``."""
-        text = fixed(self.obfuscation.maps[index].scale * raw_rate, digits)  # type: ignore[union-attr]
+        text = fixed(self.obfuscation.maps[index].scale * raw_rate, digits)  # type: ignore[union-attr]  # mapped
         return text if text.startswith("-") else f"+{text}"
 
     def _beyond(self, index: int, raw: float) -> str:
         """``"at least A"`` for ``raw value >= raw``, in shown terms (``"at most A"`` where the scale is negative)."""
         mapping = self.obfuscation.maps[index]
-        return f"{'at least' if mapping.scale > 0 else 'at most'} {mapping.text(raw)}"  # type: ignore[union-attr]
+        return f"{'at least' if mapping.scale > 0 else 'at most'} {mapping.text(raw)}"  # type: ignore[union-attr]  # mapped
 
     def _raw_formula(self, index: int) -> str:
         """How the raw value behind reading ``index`` is computed from it, e.g. ``"(zelm drift - 12.5) / 2.5"``."""
@@ -388,7 +388,7 @@ class ObfuscatedTranslator(Translator):
     def teaching_env(self) -> gym.Env:
         return self.inner.teaching_env()
 
-    def has_teaching(self) -> bool:  # type: ignore[override]
+    def has_teaching(self) -> bool:  # type: ignore[override]  # per instance: it reads this variant's templates
         """L5 exists where the plain env has teaching and the obfuscated guidance is written."""
         return self.inner.has_teaching() and self._template("guidance") is not None
 
