@@ -118,7 +118,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         try:
             loop.add_signal_handler(signal.SIGTERM, cancel)
         except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
-            received = None  # type: ignore[assignment]
+            received = None  # type: ignore[assignment]  # None: no handler, nothing to report
         try:
             return await coro
         except asyncio.CancelledError:

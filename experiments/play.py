@@ -86,7 +86,7 @@ async def _play_stream(cfg: DictConfig, writer: ResultsWriter, seed: int, todo: 
                        keys: list[EpisodeKey]) -> None:
     env_id = textgym.env_entry(cfg.env.name).text_id
     name = agent_name(cfg.agent._target_)
-    env = make_run_env(RunSetup(cfg.env.name, OmegaConf.to_container(cfg.env.kwargs, resolve=True),  # type: ignore[arg-type]
+    env = make_run_env(RunSetup(cfg.env.name, OmegaConf.to_container(cfg.env.kwargs, resolve=True),  # type: ignore[arg-type]  # a dict
                                 cfg.level, cfg.max_steps))
     agent_options = {"console": WrappingConsole()} if issubclass(agent_class(cfg.agent._target_), HumanAgent) else {}
     agent = instantiate(cfg.agent)(llm=None, seed=seed, **agent_options)

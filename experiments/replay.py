@@ -412,7 +412,7 @@ def parse_options(argv: Sequence[str]) -> ReplayOptions:
         raise ReplayError(f"unknown option {error.key!r}: the options are {', '.join(names)}") from error
     except OmegaConfBaseException as error:
         raise ReplayError(f"{error.full_key}: {str(error).splitlines()[0]}") from error
-    result = ReplayOptions(**OmegaConf.to_container(options))  # type: ignore[arg-type]
+    result = ReplayOptions(**OmegaConf.to_container(options))  # type: ignore[arg-type]  # a mapping's: a dict
     if bare:
         if result.run_dir is not None:
             raise ReplayError(f"two run dirs given: {bare[0]} and run_dir={result.run_dir}")

@@ -270,7 +270,7 @@ class ResultsWriter:
         """Whether ``key`` finished, in this run or an earlier one."""
         return key in self.done
 
-    def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
                       agent_state: dict[str, Any] | None = None,
                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> None:
         """Record a finished episode: its steps, LLM calls, the agent's state after it, then its summary line.
@@ -289,7 +289,7 @@ class ResultsWriter:
         self.done.add(key)
         self.failed.pop(key, None)
 
-    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
                        agent_state: dict[str, Any] | None = None,
                        calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> Awaitable[None]:
         """:meth:`write_episode` with its disk work off the event loop and shared among episodes (group commit).

@@ -70,7 +70,7 @@ def validate_ppo(cfg: DictConfig) -> None:
 
 
 def _env_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg.env.kwargs, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(cfg.env.kwargs, resolve=True)  # type: ignore[return-value]  # a mapping's: a dict
 
 
 def _normalize_kwargs(normalize: Any) -> dict[str, Any] | None:
@@ -87,7 +87,7 @@ def train(cfg: DictConfig, run_dir: Path, wandb_run: Any = None) -> tuple[PPO, V
     set_random_seed(cfg.seed)
     venv = make_vec_env(make_task_env, n_envs=cfg.ppo.n_envs, seed=cfg.seed,
                         env_kwargs={"env_name": cfg.env.name, "env_kwargs": _env_kwargs(cfg)})
-    model_kwargs = ppo_kwargs(OmegaConf.to_container(cfg.ppo.model, resolve=True))  # type: ignore[arg-type]
+    model_kwargs = ppo_kwargs(OmegaConf.to_container(cfg.ppo.model, resolve=True))  # type: ignore[arg-type]  # a dict
     norm = _normalize_kwargs(cfg.ppo.normalize)
     if norm is not None:
         venv = VecNormalize(venv, gamma=model_kwargs.get("gamma", 0.99), **norm)

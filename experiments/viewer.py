@@ -134,7 +134,7 @@ class _TextTable:
             if sha in transcript.texts:
                 item: str | list[int] = transcript.texts[sha]
             elif sha in transcript.line_texts:
-                item = [self.add(line, transcript) for line in transcript.line_texts[sha]]  # type: ignore[misc]
+                item = [self.add(line, transcript) for line in transcript.line_texts[sha]]  # type: ignore[misc]  # add(str) is an int
             else:
                 item = f"[text {sha} is missing from the run dir's texts.jsonl]"
             self._index[sha] = len(self.items)
