@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                        # 50 ms server; 1, 8, 64, 256 streams; 0 ms CPU figure
     python benchmarks/throughput.py --streams 64 --latency-ms 50 --steps 40
     python benchmarks/throughput.py --env blackjack --streams 64 --episodes 10 --workers 1 --no-cpu
+    python benchmarks/throughput.py --streams 64 256 1024 --steps 40 --workers 1 2 4 8 16 auto   # many cores
     python -m cProfile -o /tmp/decide.prof benchmarks/throughput.py --only-cpu   # where our own time goes
 
 Where an episode boundary's time goes (short episodes: Blackjack is one to three decisions a hand), profiled in the
@@ -102,7 +103,8 @@ def server_stats(base_url: str) -> tuple[float, float]:
     return rate, 1000 * busy["turnaround_s"] / max(busy["turnarounds"], 1)
 
 
-def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1, env: str = ENVS[0]):
+def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers: int | str = 1,
+                env: str = ENVS[0]):
     return compose("eval", overrides=[f"workers={workers}",
         f"env={env}", "agent=naive", "llm=server", f"llm.base_url={base_url}", "llm.model=fixed", "llm.cache=off",
         f"seeds=[{','.join(map(str, range(streams)))}]", f"episodes={episodes}", f"max_steps={steps}",
@@ -110,7 +112,7 @@ def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers:
     ])
 
 
-async def run_streams(streams: int, steps: int, episodes: int, base_url: str, workers: int = 1,
+async def run_streams(streams: int, steps: int, episodes: int, base_url: str, workers: int | str = 1,
                       env: str = ENVS[0]) -> tuple[int, int, float, float]:
     """(decisions, requests, wall s, CPU s of this process) of ``streams`` streams through textgym-eval's code."""
     cfg = eval_config(streams, steps, episodes, base_url, workers, env)
@@ -134,8 +136,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="decisions per episode (a cap where the env ends "
                                                                 "sooner)")
     parser.add_argument("--episodes", type=int, default=1, help="consecutive episodes per stream")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="worker processes per run (1: one event loop); streams below 64 run in one only")
+    parser.add_argument("--workers", type=lambda text: text if text == "auto" else int(text), nargs="+",
+                        default=[1, 2], help="worker processes per run (1: one event loop; auto: textgym-eval's "
+                                             "default rule); streams below 64 run in one only")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--cpu-steps", type=int, default=400, help="decisions for the 0 ms CPU figure")
     parser.add_argument("--only-cpu", action="store_true", help="just the 0 ms own-CPU figure (for profiling)")
@@ -159,7 +162,7 @@ def main() -> None:
                                                                                base_url, workers, args.env))
                         busy, turnaround = server_stats(base_url)
                         whole = decisions / wall
-                        print(f"{streams:>8} {workers:>8} {top:>14.0f} {whole:>12.0f} {requests / wall:>11.0f} "
+                        print(f"{streams:>8} {str(workers):>8} {top:>14.0f} {whole:>12.0f} {requests / wall:>11.0f} "
                               f"{busy:>11.0f} {busy / top:>6.2f} {whole / busy if busy else 0.0:>11.2f} "
                               f"{turnaround:>14.1f}", flush=True)
             finally:

@@ -88,8 +88,8 @@ def validate_eval(cfg: DictConfig) -> None:
     _require(cfg.max_steps is None or (isinstance(cfg.max_steps, int) and cfg.max_steps >= 1),
              f"max_steps must be null or >= 1, got {cfg.max_steps!r}")
     workers = cfg.get("workers", 1)
-    _require(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
-             f"workers must be an int >= 1, got {workers!r}")
+    _require(workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1),
+             f"workers must be an int >= 1 or auto, got {workers!r}")
     Shard.parse(cfg.get("shard"))  # i/n with 1 <= i <= n, or null
 
 

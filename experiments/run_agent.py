@@ -48,7 +48,7 @@ from experiments.progress import RunProgress
 from experiments.results import EpisodeKey, ResultsWriter, Shard
 from experiments.streams import StreamSetup, play_streams
 from experiments.variants import fold_obfuscation
-from experiments.workers import play_in_workers
+from experiments.workers import play_in_workers, worker_count
 
 __all__ = ["evaluate", "evaluate_async", "needs_llm", "run_identity", "main", "EvalOutcome", "format_summary"]
 
@@ -153,9 +153,10 @@ async def _play(setup: StreamSetup, writer: ResultsWriter, client: LLMClient | N
     progress = progress or RunProgress(enabled=cfg.progress)
     progress.add_group(setup.group, todo)
     try:
-        if int(cfg.get("workers") or 1) > 1 and len(seeds) > 1:
+        workers = worker_count(cfg.get("workers") or 1, min(len(seeds), int(cfg.concurrency)))
+        if workers > 1 and len(seeds) > 1:
             return await play_in_workers(cfg, writer, client, seeds, setup.keys(seeds), progress, setup.group,
-                                         int(cfg.workers), wandb_run)
+                                         workers, wandb_run)
         gate = stream_gate or asyncio.Semaphore(cfg.concurrency)
         # A shared display is watched by its owner (textgym-compare); this run's own shows this client.
         watching = progress.watching(client) if own_progress else contextlib.nullcontext()

@@ -69,7 +69,7 @@ def test_an_interrupted_run_with_workers_resumes_without_duplicates(tmp_path: Pa
 def test_workers_must_be_a_positive_int(tmp_path: Path) -> None:
     result = run_cli(["experiments.run_agent", "agent=random", "workers=0", "logger=none", "progress=false",
                       f"results_dir={tmp_path}"], cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "workers must be an int >= 1, got 0" in result.stderr
+    assert result.returncode == 2 and "workers must be an int >= 1 or auto, got 0" in result.stderr
 
 
 def test_episodes_from_workers_are_logged_to_wandb(tmp_path: Path) -> None:
