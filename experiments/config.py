@@ -122,7 +122,7 @@ def _scrub(value: Any) -> Any:
 
 def loggable_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data with any secret-looking value masked (keys are only named by env var)."""
-    return _scrub(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[no-any-return]
+    return _scrub(OmegaConf.to_container(cfg, resolve=True))
 
 
 def start_wandb(cfg: DictConfig, run_dir: Path, name: str, job_type: str) -> Any | None:

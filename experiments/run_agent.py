@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 import textgym
 from agents.base import prompt_templates_fingerprint
 from agents.llm.client import LLMClient
+from agents.llm.protocol import ChatModel
 from experiments.cli import hydra_command, run_async, run_job, stop_on_signals
 from experiments.config import (
     agent_class,
@@ -143,7 +144,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return identity
 
 
-async def _play(setup: StreamSetup, writer: ResultsWriter, client: LLMClient | None, seeds: list[int], todo: int,
+async def _play(setup: StreamSetup, writer: ResultsWriter, client: ChatModel | None, seeds: list[int], todo: int,
                 progress: RunProgress | None, stream_gate: asyncio.Semaphore | None,
                 wandb_run: Any) -> dict[EpisodeKey, str]:
     """Play the ``todo`` unfinished episodes of ``seeds``, in this event loop or in worker processes."""
@@ -154,7 +155,8 @@ async def _play(setup: StreamSetup, writer: ResultsWriter, client: LLMClient | N
     progress.add_group(setup.group, todo)
     try:
         workers = worker_count(cfg.get("workers") or 1, min(len(seeds), int(cfg.concurrency)))
-        if workers > 1 and len(seeds) > 1:
+        # Workers copy an LLMClient into each process; another backend plays in this one.
+        if workers > 1 and len(seeds) > 1 and (client is None or isinstance(client, LLMClient)):
             return await play_in_workers(cfg, writer, client, seeds, setup.keys(seeds), progress, setup.group,
                                          workers, wandb_run)
         gate = stream_gate or asyncio.Semaphore(cfg.concurrency)
@@ -168,7 +170,7 @@ async def _play(setup: StreamSetup, writer: ResultsWriter, client: LLMClient | N
             progress.close()
 
 
-async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: LLMClient | None,
+async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: ChatModel | None,
                          progress: RunProgress | None = None,
                          stream_gate: asyncio.Semaphore | None = None) -> EvalOutcome:
     """Run (or resume) ``cfg`` into ``run_dir`` with a client the caller owns (shared by several configs).

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import textgym
 from agents.base import Agent
-from agents.llm.client import LLMClient, Usage
+from agents.llm.protocol import ChatModel, Usage
 from experiments.config import agent_name
 from experiments.episodes import EpisodeRecord, run_episode
 from experiments.progress import RunProgress
@@ -111,7 +111,7 @@ class StreamSetup:
         """Every episode of ``seeds``' streams, stream by stream."""
         return [self.key(seed, k) for seed in seeds for k in range(self.cfg.episodes)]
 
-    def check_buildable(self, client: LLMClient | None, seed: int) -> None:
+    def check_buildable(self, client: ChatModel | None, seed: int) -> None:
         """Build one env and one agent: settings that cannot are the user's to fix, not N episode failures.
 
         Raises:
@@ -154,7 +154,7 @@ class _Attempt:
         self.invalid_actions += int(record["invalid_action"])
 
 
-async def play_streams(setup: StreamSetup, sink: ResultSink, client: LLMClient | None, seeds: list[int],
+async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel | None, seeds: list[int],
                        progress: RunProgress, gate: asyncio.Semaphore,
                        wandb_run: Any = None) -> dict[EpisodeKey, str]:
     """Play every unfinished episode of ``seeds``' streams into ``sink``; returns the failed ones, with their error.

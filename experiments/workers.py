@@ -40,7 +40,7 @@ from experiments.gc_tuning import streaming_gc
 from experiments.progress import RunProgress
 from experiments.results import EpisodeKey, FinishedEpisode, ResultsWriter, load_state
 from experiments.streams import StreamSetup, log_episode, play_streams
-from experiments.transcripts import EpisodeCalls
+from experiments.transcripts import EpisodeCalls, WrittenCalls
 
 __all__ = ["play_in_workers", "ForwardingWriter", "FailedEpisode", "WorkerCounters", "WorkerFinished", "auto_workers",
            "worker_count", "AUTO_MIN_STREAMS", "AUTO_STREAMS_PER_WORKER"]
@@ -127,19 +127,22 @@ class ForwardingWriter:
         """The state the parent saved after episode ``key``, if any."""
         return load_state(self.run_dir, key)
 
-    def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
                       agent_state: dict[str, Any] | None = None,
-                      calls: EpisodeCalls | Iterable[dict[str, Any]] = ()) -> None:
+                      calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> None:
         """Send a finished episode to the parent (a :class:`~experiments.results.FinishedEpisode`)."""
         # The transcript lines travel as built (WrittenCalls), not as the records and their message dicts: the
         # parent would only build them again.
-        written = (calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)).written()
+        if isinstance(calls, WrittenCalls):
+            written = calls
+        else:
+            written = (calls if isinstance(calls, EpisodeCalls) else EpisodeCalls(calls)).written()
         self.outbox.put(FinishedEpisode(row, list(steps), agent_state, written))
         self.done.add(EpisodeKey.of(row))
 
-    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
                        agent_state: dict[str, Any] | None = None,
-                       calls: EpisodeCalls | Iterable[dict[str, Any]] = ()) -> Awaitable[None]:
+                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> Awaitable[None]:
         """Send a finished episode to the parent, which commits it (:meth:`write_episode`); nothing to wait for."""
         self.write_episode(row, steps, agent_state, calls)
         return asyncio.sleep(0)
