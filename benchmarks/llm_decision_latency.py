@@ -41,8 +41,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from experiments.config import register_resolvers  # noqa: E402
-from experiments.report import episodes_reporting_cache  # noqa: E402
-from experiments.results import EpisodeKey, load_episodes  # noqa: E402
+from experiments.records.results import EpisodeKey, load_episodes  # noqa: E402
+from experiments.reports.report import episodes_reporting_cache  # noqa: E402
 from experiments.run_agent import evaluate  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

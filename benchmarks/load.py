@@ -59,7 +59,7 @@ def serve(rate: float, seed: int, slow_s: float, hang_s: float, pipe: Any) -> No
 
 def check(run_dir: Path, seeds: list[int], episodes: int) -> dict[str, int]:
     """Done / failed / not-run / lost / duplicate counts, read from the run dir's files alone."""
-    from experiments.results import episode_files, iter_jsonl
+    from experiments.records.results import episode_files, iter_jsonl
 
     rows = [row for path in episode_files(run_dir) for row in iter_jsonl(path)]
     done = Counter((r["seed"], r["episode"]) for r in rows if r["status"] == "done")

@@ -68,7 +68,7 @@ from agents.budget import estimate_tokens  # noqa: E402
 from agents.llm.client import LLMClient  # noqa: E402
 from agents.llm.transport import HTTPTransport  # noqa: E402
 from experiments.config import register_resolvers  # noqa: E402
-from experiments.episodes import run_episode  # noqa: E402
+from experiments.running.episodes import run_episode  # noqa: E402
 from tests.fake_llm_server import FakeLLMServer  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

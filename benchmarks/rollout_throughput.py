@@ -9,7 +9,7 @@ action), then, ``--repeats`` times and interleaved so that a change in the machi
 1. **eval**: ``textgym-eval``'s path (``evaluate_async``: naive agent, MountainCar L5, one episode per seed on
    ``concurrency`` seeds, ``max_steps`` decisions each, the action schema sent, response cache off);
 2. **rollout**: ``textgym-rollout``'s path (:func:`experiments.rollout.play_rollouts` into a
-   :class:`~experiments.results.ResultsWriter`: the same env, level, step cap and decisions, ``concurrency``
+   :class:`~experiments.records.results.ResultsWriter`: the same env, level, step cap and decisions, ``concurrency``
    rollouts in flight as ``concurrency / n`` seeds of ``n`` rollouts, ``constrained`` so the schema is sent too,
    ``logprobs`` asked for; ``--history``: ChatEnv's ``all`` by default, ``10`` is the naive agent's window).
 
@@ -38,7 +38,7 @@ from agents.llm.transport import HTTPTransport  # noqa: E402
 from benchmarks.fixed_latency_server import start_in_process  # noqa: E402
 from benchmarks.throughput import CONF_DIR, ENVS, ceiling, eval_config  # noqa: E402
 from experiments.config import register_resolvers  # noqa: E402
-from experiments.results import ResultsWriter  # noqa: E402
+from experiments.records.results import ResultsWriter  # noqa: E402
 from experiments.rollout import RolloutSettings, play_rollouts  # noqa: E402
 from experiments.run_agent import evaluate_async  # noqa: E402
 

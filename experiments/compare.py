@@ -38,15 +38,15 @@ from experiments.cli import (
     stop_on_signals,
 )
 from experiments.config import loggable_config, quiet_libraries, register_resolvers, start_wandb
-from experiments.contamination import CONTAMINATION_PNG
-from experiments.costs import LANGUAGE_AGENTS, cpu_clock
-from experiments.llm_session import llm_session
-from experiments.progress import RunProgress
-from experiments.report import failures_table, markdown_table, write_report
-from experiments.results import error_text, load_episodes
+from experiments.records.results import error_text, load_episodes
+from experiments.reports.contamination import CONTAMINATION_PNG
+from experiments.reports.costs import LANGUAGE_AGENTS, cpu_clock
+from experiments.reports.report import failures_table, markdown_table, write_report
+from experiments.reports.viewer import write_viewer
 from experiments.run_agent import EvalOutcome, evaluate, evaluate_async, format_summary
+from experiments.running.llm_session import llm_session
+from experiments.running.progress import RunProgress
 from experiments.variants import variant_suffix
-from experiments.viewer import write_viewer
 from textgym.levels import level_spec
 from textgym.wrapper import registered_step_limit
 
@@ -286,7 +286,8 @@ def compare(cfg: DictConfig) -> CompareOutcome:
                     await client.aclose()
 
             try:
-                with cpu_clock(root / "eval", LANGUAGE_AGENTS):  # the cost view's CPU-seconds (experiments/costs.py)
+                # The cost view's CPU-seconds (experiments/reports/costs.py).
+                with cpu_clock(root / "eval", LANGUAGE_AGENTS):
                     run_async(run_all())
             finally:
                 progress.close()

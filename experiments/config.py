@@ -12,8 +12,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.episodes import EPISODES_PER_SEED
-from experiments.keys import Shard
+from experiments.records.keys import Shard
+from experiments.running.episodes import EPISODES_PER_SEED
 from experiments.variants import variant_suffix
 from textgym.levels import LEVELS
 

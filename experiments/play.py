@@ -7,9 +7,10 @@
 You are the agent ``human`` (agents/human.py): you read the same reset information, descriptions, level
 knowledge and observation texts a language agent reads, see the valid actions, and type an action the way a
 model replies (``2``, ``move down``, ``Action: 2`` or ``{"action": "move down"}``; the same parser reads it).
-Episodes are played by ``experiments.episodes.run_episode`` and written by ``experiments.results.ResultsWriter``
-into ``<results_dir>/eval/<env>-L<level>-human``, the layout and row schema of ``textgym-eval``, so
-``textgym-report results=[runs/eval]`` puts your score beside the models' and ``textgym-replay`` replays it.
+Episodes are played by ``experiments.running.episodes.run_episode`` and written by
+``experiments.records.results.ResultsWriter`` into ``<results_dir>/eval/<env>-L<level>-human``, the layout and row
+schema of ``textgym-eval``, so ``textgym-report results=[runs/eval]`` puts your score beside the models' and
+``textgym-replay`` replays it.
 
 ``quit``, Ctrl-D or Ctrl-C stops at once; an unfinished episode is not written (finished ones are kept).
 """
@@ -32,11 +33,11 @@ import textgym
 from agents.human import HumanAgent, HumanQuit, TerminalConsole
 from experiments.cli import guard_job, hydra_command
 from experiments.config import agent_class, agent_name, register_resolvers, validate_eval
-from experiments.episodes import run_episode
-from experiments.replay import RunSetup, make_run_env, reset_seed
-from experiments.results import EpisodeKey, ResultsWriter
+from experiments.records.results import EpisodeKey, ResultsWriter
+from experiments.reports.replay import RunSetup, make_run_env, reset_seed
 from experiments.run_agent import run_identity
-from experiments.streams import agent_episode_row
+from experiments.running.episodes import run_episode
+from experiments.running.streams import agent_episode_row
 from experiments.variants import fold_obfuscation, obfuscation_seed
 
 __all__ = ["PlayError", "play", "first_open_seed", "main"]

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import LinearSchedule
 from tqdm import tqdm
 
-from experiments.progress import is_terminal
+from experiments.running.progress import is_terminal
 from textgym.registration import env_entry
 from textgym.wrapper import make_base_env, make_text_env
 

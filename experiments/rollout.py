@@ -13,8 +13,8 @@ with its own sampling seed, so they differ.
 
 A rollout (:class:`Rollout`) holds the whole conversation, every turn's reply and reward (penalties included), the
 sampled tokens' ids and logprobs where the server gives them (``logprobs: true``: OpenAI, vLLM, llama.cpp), and the
-episode's return. The command writes rollouts as ``textgym-eval`` writes episodes (``experiments/results.py``,
-``experiments/transcripts.py``): ``episodes.jsonl`` (agent ``rollout``, episode = the rollout's index in its
+episode's return. The command writes rollouts as ``textgym-eval`` writes episodes (``experiments/records/results.py``,
+``experiments/records/transcripts.py``): ``episodes.jsonl`` (agent ``rollout``, episode = the rollout's index in its
 group, ``return`` the env's rewards; ``notes`` hold the per-turn rewards, the return with penalties and the
 normalized return), ``steps.jsonl`` (one line per env step, its turns with tokens and logprobs) and the calls'
 transcript, so ``textgym-replay``, ``textgym-report`` and ``textgym-view`` read them unchanged. A rollout whose
@@ -45,13 +45,13 @@ from agents.llm.client import LLMClient
 from agents.llm.protocol import Usage
 from experiments.cli import hydra_command, run_async, run_job, stop_on_signals
 from experiments.config import quiet_libraries, register_resolvers, save_run_config
-from experiments.episodes import EPISODES_PER_SEED, episode_seed
-from experiments.llm_session import llm_session
-from experiments.progress import RunProgress
-from experiments.results import DONE, FAILED, EpisodeKey, ResultSink, ResultsWriter, episode_row, error_text
+from experiments.records.results import DONE, FAILED, EpisodeKey, ResultSink, ResultsWriter, episode_row, error_text
+from experiments.records.transcripts import EpisodeCalls, tag_calls
 from experiments.run_agent import LLM_IDENTITY_KEYS, EvalOutcome
+from experiments.running.episodes import EPISODES_PER_SEED, episode_seed
+from experiments.running.llm_session import llm_session
+from experiments.running.progress import RunProgress
 from experiments.serve import chat_kwargs
-from experiments.transcripts import EpisodeCalls, tag_calls
 from experiments.variants import fold_obfuscation, obfuscation_seed
 from textgym.chat import ChatEnv, Message, action_json_schema, parse_strict_reply
 from textgym.registration import env_entry

@@ -4,9 +4,9 @@
     textgym-eval ... seeds=[0,...,499] shard=2/8     # only seeds[1::8]; the 8 shards share one run dir
 
 For each seed, one agent instance plays ``episodes`` consecutive episodes (a *stream*; it keeps what it
-learned); up to ``concurrency`` streams run at once against one LLM client (``experiments/streams.py``), or
-spread over ``workers`` processes (``experiments/workers.py``). Results go to the run dir: ``episodes.jsonl``,
-``steps.jsonl``, ``calls.jsonl``, ``agent_state/`` and ``.hydra/`` (see experiments/results.py).
+learned); up to ``concurrency`` streams run at once against one LLM client (``experiments/running/streams.py``), or
+spread over ``workers`` processes (``experiments/running/workers.py``). Results go to the run dir: ``episodes.jsonl``,
+``steps.jsonl``, ``calls.jsonl``, ``agent_state/`` and ``.hydra/`` (see experiments/records/results.py).
 
 Failures stay inside their stream: an episode whose LLM calls fail for good or whose agent raises is written as
 a ``status: "failed"`` row, and that stream stops there (the rerun retries exactly the failed and missing
@@ -43,13 +43,13 @@ from experiments.config import (
     start_wandb,
     validate_eval,
 )
-from experiments.gc_tuning import streaming_gc
-from experiments.llm_session import llm_session
-from experiments.progress import RunProgress
-from experiments.results import EpisodeKey, ResultsWriter, Shard
-from experiments.streams import StreamSetup, play_streams
+from experiments.records.results import EpisodeKey, ResultsWriter, Shard
+from experiments.running.gc_tuning import streaming_gc
+from experiments.running.llm_session import llm_session
+from experiments.running.progress import RunProgress
+from experiments.running.streams import StreamSetup, play_streams
+from experiments.running.workers import play_in_workers, worker_count
 from experiments.variants import fold_obfuscation
-from experiments.workers import play_in_workers, worker_count
 
 __all__ = ["evaluate", "evaluate_async", "needs_llm", "run_identity", "main", "EvalOutcome", "format_summary"]
 

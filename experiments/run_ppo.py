@@ -6,7 +6,8 @@
 PPO trains with ``conf/ppo/<env>.yaml`` (chosen by ``env``; rl-baselines3-zoo hyperparameters where the zoo has
 them) on the base task with the text env's step limit. The trained policy then plays ``eval_episodes`` deterministic
 episodes per seed in ``eval_seeds``, episode ``k`` of seed ``s`` reset with ``episode_seed(s, k)`` like the language
-agents' episodes, and each episode becomes one ``episodes.jsonl`` row in the shared schema (experiments/results.py).
+agents' episodes, and each episode becomes one ``episodes.jsonl`` row in the shared schema
+(experiments/records/results.py).
 
 The run dir ``${results_dir}/ppo/<env>-s<seed>`` holds ``model.zip``, ``vecnormalize.pkl`` (when normalizing),
 ``learning_curve.csv`` and ``episodes.jsonl``. Rerunning the same config with ``model.zip`` present trains nothing
@@ -35,10 +36,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 import textgym
 from experiments.cli import guard_job, hydra_command
 from experiments.config import quiet_libraries, start_wandb
-from experiments.costs import EVALUATION, TRAINING, cpu_clock
-from experiments.episodes import EPISODES_PER_SEED, episode_seed
 from experiments.ppo_setup import TrainingMonitor, make_task_env, ppo_kwargs
-from experiments.results import EpisodeKey, ResultsWriter, episode_row, iter_jsonl
+from experiments.records.results import EpisodeKey, ResultsWriter, episode_row, iter_jsonl
+from experiments.reports.costs import EVALUATION, TRAINING, cpu_clock
+from experiments.running.episodes import EPISODES_PER_SEED, episode_seed
 
 __all__ = ["run", "train", "load_trained", "play_episode", "main"]
 
@@ -165,7 +166,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Path:
             model, vecnorm = load_trained(cfg, run_dir)
             logger.info("found %s (%d steps trained): not training again", run_dir / MODEL_FILE, model.num_timesteps)
         else:
-            with cpu_clock(run_dir, TRAINING):  # the cost view's CPU-seconds (experiments/costs.py)
+            with cpu_clock(run_dir, TRAINING):  # the cost view's CPU-seconds (experiments/reports/costs.py)
                 model, vecnorm = train(cfg, run_dir, wandb_run)
 
         # ---- evaluation: the language agents' protocol, episode by episode ----

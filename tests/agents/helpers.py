@@ -20,7 +20,7 @@ from agents.llm.cache import ResponseCache
 from agents.llm.client import LLMClient, Sampling
 from agents.llm.transport import HTTPTransport
 from experiments.config import agent_class, register_resolvers
-from experiments.episodes import EpisodeRecord, run_episode
+from experiments.running.episodes import EpisodeRecord, run_episode
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 

@@ -20,7 +20,7 @@ import gymnasium as gym
 
 import textgym  # noqa: F401
 from agents.llm.client import LLMClient
-from experiments.episodes import run_episode
+from experiments.running.episodes import run_episode
 from tests.fake_llm_server import FakeLLMServer, first_action_responder
 
 AGENTS = {

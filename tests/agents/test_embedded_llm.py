@@ -29,7 +29,7 @@ from agents.llm.embedded import (
 )
 from agents.llm.transport import HTTPTransport
 from agents.naive import NaiveAgent
-from experiments.llm_session import llm_session
+from experiments.running.llm_session import llm_session
 from tests.agents.helpers import play
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

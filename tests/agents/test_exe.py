@@ -12,7 +12,7 @@ import pytest
 from agents.exe import EXEAgent
 from agents.llm.cache import ResponseCache
 from agents.llm.client import Usage
-from experiments.episodes import run_episode
+from experiments.running.episodes import run_episode
 from tests.agents.helpers import build_agent, client_for, joined, play_episodes
 from tests.fake_llm_server import first_action_responder
 

@@ -14,7 +14,7 @@ import gymnasium as gym
 import pytest
 
 from agents.base import Agent, EpisodeContext, EpisodeResult
-from experiments.episodes import run_episode
+from experiments.running.episodes import run_episode
 from tests.agents.helpers import agent_configs, build_agent, joined, marking_responder, play_episodes
 
 PRESETS = agent_configs()

@@ -1,5 +1,5 @@
 """Cached prompt tokens as the real embedded llama.cpp server (xllamacpp, what ``llm=local`` runs) reports them, and
-slot pinning as ``experiments.llm_session`` sets it up from the real ``conf/llm`` files."""
+slot pinning as ``experiments.running.llm_session`` sets it up from the real ``conf/llm`` files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.llm.client import LLMClient, Sampling
 from agents.llm.transport import HTTPTransport
-from experiments.llm_session import llm_session
+from experiments.running.llm_session import llm_session
 from tests.fake_llm_server import FakeLLMServer
 
 SYSTEM = "You are playing CartPole. Push the cart left or right to keep the pole upright. " * 6
@@ -82,7 +82,7 @@ def test_streams_pinned_to_llama_cpp_slots_keep_their_prefixes(embedded_llm, tmp
 SLOT_COUNT_OF_LOCAL = """
 import sys
 from omegaconf import OmegaConf
-from experiments.llm_session import llm_session
+from experiments.running.llm_session import llm_session
 cfg = OmegaConf.load("conf/llm/local.yaml")
 cfg.merge_with({"cache": "off", "parallel": 2}, OmegaConf.from_dotlist(sys.argv[1:]))
 with llm_session(cfg, max_concurrency=2) as client:

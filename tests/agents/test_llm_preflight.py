@@ -1,5 +1,5 @@
 """Preflight: before any episode, an OpenAI-compatible endpoint must answer; a dead one fails in a second with one
-clear line. Also through experiments.llm_session with the real ``conf/llm/server.yaml``."""
+clear line. Also through experiments.running.llm_session with the real ``conf/llm/server.yaml``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.llm.client import LLMClient, LLMUnavailableError
 from agents.llm.transport import HTTPTransport
-from experiments.llm_session import llm_session
+from experiments.running.llm_session import llm_session
 from tests.fake_llm_server import FakeLLMServer
 
 CONF_LLM = Path(__file__).resolve().parents[2] / "conf" / "llm"

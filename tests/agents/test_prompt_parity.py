@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from agents.naive import NaiveAgent
-from experiments.episodes import episode_seed
+from experiments.running.episodes import episode_seed
 from tests.agents.helpers import client_for, play
 from tests.fake_llm_server import first_action_responder
 from textgym.chat import ChatEnv

@@ -9,8 +9,8 @@ import pytest
 from hydra.core.utils import setup_globals
 from omegaconf import OmegaConf
 
-from experiments.episodes import episode_seed
 from experiments.run_agent import evaluate
+from experiments.running.episodes import episode_seed
 from tests.agents.helpers import compose_eval, marking_responder
 
 EXE_PRESETS = ["exe", "exe_no_insight", "exe_no_suggestion", "exe_no_summary", "exe_no_history"]

@@ -10,7 +10,7 @@ import pytest
 
 from agents.llm.client import Usage
 from agents.reflexion import ReflexionAgent
-from experiments.episodes import run_episode
+from experiments.running.episodes import run_episode
 from tests.agents.helpers import build_agent, client_for, play_episodes
 from tests.fake_llm_server import first_action_responder
 

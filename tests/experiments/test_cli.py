@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import unknown_choice
-from experiments.progress import RunProgress
 from experiments.run_agent import evaluate
+from experiments.running.progress import RunProgress
 from tests.experiments.conftest import compose_config, run_cli
 
-EVAL, REPORT, PPO, PLAY = "experiments.run_agent", "experiments.report", "experiments.run_ppo", "experiments.play"
+EVAL, REPORT = "experiments.run_agent", "experiments.reports.report"
+PPO, PLAY = "experiments.run_ppo", "experiments.play"
 
 
 def _one_line_error(result, command: str) -> str:

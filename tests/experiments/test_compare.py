@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from experiments.compare import estimate_time, main
-from experiments.results import iter_jsonl
-from experiments.transcripts import load_calls
+from experiments.records.results import iter_jsonl
+from experiments.records.transcripts import load_calls
 from tests.experiments.conftest import compose_config
 
 

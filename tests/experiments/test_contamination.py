@@ -16,11 +16,11 @@ import pexpect
 import pytest
 
 from experiments.compare import main as compare_main
-from experiments.contamination import CONTAMINATION_CSV, CONTAMINATION_PNG, difference_ci95, write_contamination
-from experiments.costs import CPU_FILE, LANGUAGE_AGENTS, NO_POSITIVE_SCORE, cost_rows, record_cpu
-from experiments.report import write_report
-from experiments.results import iter_jsonl, load_episodes
-from experiments.transcripts import TEXTS_FILE
+from experiments.records.results import iter_jsonl, load_episodes
+from experiments.records.transcripts import TEXTS_FILE
+from experiments.reports.contamination import CONTAMINATION_CSV, CONTAMINATION_PNG, difference_ci95, write_contamination
+from experiments.reports.costs import CPU_FILE, LANGUAGE_AGENTS, NO_POSITIVE_SCORE, cost_rows, record_cpu
+from experiments.reports.report import write_report
 from tests.experiments.conftest import REPO_ROOT, default_sigint, run_cli
 
 GIVEAWAYS = ("pole", "cart")  # CartPole's: never in its obfuscated text
@@ -101,7 +101,7 @@ def test_report_sets_plain_and_obfuscated_side_by_side(tmp_path: Path) -> None:
     assert float(row["difference_ci_low"]) == pytest.approx(-9.452413)
     assert (out / CONTAMINATION_PNG).stat().st_size > 5_000
 
-    from experiments.contamination import contamination_figure, contamination_rows
+    from experiments.reports.contamination import contamination_figure, contamination_rows
 
     figure = contamination_figure(contamination_rows(load_episodes([runs])), ["blackjack", "cartpole"])
     blackjack, cartpole = figure.axes
@@ -262,8 +262,8 @@ def test_compare_rejects_a_bad_obfuscate(tmp_path: Path, capsys) -> None:
 def test_rollout_obfuscate_override_names_its_run_dir_rows_and_replays(fake_llm, tmp_path: Path) -> None:
     import io
 
-    from experiments.replay import parse_options
-    from experiments.replay import run as replay
+    from experiments.reports.replay import parse_options
+    from experiments.reports.replay import run as replay
 
     run_cli(["experiments.rollout", "env=cartpole", "level=1", "seeds=[0]", "n=2", "max_steps=3", "obfuscate=true",
              "llm=server", f"llm.base_url={fake_llm.base_url}", "llm.model=scripted", "progress=false",

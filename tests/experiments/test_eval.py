@@ -15,9 +15,9 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from agents.base import prompt_templates_fingerprint
-from experiments.gc_tuning import STREAMING_GC_THRESHOLDS, streaming_gc
-from experiments.results import RunIdentityError, iter_jsonl, load_episodes
+from experiments.records.results import RunIdentityError, iter_jsonl, load_episodes
 from experiments.run_agent import evaluate
+from experiments.running.gc_tuning import STREAMING_GC_THRESHOLDS, streaming_gc
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
 from textgym.registration import ENVS
 

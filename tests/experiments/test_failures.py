@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from experiments.results import iter_jsonl, load_episodes
+from experiments.records.results import iter_jsonl, load_episodes
 from tests.experiments.conftest import default_sigint, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer, Faults, first_action_responder
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from experiments.jsonl import GroupCommit, iter_jsonl
-from experiments.results import EpisodeKey, ResultsWriter, load_episodes
+from experiments.records.jsonl import GroupCommit, iter_jsonl
+from experiments.records.results import EpisodeKey, ResultsWriter, load_episodes
 from tests.experiments.conftest import REPO_ROOT
 from tests.experiments.test_transcripts import episode_calls, row
 
@@ -101,7 +101,7 @@ def test_a_failed_flush_reaches_its_waiters_and_the_next_round_still_runs(tmp_pa
 CRASH_SCRIPT = """
 import asyncio, sys
 sys.path.insert(0, {repo!r})
-from experiments.results import ResultsWriter
+from experiments.records.results import ResultsWriter
 from tests.experiments.test_group_commit import finished
 
 writer = ResultsWriter({run_dir!r})

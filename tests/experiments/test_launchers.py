@@ -26,7 +26,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from experiments.results import iter_jsonl
+from experiments.records.results import iter_jsonl
 from tests.experiments.conftest import REPO_ROOT, TIMING_FIELDS, run_cli
 
 # Two envs x two levels x (no LLM, scripted LLM), two seeds of two episodes each: 8 sweep points.
@@ -194,7 +194,7 @@ def test_sharded_sweep_over_jobs_equals_one_unsharded_run(tmp_path: Path) -> Non
         assert sharded == whole and len(whole) >= 32, kind
     tables = {}
     for name, results in (("sharded", tmp_path / "sharded" / "sweep"), ("whole", tmp_path / "whole" / "eval")):
-        run_cli(["experiments.report", f"results=[{results}]", f"out_dir={tmp_path / f'report_{name}'}"],
+        run_cli(["experiments.reports.report", f"results=[{results}]", f"out_dir={tmp_path / f'report_{name}'}"],
                 cwd=tmp_path, env={"MPLBACKEND": "Agg"})
         tables[name] = (tmp_path / f"report_{name}" / "report.csv").read_text()
     assert tables["sharded"] == tables["whole"] and "frozenlake" in tables["whole"]

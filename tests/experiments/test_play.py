@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from experiments.results import iter_jsonl
+from experiments.records.results import iter_jsonl
 from tests.experiments.conftest import default_sigint, run_cli
 
 PLAY = Path(sys.executable).with_name("textgym-play")  # the console script installed beside this interpreter
@@ -73,7 +73,7 @@ def test_a_person_plays_two_episodes_into_the_agents_result_files(tmp_path: Path
                                                  "move right"]
     assert first[1]["replies"] == ["fly", "move down"]  # every line typed for a step, like a model's raw replies
     # A person's episodes are episodes like any other: exact replay works on them.
-    out = run_cli(["experiments.replay", str(run_dir)], cwd=tmp_path)
+    out = run_cli(["experiments.reports.replay", str(run_dir)], cwd=tmp_path)
     assert "all 2 episodes match their recording" in out.stdout
 
 

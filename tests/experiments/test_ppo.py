@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from stable_baselines3 import PPO
 
 import textgym
-from experiments.episodes import episode_seed
 from experiments.ppo_setup import CURVE_FIELDS, make_task_env, ppo_kwargs, step_limit
-from experiments.results import EPISODE_FIELDS, iter_jsonl
+from experiments.records.results import EPISODE_FIELDS, iter_jsonl
 from experiments.run_ppo import run, validate_ppo
+from experiments.running.episodes import episode_seed
 from textgym.registration import ENVS
 
 ENV_NAMES = list(ENVS)

@@ -11,9 +11,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from experiments.replay import RecordedRun, ReplayError, replay_episode, replay_run
-from experiments.replay import main as replay_main
-from experiments.results import iter_jsonl
+from experiments.records.results import iter_jsonl
+from experiments.reports.replay import RecordedRun, ReplayError, replay_episode, replay_run
+from experiments.reports.replay import main as replay_main
 from experiments.run_agent import evaluate
 from experiments.run_ppo import run as run_ppo
 from tests.experiments.conftest import compose_config, run_cli
@@ -64,7 +64,7 @@ def test_random_runs_replay_exactly(random_runs: dict[str, Path]) -> None:
             assert result.steps == row["steps"] and result.episode_return == pytest.approx(row["return"])
             assert len(result.observations) == row["steps"] + 1 and not result.frames
     # The CLI agrees, one line per episode.
-    out = run_cli(["experiments.replay", str(random_runs["pendulum"])], cwd=random_runs["pendulum"])
+    out = run_cli(["experiments.reports.replay", str(random_runs["pendulum"])], cwd=random_runs["pendulum"])
     assert out.stdout.count("\nok ") + out.stdout.startswith("ok ") == 4
     assert "all 4 episodes match their recording" in out.stdout
 
@@ -76,11 +76,11 @@ def test_a_tree_of_run_dirs_is_replayed_and_ppo_is_named(random_runs: dict[str, 
     ppo_dir = root / "ppo" / "cartpole-s0"
     run_ppo(compose_config("ppo", ["env=cartpole", "seed=0", "ppo.n_timesteps=256", "eval_seeds=[0]",
                                    "eval_episodes=1", "logger=none", "progress=false"]), ppo_dir)
-    out = run_cli(["experiments.replay", str(root), "seed=1"], cwd=tmp_path)
+    out = run_cli(["experiments.reports.replay", str(root), "seed=1"], cwd=tmp_path)
     assert "all 4 episodes match their recording" in out.stdout
     assert f"skipped {ppo_dir} is a PPO run" in out.stdout and "nothing to replay" in out.stdout
     # Asked for directly, a PPO run is a one-line error.
-    alone = run_cli(["experiments.replay", str(ppo_dir)], cwd=tmp_path, check=False)
+    alone = run_cli(["experiments.reports.replay", str(ppo_dir)], cwd=tmp_path, check=False)
     assert alone.returncode == 2
     assert alone.stderr.strip().splitlines() == [
         f"textgym-replay: error: {ppo_dir} is a PPO run: PPO acts with numbers and its evaluation keeps no steps or "
@@ -88,7 +88,7 @@ def test_a_tree_of_run_dirs_is_replayed_and_ppo_is_named(random_runs: dict[str, 
 
 
 def test_naive_run_replays_and_drift_is_named(naive_run: Path, tmp_path: Path) -> None:
-    out = run_cli(["experiments.replay", str(naive_run)], cwd=tmp_path)
+    out = run_cli(["experiments.reports.replay", str(naive_run)], cwd=tmp_path)
     assert "all 2 episodes match their recording" in out.stdout and "seed 0 episode 1" in out.stdout
 
     drifted = tmp_path / "drifted"
@@ -99,7 +99,7 @@ def test_naive_run_replays_and_drift_is_named(naive_run: Path, tmp_path: Path) -
         _row(rows, 0, 1, 2)["observation"] = _row(rows, 0, 1, 2)["observation"].replace("The cart", "The kart", 1)
 
     _rewrite_steps(drifted, inject)
-    out = run_cli(["experiments.replay", str(drifted)], cwd=tmp_path, check=False)
+    out = run_cli(["experiments.reports.replay", str(drifted)], cwd=tmp_path, check=False)
     assert out.returncode == 1
     errors = out.stderr.strip().splitlines()
     assert errors[0] == (f"DRIFT {drifted}: cartpole L3 naive (scripted) seed 0 episode 0 (reset seed 0) "
@@ -108,7 +108,7 @@ def test_naive_run_replays_and_drift_is_named(naive_run: Path, tmp_path: Path) -
                                 f"step 2: observation differs from character 4: recorded 'The kart")
     assert errors[2] == "2 of 2 episodes drifted from their recording"
     # Selecting the untouched-but-for-one episode names only that one.
-    only = run_cli(["experiments.replay", str(drifted), "seed=0", "episode=1"], cwd=tmp_path, check=False)
+    only = run_cli(["experiments.reports.replay", str(drifted), "seed=0", "episode=1"], cwd=tmp_path, check=False)
     assert only.returncode == 1 and "episode 0" not in only.stderr and "step 2: observation" in only.stderr
 
 
@@ -145,8 +145,8 @@ def test_gif_and_mp4_frames(naive_run: Path, tmp_path: Path) -> None:
     assert all(frame.shape == CARTPOLE_FRAME and frame.dtype == np.uint8 for frame in result.frames)
     assert not np.array_equal(result.frames[0], result.frames[-1])  # the pole fell
 
-    out = run_cli(["experiments.replay", str(naive_run), "seed=0", "episode=1", "gif=true", f"out_dir={tmp_path}"],
-                  cwd=tmp_path)
+    out = run_cli(["experiments.reports.replay", str(naive_run), "seed=0", "episode=1", "gif=true",
+                   f"out_dir={tmp_path}"], cwd=tmp_path)
     gif = tmp_path / "cartpole__L3__naive__s0__ep1.gif"
     assert f"-> {gif} ({result.steps + 1} frames)" in out.stdout
     frames = iio.imread(gif, index=None)
@@ -156,7 +156,8 @@ def test_gif_and_mp4_frames(naive_run: Path, tmp_path: Path) -> None:
     assert np.abs(frames[-1].astype(int) - result.frames[-1].astype(int)).mean() < 2
 
     video = tmp_path / "episode.mp4"
-    run_cli(["experiments.replay", str(naive_run), "seed=0", "episode=0", f"video={video}", "fps=25"], cwd=tmp_path)
+    run_cli(["experiments.reports.replay", str(naive_run), "seed=0", "episode=0", f"video={video}", "fps=25"],
+            cwd=tmp_path)
     first = replay_episode(naive_run, 0, 0)
     movie = iio.imread(video, plugin="pyav")
     assert movie.shape == (first.steps + 1, *CARTPOLE_FRAME)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report import UNKNOWN_NEW_TOKENS_NOTE, mean_ci95, write_report
-from experiments.results import iter_jsonl
+from experiments.records.results import iter_jsonl
+from experiments.reports.report import UNKNOWN_NEW_TOKENS_NOTE, mean_ci95, write_report
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
 from tests.fake_llm_server import FakeLLMServer
 
@@ -84,7 +84,7 @@ def test_mean_ci95_edge_cases() -> None:
 
 def test_report_cli(fixture_dirs: list[Path], tmp_path: Path) -> None:
     paths = ",".join(str(d) for d in fixture_dirs)
-    result = run_cli(["experiments.report", f"results=[{paths}]", f"out_dir={tmp_path / 'cli'}"], cwd=REPO_ROOT)
+    result = run_cli(["experiments.reports.report", f"results=[{paths}]", f"out_dir={tmp_path / 'cli'}"], cwd=REPO_ROOT)
     assert "| cartpole | 1 | naive |" in result.stdout
     assert (tmp_path / "cli" / "report.md").exists()
 
@@ -95,7 +95,7 @@ def test_report_without_results_names_the_path(tmp_path: Path) -> None:
 
 
 def test_learning_curve_reads_the_return_column(fixture_dirs: list[Path]) -> None:
-    from experiments.report import _learning_curves
+    from experiments.reports.report import _learning_curves
 
     steps, returns = _learning_curves(fixture_dirs)["cartpole"][0]
     assert list(steps) == [0, 1000, 2000] and list(returns) == [20, 200, 490]
@@ -233,7 +233,7 @@ def _panel_texts(ax) -> str:
 
 
 def test_learning_curves_draw_only_l3_on_whole_episodes(fixture_dirs: list[Path]) -> None:
-    from experiments.report import _learning_curves, learning_curves_figure
+    from experiments.reports.report import _learning_curves, learning_curves_figure
 
     rows = [_row("naive", 0, 0, 10), _row("naive", 1, 0, 20),  # L1: independent trials, not a learning curve
             *(_row("naive", seed, k, 10 * k + seed, level=3) for seed in (0, 1) for k in range(3))]
@@ -248,7 +248,7 @@ def test_learning_curves_draw_only_l3_on_whole_episodes(fixture_dirs: list[Path]
 
 
 def test_learning_curves_without_l3_or_ppo_say_why(tmp_path: Path) -> None:
-    from experiments.report import learning_curves_figure
+    from experiments.reports.report import learning_curves_figure
 
     left, right = learning_curves_figure([_row("naive", 0, 0, 10), _row("naive", 1, 0, 20)], {}).axes
     assert not left.lines and "no L3 runs: language agents learn\nacross episodes only at L3" in _panel_texts(left)
@@ -256,7 +256,7 @@ def test_learning_curves_without_l3_or_ppo_say_why(tmp_path: Path) -> None:
 
 
 def test_every_scores_panel_shows_bars_or_says_why(tmp_path: Path) -> None:
-    from experiments.report import scores_figure, summarize
+    from experiments.reports.report import scores_figure, summarize
 
     rows = [_row("naive", 0, 0, 30), _row("random", 0, 0, 20), _row("ppo", 0, 0, 50, level=None, kind="ppo"),
             {**_row("random", 0, 0, -0.4), "env": "blackjack"}]
@@ -269,7 +269,7 @@ def test_every_scores_panel_shows_bars_or_says_why(tmp_path: Path) -> None:
 
 
 def test_a_huge_interval_of_few_seeds_does_not_flatten_the_panel() -> None:
-    from experiments.report import scores_figure, summarize
+    from experiments.reports.report import scores_figure, summarize
 
     # Two seeds of +1 and 0: a t-interval of +-6.35 on returns that lie in [-1, 1].
     rows = [{**_row("naive", seed, 0, ret), "env": "blackjack"} for seed, ret in ((0, 1.0), (1, 0.0))]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.results import (
+from experiments.records.results import (
     EPISODE_FIELDS,
     EpisodeKey,
     ResultsWriter,

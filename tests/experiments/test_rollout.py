@@ -14,12 +14,12 @@ import pytest
 from agents.llm.cache import ResponseCache
 from agents.llm.client import LLMClient, RetryPolicy, Sampling
 from agents.llm.transport import HTTPTransport, parse_reply
-from experiments.replay import parse_options
-from experiments.replay import run as replay
-from experiments.report import write_report
-from experiments.results import load_episodes
+from experiments.records.results import load_episodes
+from experiments.reports.replay import parse_options
+from experiments.reports.replay import run as replay
+from experiments.reports.report import write_report
+from experiments.reports.viewer import write_viewer
 from experiments.rollout import RolloutSettings, rollouts
-from experiments.viewer import write_viewer
 from tests.experiments.conftest import REPO_ROOT, run_cli
 from tests.fake_llm_server import FakeLLMServer, Faults
 from textgym.chat import ChatEnv

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.results import iter_jsonl, load_episodes
+from experiments.records.results import iter_jsonl, load_episodes
 from tests.experiments.conftest import REPO_ROOT, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer
 
@@ -44,7 +44,7 @@ def test_four_parallel_shards_give_the_unsharded_run(tmp_path: Path) -> None:
 
     # textgym-report over the shards' run dir prints the unsharded table (up to the cost section, whose
     # wall-seconds differ from run to run).
-    tables = [[line for line in run_cli(["experiments.report", f"results=[{d}]",
+    tables = [[line for line in run_cli(["experiments.reports.report", f"results=[{d}]",
                                          f"out_dir={tmp_path / d.parent.parent.name}-report"],
                                         cwd=REPO_ROOT).stdout.split("\n## Cost")[0].splitlines()
                if line.startswith("|")]

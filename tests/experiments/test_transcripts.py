@@ -21,9 +21,8 @@ from agents.llm.cache import ResponseCache
 from agents.llm.client import LLMClient
 from agents.llm.transport import HTTPTransport
 from agents.naive import NaiveAgent
-from experiments.episodes import run_episode
-from experiments.results import EpisodeKey, ResultsWriter, Shard
-from experiments.transcripts import (
+from experiments.records.results import EpisodeKey, ResultsWriter, Shard
+from experiments.records.transcripts import (
     CALLS_FILE,
     TEXTS_FILE,
     EpisodeCalls,
@@ -33,6 +32,7 @@ from experiments.transcripts import (
     tag_calls,
     text_sha256,
 )
+from experiments.running.episodes import run_episode
 from tests.fake_llm_server import FakeLLMServer
 
 SYSTEM = "You balance a pole on a cart. " * 150  # a long L5-like system prompt (4.5 KB)
@@ -143,7 +143,7 @@ def test_long_texts_share_their_lines(tmp_path: Path) -> None:
 
 
 def test_a_line_reference_clash_keeps_the_text_whole(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("experiments.transcripts.LINE_REF_CHARS", 1)  # 16 possible references: clashes are sure
+    monkeypatch.setattr("experiments.records.transcripts.LINE_REF_CHARS", 1)  # 16 possible references: clashes are sure
     calls = sliding_window_calls(30)
     ResultsWriter(tmp_path).write_episode(row(0), [], None, calls=calls)
     assert any(len(e.get("text", "")) > 256 for e in text_lines(tmp_path))

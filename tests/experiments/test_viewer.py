@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.results import iter_jsonl, load_episodes
+from experiments.records.results import iter_jsonl, load_episodes
+from experiments.records.transcripts import load_calls
+from experiments.reports.viewer import ViewerError, write_viewer
 from experiments.run_agent import evaluate
-from experiments.transcripts import load_calls
-from experiments.viewer import ViewerError, write_viewer
 from tests.experiments.conftest import compose_config, run_cli
 
 HOSTILE = 'Push towards the lean. <img src=x onerror="document.body.id=\'pwned\'"><script>document.title="x"</script>'
@@ -109,13 +109,13 @@ def test_a_drifted_replay_stops_its_frames_and_says_where(runs: Path, tmp_path: 
 
 
 def test_command_line(runs: Path, tmp_path: Path) -> None:
-    result = run_cli(["experiments.viewer", str(runs / "cartpole-L1-naive")], cwd=tmp_path)
+    result = run_cli(["experiments.reports.viewer", str(runs / "cartpole-L1-naive")], cwd=tmp_path)
     assert (runs / "cartpole-L1-naive" / "viewer.html").exists()
     assert result.stdout.startswith("viewer: file://") and "viewer.html" in result.stdout
-    missing = run_cli(["experiments.viewer", str(tmp_path / "nowhere")], cwd=tmp_path, check=False)
+    missing = run_cli(["experiments.reports.viewer", str(tmp_path / "nowhere")], cwd=tmp_path, check=False)
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
     assert missing.stderr.startswith("textgym-view: no run dir at ")
-    bad = run_cli(["experiments.viewer", str(runs), "--frames", "some"], cwd=tmp_path, check=False)
+    bad = run_cli(["experiments.reports.viewer", str(runs), "--frames", "some"], cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "invalid choice: 'some'" in bad.stderr and "first-episode" in bad.stderr
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.workers import AUTO_MIN_STREAMS, auto_workers, usable_cores, worker_count
+from experiments.running.workers import AUTO_MIN_STREAMS, auto_workers, usable_cores, worker_count
 from tests.experiments.conftest import run_cli
 
 

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.results import iter_jsonl, load_episodes
-from experiments.transcripts import Transcript
+from experiments.records.results import iter_jsonl, load_episodes
+from experiments.records.transcripts import Transcript
 from tests.experiments.conftest import default_sigint, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer
 

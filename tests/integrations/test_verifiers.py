@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from verifiers.types import ClientConfig
 
-from experiments.results import iter_jsonl
+from experiments.records.results import iter_jsonl
 from experiments.run_agent import evaluate
 from tests.experiments.conftest import compose_config
 from tests.fake_llm_server import FakeLLMServer

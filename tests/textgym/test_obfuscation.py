@@ -213,7 +213,7 @@ def test_obfuscated_trajectories_have_their_own_cache_entry(tmp_path, monkeypatc
 
 
 def test_textgym_eval_plays_the_obfuscated_variant(tmp_path) -> None:
-    from experiments.results import iter_jsonl
+    from experiments.records.results import iter_jsonl
     from experiments.run_agent import evaluate
 
     evaluate(compose_config("eval", ["env=frozenlake", "agent=random", "+env.kwargs.obfuscate=true",

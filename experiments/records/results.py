@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from experiments.jsonl import (
+from experiments.records.jsonl import (
     GroupCommit,
     append_jsonl,
     cut_torn_line,
@@ -39,8 +39,8 @@ from experiments.jsonl import (
     run_files,
     write_atomically,
 )
-from experiments.keys import EpisodeKey, Shard
-from experiments.transcripts import CALLS_FILE, TEXTS_FILE, EpisodeCalls, TranscriptWriter, WrittenCalls
+from experiments.records.keys import EpisodeKey, Shard
+from experiments.records.transcripts import CALLS_FILE, TEXTS_FILE, EpisodeCalls, TranscriptWriter, WrittenCalls
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultSink", "FinishedEpisode", "ResultsWriter", "RunIdentityError",
            "load_episodes", "iter_jsonl", "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files",
@@ -161,7 +161,8 @@ class FinishedEpisode(NamedTuple):
 class ResultSink(Protocol):
     """Where a run's streams put their episodes: :class:`ResultsWriter` (the run dir) or a worker's forwarder.
 
-    A new output format implements these four methods; the stream loop (``experiments/streams.py``) needs no more.
+    A new output format implements these four methods; the stream loop (``experiments/running/streams.py``) needs
+    no more.
     """
 
     def is_done(self, key: EpisodeKey) -> bool:
@@ -275,7 +276,7 @@ class ResultsWriter:
                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> None:
         """Record a finished episode: its steps, LLM calls, the agent's state after it, then its summary line.
 
-        The calls are the records or the lines built from them (``experiments/transcripts.py``).
+        The calls are the records or the lines built from them (``experiments/records/transcripts.py``).
         """
         key = self._check_new(row)
         if key is None:

@@ -24,9 +24,9 @@ import textgym
 from agents.base import Agent
 from agents.llm.protocol import ChatModel, Usage
 from experiments.config import agent_name
-from experiments.episodes import EpisodeRecord, run_episode
-from experiments.progress import RunProgress
-from experiments.results import FAILED, EpisodeKey, ResultSink, episode_row, error_text
+from experiments.records.results import FAILED, EpisodeKey, ResultSink, episode_row, error_text
+from experiments.running.episodes import EpisodeRecord, run_episode
+from experiments.running.progress import RunProgress
 from experiments.variants import obfuscation_seed
 
 __all__ = ["StreamSetup", "ConfigError", "play_streams", "agent_episode_row", "log_episode"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from agents.base import Agent, EpisodeContext, EpisodeResult, Transition
 from agents.llm.client import Usage
-from experiments.transcripts import EpisodeCalls, tag_calls
+from experiments.records.transcripts import EpisodeCalls, tag_calls
 
 __all__ = ["EpisodeRecord", "run_episode", "jsonable", "episode_seed"]
 
@@ -67,7 +67,7 @@ class EpisodeRecord:
     step_records: list[dict[str, Any]] = field(default_factory=list)
     calls: EpisodeCalls = field(default_factory=EpisodeCalls)
     """The agent's LLM call records, in order, each tagged with its ``phase`` and ``step``; iterating gives them.
-    Each is already its ``calls.jsonl`` line (see :class:`~experiments.transcripts.EpisodeCalls`)."""
+    Each is already its ``calls.jsonl`` line (see :class:`~experiments.records.transcripts.EpisodeCalls`)."""
 
 
 def _take_calls(agent: Agent, phase: str, step: int | None = None) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@
 
 An episode is fully determined by the text env (id, kwargs, level, step limit), its reset seed and the
 action texts played. The first three come from the run dir's ``run_identity.json`` (or ``.hydra/config.yaml``),
-the reset seed from :func:`experiments.episodes.episode_seed` (under the run's protocol: ``same_reset_seed``),
+the reset seed from :func:`experiments.running.episodes.episode_seed` (under the run's protocol: ``same_reset_seed``),
 the action texts from ``steps.jsonl``. Each replayed step must give the recorded observation text, parsed action,
 invalid-action flag, reward and terminated/truncated flags, and each episode the recorded length and return; the
 first difference of an episode is named (step, field, recorded vs replayed) and the command exits 1. A changed
@@ -39,8 +39,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import textgym
 from experiments.cli import exit_on_config_error
-from experiments.episodes import episode_seed, jsonable
-from experiments.results import (
+from experiments.records.results import (
     EPISODES_FILE,
     IDENTITY_FILE,
     STEPS_FILE,
@@ -49,6 +48,7 @@ from experiments.results import (
     load_episodes,
     run_files,
 )
+from experiments.running.episodes import episode_seed, jsonable
 
 __all__ = ["ReplayError", "RunSetup", "RecordedRun", "Mismatch", "ReplayResult", "make_run_env", "replay_episode",
            "replay_run", "write_animation", "find_run_dirs", "main"]
@@ -250,7 +250,7 @@ class ReplayResult:
 
 
 def reset_seed(seed: int, episode: int, same_reset_seed: bool = False) -> int:
-    """The reset seed an episode was played with: :func:`experiments.episodes.episode_seed`, the runner's rule.
+    """The reset seed an episode was played with: :func:`experiments.running.episodes.episode_seed`, the runner's rule.
 
     Prefer :meth:`RunSetup.reset_seed`, which knows the run's protocol.
     """

@@ -13,7 +13,7 @@ The file opens from disk with no server and loads nothing from the network. It h
   after the last (summaries, insights, reflections) and the episode row's ``notes`` at its boundaries.
 
 Frames are not stored at run time: episodes are replayed through the real env (the run's env, kwargs and level,
-reset with the recorded reset seed, stepped with the recorded action texts; see ``experiments/replay.py``) and
+reset with the recorded reset seed, stepped with the recorded action texts; see ``experiments/reports/replay.py``) and
 each ``rgb_array`` frame is embedded as a small WebP thumbnail. ``--frames all|first-episode|none`` picks the
 episodes to render (``first-episode``: episode 0 of each stream) and ``--max-frames`` caps the total; a replay
 that stops matching the recording stops its frames there and says so.
@@ -44,9 +44,9 @@ import markupsafe
 import numpy as np
 from PIL import Image
 
-from experiments.replay import RecordedRun, ReplayError, make_run_env
-from experiments.results import DONE, EpisodeKey, episode_files, load_episodes
-from experiments.transcripts import IDENTITY_FIELDS, Transcript
+from experiments.records.results import DONE, EpisodeKey, episode_files, load_episodes
+from experiments.records.transcripts import IDENTITY_FIELDS, Transcript
+from experiments.reports.replay import RecordedRun, ReplayError, make_run_env
 
 __all__ = ["write_viewer", "ViewerError", "FRAME_MODES", "main"]
 

@@ -19,7 +19,7 @@ Two files sit beside ``episodes.jsonl``:
   prompt as the L3 memory grows) share the rest. On 200-step MountainCar episodes a step costs about 1.6 KB of
   transcript in all, at L1 and L5 alike. Line texts come before the texts made of them.
 
-A shard of a run (see :class:`~experiments.results.Shard`) writes its own ``calls.shard<i>of<n>.jsonl`` and
+A shard of a run (see :class:`~experiments.records.results.Shard`) writes its own ``calls.shard<i>of<n>.jsonl`` and
 ``texts.shard<i>of<n>.jsonl``, so shards running at once never append to one file; readers take them all.
 
 Crash safety follows the other result files: a finished episode's new texts are appended and fsynced first,
@@ -44,8 +44,8 @@ from typing import Any
 
 import orjson
 
-from experiments.jsonl import append_bytes, cut_torn_line, iter_jsonl, json_line, keep_jsonl_rows, run_files
-from experiments.keys import EpisodeKey
+from experiments.records.jsonl import append_bytes, cut_torn_line, iter_jsonl, json_line, keep_jsonl_rows, run_files
+from experiments.records.keys import EpisodeKey
 
 __all__ = ["CALLS_FILE", "TEXTS_FILE", "PHASES", "EpisodeCalls", "WrittenCalls", "TranscriptWriter", "Transcript",
            "load_calls", "tag_calls", "text_sha256"]
@@ -101,7 +101,7 @@ def _bad_record(record: Any) -> ValueError:
 class TranscriptWriter:
     """Appends finished episodes' calls to one run dir (or shard); drops the calls of unfinished ones on start.
 
-    :class:`~experiments.results.ResultsWriter` owns one and calls it from ``write_episode``.
+    :class:`~experiments.records.results.ResultsWriter` owns one and calls it from ``write_episode``.
 
     Args:
         calls_path: this writer's ``calls.jsonl`` (or its shard's copy).

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from experiments.results import load_episodes
+from experiments.records.results import load_episodes
 from experiments.variants import variant_name
 
 __all__ = ["CPU_FILE", "LANGUAGE_AGENTS", "TRAINING", "EVALUATION", "record_cpu", "cpu_clock", "CostRow",
@@ -73,7 +73,7 @@ def cpu_clock(directory: str | Path, phase: str) -> Iterator[None]:
 
 
 class ScoredGroup(Protocol):
-    """What the cost view reads of a report row (``experiments.report.ReportRow``)."""
+    """What the cost view reads of a report row (``experiments.reports.report.ReportRow``)."""
 
     env: str
     level: int | None

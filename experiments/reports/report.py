@@ -33,10 +33,10 @@ from omegaconf import DictConfig
 from scipy import stats
 
 from experiments.cli import guard_job, hydra_command
-from experiments.contamination import write_contamination
-from experiments.costs import write_costs
-from experiments.results import DONE, EpisodeKey, episode_files, load_episodes
-from experiments.transcripts import Transcript
+from experiments.records.results import DONE, EpisodeKey, episode_files, load_episodes
+from experiments.records.transcripts import Transcript
+from experiments.reports.contamination import write_contamination
+from experiments.reports.costs import write_costs
 from experiments.variants import variant_name
 from textgym.levels import level_spec
 
@@ -468,8 +468,8 @@ def write_report(result_paths: list[str | Path], out_dir: str | Path,
         writer.writeheader()
         writer.writerows(asdict(r) for r in report)
     failures = failures_table(rows, failed_parts)
-    _, contamination = write_contamination(rows, out)  # contamination.csv/.png (experiments/contamination.py)
-    _, costs = write_costs(report, rows, paths, out)  # costs.csv (experiments/costs.py)
+    _, contamination = write_contamination(rows, out)  # contamination.csv/.png (experiments/reports/contamination.py)
+    _, costs = write_costs(report, rows, paths, out)  # costs.csv (experiments/reports/costs.py)
     (out / "report.md").write_text(
         "# TextGym report\n\nNormalized score: (return - random) / (PPO - random) on the same env; "
         f"n/a where an anchor is missing, `undefined: {TIE}` where the two score the same (the denominator "
@@ -498,7 +498,7 @@ def _empty_plot(path: Path, message: str) -> None:
     _save(fig, path)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="report")
 def _hydra_main(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     out_dir = cfg.out_dir or run_dir

@@ -5,7 +5,7 @@ out at some hundreds of decisions a second (our own CPU per decision, ``benchmar
 server with hundreds of streams can take more. Each worker plays its seeds exactly as a one-process run does
 (``streams.play_streams``: same episodes, same reset seeds, same agent states), with its share of the LLM
 concurrency, and sends every finished or failed episode to the parent, which writes it through the run's one
-:class:`~experiments.results.ResultsWriter`. So the files, the resume rules and the rows are those of a
+:class:`~experiments.records.results.ResultsWriter`. So the files, the resume rules and the rows are those of a
 one-process run: a rerun finds what the parent wrote, whatever happened to the workers.
 
 Workers are started with ``spawn`` (a fresh interpreter, no copy of the parent's threads or event loop) and
@@ -36,11 +36,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from agents.llm.client import LLMClient, Usage
-from experiments.gc_tuning import streaming_gc
-from experiments.progress import RunProgress
-from experiments.results import EpisodeKey, FinishedEpisode, ResultsWriter, load_state
-from experiments.streams import StreamSetup, log_episode, play_streams
-from experiments.transcripts import EpisodeCalls, WrittenCalls
+from experiments.records.results import EpisodeKey, FinishedEpisode, ResultsWriter, load_state
+from experiments.records.transcripts import EpisodeCalls, WrittenCalls
+from experiments.running.gc_tuning import streaming_gc
+from experiments.running.progress import RunProgress
+from experiments.running.streams import StreamSetup, log_episode, play_streams
 
 __all__ = ["play_in_workers", "ForwardingWriter", "FailedEpisode", "WorkerCounters", "WorkerFinished", "auto_workers",
            "worker_count", "AUTO_MIN_STREAMS", "AUTO_STREAMS_PER_WORKER"]
@@ -85,7 +85,7 @@ def worker_count(setting: int | str, streams: int, cores: int | None = None) -> 
     return setting
 
 
-# What a worker sends the parent, besides a FinishedEpisode (experiments/results.py).
+# What a worker sends the parent, besides a FinishedEpisode (experiments/records/results.py).
 @dataclass(frozen=True)
 class FailedEpisode:
     """An episode that could not finish: its ``status: "failed"`` row."""
@@ -130,7 +130,7 @@ class ForwardingWriter:
     def write_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
                       agent_state: dict[str, Any] | None = None,
                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]] = ()) -> None:
-        """Send a finished episode to the parent (a :class:`~experiments.results.FinishedEpisode`)."""
+        """Send a finished episode to the parent (a :class:`~experiments.records.results.FinishedEpisode`)."""
         # The transcript lines travel as built (WrittenCalls), not as the records and their message dicts: the
         # parent would only build them again.
         if isinstance(calls, WrittenCalls):

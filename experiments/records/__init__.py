@@ -1,0 +1,1 @@
+"""Result files and their readers: JSONL lines, episode keys, results, transcripts."""

@@ -1,0 +1,1 @@
+"""What is made from result files: the report, the viewer, replay, the contamination and cost views."""

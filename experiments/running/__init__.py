@@ -1,0 +1,1 @@
+"""Running episode streams: the stream loop, worker processes, one episode, GC tuning, progress, the LLM session."""
