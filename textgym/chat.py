@@ -67,7 +67,7 @@ from textgym.registration import env_entry
 from textgym.templating import render
 from textgym.trajectories import fewshot_trajectories
 from textgym.translator import Translator
-from textgym.wrapper import TextEnv
+from textgym.wrapper import TextEnv, state_step_limit
 
 __all__ = ["ChatEnv", "Conversation", "briefing", "answer", "action_json_schema", "act_tool", "parse_strict_reply",
            "history_start", "ACTION_FORMATS", "INVALID_ACTIONS", "Message"]
@@ -443,7 +443,8 @@ class ChatEnv:
         self.invalid_action = invalid_action
         self.format_penalty = float(format_penalty)
         self.history = history
-        self.env = gym.make(entry.text_id, level=level, **env_kwargs)
+        # A max_episode_steps cap is applied outside the text env: without this its text states the registered limit.
+        self.env = state_step_limit(gym.make(entry.text_id, level=level, **env_kwargs))
         self._limit_changed = ("max_episode_steps" in env_kwargs
                                and env_kwargs["max_episode_steps"] != gym.spec(entry.text_id).max_episode_steps)
         self.conversation = Conversation(None if history == "all" else int(history))

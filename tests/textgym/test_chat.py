@@ -266,3 +266,10 @@ def test_misuse_is_reported() -> None:
     env.reset(seed=0)
     with pytest.raises(TypeError, match="reply must be the model's text"):
         env.step(42)
+
+
+def test_a_step_limit_cap_is_the_one_the_briefing_states() -> None:
+    """A ``max_episode_steps`` cap is enforced by gymnasium outside the text env; the briefing must state it."""
+    messages, _ = ChatEnv("cartpole", level=1, max_episode_steps=20).reset(seed=0)
+    assert "step limit of 20 steps" in messages[0]["content"]
+    assert "500" not in messages[0]["content"]
