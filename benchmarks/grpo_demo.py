@@ -214,9 +214,8 @@ def hit_rates(decisions: list[tuple[int, float]]) -> str:
     return ", ".join(parts)
 
 
-def numeric_returns(policy: Callable[[Any], int], seeds: Iterable[int]) -> list[float]:
-    """Returns of a policy over the numeric task (raw observations), one episode per seed."""
-    env = make_base_env(ENV)
+def play_returns(env: Any, policy: Callable[[Any], int], seeds: Iterable[int]) -> list[float]:
+    """Returns of ``policy`` on ``env``, one episode per seed."""
     returns = []
     for seed in seeds:
         obs, _ = env.reset(seed=int(seed))
@@ -230,6 +229,11 @@ def numeric_returns(policy: Callable[[Any], int], seeds: Iterable[int]) -> list[
     return returns
 
 
+def numeric_returns(policy: Callable[[Any], int], seeds: Iterable[int]) -> list[float]:
+    """Returns of a policy over the numeric task (raw observations), one episode per seed."""
+    return play_returns(make_base_env(ENV), policy, seeds)
+
+
 def ppo_returns(steps: int, seeds: list[int]) -> tuple[list[float], int]:
     """PPO trained for ``steps`` env steps (conf/ppo/blackjack.yaml's settings), evaluated deterministically on the
     one-hot observation of the same hands; returns and the env steps it trained on."""
@@ -239,17 +243,7 @@ def ppo_returns(steps: int, seeds: list[int]) -> tuple[list[float], int]:
     vec = make_vec_env(lambda: make_task_env(ENV), n_envs=int(settings["n_envs"]), seed=0)
     model = PPO(settings["policy"], vec, seed=0, device="cpu", verbose=0, **ppo_kwargs(settings["model"]))
     model.learn(total_timesteps=steps)
-    env = make_task_env(ENV)
-    returns = []
-    for seed in seeds:
-        obs, _ = env.reset(seed=int(seed))
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
+    returns = play_returns(make_task_env(ENV), lambda obs: int(model.predict(obs, deterministic=True)[0]), seeds)
     return returns, int(model.num_timesteps)
 
 

@@ -51,6 +51,7 @@ from experiments.run_agent import LLM_IDENTITY_KEYS, EvalOutcome
 from experiments.running.episodes import EPISODES_PER_SEED, episode_seed
 from experiments.running.llm_session import llm_session
 from experiments.running.progress import RunProgress
+from experiments.running.streams import usage_fields
 from experiments.serve import chat_kwargs
 from experiments.variants import fold_obfuscation, obfuscation_seed
 from textgym.chat import ChatEnv, Message, action_json_schema, parse_strict_reply
@@ -185,12 +186,6 @@ def _tokens(token_logprobs: list[dict[str, Any]] | None) -> tuple[list[int] | No
     return (ids if len(ids) == len(token_logprobs) else None), [token["logprob"] for token in token_logprobs]
 
 
-def _usage_fields(usage: Usage) -> dict[str, Any]:
-    return {"llm_calls": usage.calls, "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
-            "cost_usd": round(usage.cost_usd, 6), "llm_latency_s": round(usage.latency_s, 3)}
-
-
 class _Player:
     """Plays one rollout through its own client (its own sampling seed; the shared transport and counters)."""
 
@@ -283,7 +278,7 @@ def _row(env: str, env_id: str, level: int, model: str, rollout: Rollout, varian
                   obfuscation_seed=variant, seed=rollout.seed,
                   episode=rollout.index, steps=rollout.steps, invalid_actions=invalid_actions,
                   invalid_replies=rollout.invalid_replies, wall_time_s=round(rollout.wall_time_s, 3),
-                  **_usage_fields(rollout.usage))
+                  **usage_fields(rollout.usage))
     if rollout.status == FAILED:
         return episode_row(None, status=FAILED, error=rollout.error, terminated=False, **common)
     notes = {"rollout_return": rollout.episode_return, "step_rewards": rollout.step_rewards,

@@ -29,7 +29,7 @@ from experiments.running.episodes import EpisodeRecord, run_episode
 from experiments.running.progress import RunProgress
 from experiments.variants import obfuscation_seed
 
-__all__ = ["StreamSetup", "ConfigError", "play_streams", "agent_episode_row", "log_episode"]
+__all__ = ["StreamSetup", "ConfigError", "play_streams", "agent_episode_row", "log_episode", "usage_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class ConfigError(ValueError):
     """The env or agent cannot be built with the given settings."""
 
 
-def _usage_fields(usage: Usage) -> dict[str, Any]:
+def usage_fields(usage: Usage) -> dict[str, Any]:
+    """The LLM-usage fields of an ``episodes.jsonl`` row (the same for agents' episodes and rollouts)."""
     return {"llm_calls": usage.calls, "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "cached_prompt_tokens": getattr(usage, "cached_prompt_tokens", 0),
@@ -58,7 +59,7 @@ def _agent_row(env: str, level: int, obfuscation: int | None, env_id: str, name:
         llm_model=model, seed=record.seed, episode=record.episode_index, steps=record.steps,
         obfuscation_seed=obfuscation, terminated=record.terminated,
         invalid_actions=record.invalid_actions, invalid_replies=record.invalid_replies,
-        wall_time_s=round(record.wall_time_s, 3), notes=notes or {}, **_usage_fields(record.usage),
+        wall_time_s=round(record.wall_time_s, 3), notes=notes or {}, **usage_fields(record.usage),
     )
 
 
@@ -135,7 +136,7 @@ class StreamSetup:
             status=FAILED, error=error_text(error),
             steps=attempt.steps, terminated=False, invalid_actions=attempt.invalid_actions,
             invalid_replies=invalid_replies, wall_time_s=round(time.perf_counter() - attempt.started, 3),
-            **_usage_fields(usage),
+            **usage_fields(usage),
         )
 
 
