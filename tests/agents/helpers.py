@@ -21,6 +21,7 @@ from agents.llm.client import LLMClient, Sampling
 from agents.llm.transport import HTTPTransport
 from experiments.config import agent_class, register_resolvers
 from experiments.running.episodes import EpisodeRecord, run_episode
+from textgym.wrapper import state_step_limit
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -30,9 +31,14 @@ def client_for(server, cache: ResponseCache | None = None, structured_output: bo
                      sampling=Sampling(structured_output=structured_output))
 
 
+def make_env(env_id: str, level: int, max_episode_steps: int, **env_kwargs: Any) -> gym.Env:
+    """The env as the runners build it: the text states the step limit gymnasium enforces."""
+    return state_step_limit(gym.make(env_id, level=level, max_episode_steps=max_episode_steps, **env_kwargs))
+
+
 def play(agent: Agent, env_id: str, level: int = 1, episodes: int = 2, seed: int = 0,
          max_episode_steps: int = 6, **env_kwargs: Any) -> list[EpisodeRecord]:
-    env = gym.make(env_id, level=level, max_episode_steps=max_episode_steps, **env_kwargs)
+    env = make_env(env_id, level, max_episode_steps, **env_kwargs)
 
     async def stream() -> list[EpisodeRecord]:
         return [await run_episode(env, agent, seed, k, episodes) for k in range(episodes)]
@@ -61,7 +67,7 @@ class Episode:
 def play_episodes(agent: Agent, server, env_id: str = "TextGym-CartPole-v0", level: int = 1, episodes: int = 2,
                   seed: int = 0, max_episode_steps: int = 4, first: int = 0, **env_kwargs: Any) -> list[Episode]:
     """Episodes ``first .. episodes-1`` of stream ``seed``, each with the server requests made during it."""
-    env = gym.make(env_id, level=level, max_episode_steps=max_episode_steps, **env_kwargs)
+    env = make_env(env_id, level, max_episode_steps, **env_kwargs)
 
     async def stream() -> list[Episode]:
         played = []
