@@ -24,7 +24,9 @@ It starts ``benchmarks/fixed_latency_server.py`` in a child process, then:
    process and with ``workers=2`` (``--workers``), and prints decisions/s and requests/s over the whole run
    (start-up of the streams and their last writes included), and requests/s while the server was busy (its first
    request's arrival to its last reply, from the server's ``/stats``) with that figure's ratio to the ceiling's,
-   counted the same way; the whole-run decisions/s over the busy requests/s (what start-up and wind-down cost); and
+   counted the same way; the whole-run decisions/s over the busy requests/s (what start-up and wind-down cost: the
+   workers' fork server is started before the first run, as ``textgym-eval`` starts it before its LLM session, so
+   a worker's start is a fork and its streams' setup, not an interpreter importing TextGym); and
    the mean turnaround, from a reply to the same connection's next request (our side's time per decision, queueing
    in the event loop included);
 3. **own CPU per decision**: one stream against a 0 ms server, this process's CPU seconds per decision (the
@@ -50,6 +52,7 @@ from agents.llm.transport import HTTPTransport  # noqa: E402
 from benchmarks.fixed_latency_server import start_in_process  # noqa: E402
 from experiments.config import register_resolvers  # noqa: E402
 from experiments.run_agent import evaluate_async  # noqa: E402
+from experiments.running.workers import prepare_workers  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 ENVS = ("mountaincar", "cartpole", "blackjack")  # long fixed episodes; ~9 steps; one decision a hand
@@ -154,6 +157,8 @@ def main() -> None:
                 print(f"{'streams':>8} {'workers':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} "
                       f"{'busy req/s':>11} {'ratio':>6} {'whole/busy':>11} {'turnaround ms':>14}")
                 server_stats(base_url)
+                if any(workers != 1 for workers in args.workers):
+                    prepare_workers()  # as textgym-eval does before its LLM session: imports off the clock
                 for streams in args.streams:
                     asyncio.run(ceiling(base_url, streams, args.ceiling_seconds))
                     top, _ = server_stats(base_url)

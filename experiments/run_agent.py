@@ -48,7 +48,7 @@ from experiments.running.gc_tuning import streaming_gc
 from experiments.running.llm_session import llm_session
 from experiments.running.progress import RunProgress
 from experiments.running.streams import StreamSetup, play_streams
-from experiments.running.workers import play_in_workers, worker_count
+from experiments.running.workers import play_in_workers, prepare_workers, worker_count
 from experiments.variants import fold_obfuscation
 
 __all__ = ["evaluate", "evaluate_async", "needs_llm", "run_identity", "main", "EvalOutcome", "format_summary"]
@@ -144,6 +144,11 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return identity
 
 
+def planned_workers(cfg: DictConfig, streams: int) -> int:
+    """Worker processes for ``streams`` streams under ``cfg`` (``workers``, and at most ``concurrency`` at once)."""
+    return worker_count(cfg.get("workers") or 1, min(streams, int(cfg.concurrency)))
+
+
 async def _play(setup: StreamSetup, writer: ResultsWriter, client: ChatModel | None, seeds: list[int], todo: int,
                 progress: RunProgress | None, stream_gate: asyncio.Semaphore | None,
                 wandb_run: Any) -> dict[EpisodeKey, str]:
@@ -154,7 +159,7 @@ async def _play(setup: StreamSetup, writer: ResultsWriter, client: ChatModel | N
     progress = progress or RunProgress(enabled=cfg.progress)
     progress.add_group(setup.group, todo)
     try:
-        workers = worker_count(cfg.get("workers") or 1, min(len(seeds), int(cfg.concurrency)))
+        workers = planned_workers(cfg, len(seeds))
         # Workers copy an LLMClient into each process; another backend plays in this one.
         if workers > 1 and len(seeds) > 1 and (client is None or isinstance(client, LLMClient)):
             return await play_in_workers(cfg, writer, client, seeds, setup.keys(seeds), progress, setup.group,
@@ -185,6 +190,8 @@ async def evaluate_async(cfg: DictConfig, run_dir: str | Path, client: ChatModel
     writer = ResultsWriter(run_dir, identity=run_identity(cfg), shard=shard)
     save_run_config(cfg, writer.run_dir)  # what Hydra writes for textgym-eval, for runs started from code
     seeds = shard.select(list(cfg.seeds)) if shard else list(cfg.seeds)
+    if planned_workers(cfg, len(seeds)) > 1:
+        prepare_workers()  # the fork server imports while this process sets up
     setup = StreamSetup(cfg, model=client.model if client else None)
     if shard is not None and not seeds:
         logger.warning("shard %s has no seeds: there are only %d (nothing to do)", shard, len(cfg.seeds))
@@ -219,6 +226,8 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> EvalOutcome:
     """
     validate_eval(cfg)
     quiet_libraries()
+    if planned_workers(cfg, len(cfg.seeds)) > 1:
+        prepare_workers()  # its imports overlap the LLM session's start
     with stop_on_signals():
         if not needs_llm(cfg):
             return run_async(evaluate_async(cfg, run_dir, None))

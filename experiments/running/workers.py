@@ -8,7 +8,11 @@ concurrency, and sends every finished or failed episode to the parent, which wri
 :class:`~experiments.records.results.ResultsWriter`. So the files, the resume rules and the rows are those of a
 one-process run: a rerun finds what the parent wrote, whatever happened to the workers.
 
-Workers are started with ``spawn`` (a fresh interpreter, no copy of the parent's threads or event loop) and
+Workers fork from a ``forkserver`` that imported this module (so TextGym, the agents and the runner) once: a
+worker starts in milliseconds instead of importing it all again, and never copies the parent's threads or event
+loop. :func:`prepare_workers` starts that server early, so its imports overlap the parent's own start-up (the
+LLM session, the run dir). Where the OS has no fork server, workers are ``spawn``-ed. A worker takes the parent's
+working directory and environment as they are when it starts, as a spawned one would, not the server's. Workers
 ignore SIGINT: the parent decides. When the parent is interrupted it stops them, writes what they had sent,
 and the unfinished episodes are left for the rerun, as in one process.
 
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue as queue_module
 import signal
@@ -42,8 +47,9 @@ from experiments.running.gc_tuning import streaming_gc
 from experiments.running.progress import RunProgress
 from experiments.running.streams import StreamSetup, log_episode, play_streams
 
-__all__ = ["play_in_workers", "ForwardingWriter", "FailedEpisode", "WorkerCounters", "WorkerFinished", "auto_workers",
-           "worker_count", "AUTO_MIN_STREAMS", "AUTO_STREAMS_PER_WORKER"]
+__all__ = ["play_in_workers", "prepare_workers", "worker_context", "ParentContext", "ForwardingWriter",
+           "FailedEpisode", "WorkerCounters", "WorkerFinished", "auto_workers", "worker_count", "AUTO_MIN_STREAMS",
+           "AUTO_STREAMS_PER_WORKER"]
 
 logger = logging.getLogger(__name__)
 POLL_S = 0.2  # how often the parent looks for a worker that died without a word
@@ -51,6 +57,24 @@ POLL_S = 0.2  # how often the parent looks for a worker that died without a word
 # and not with 256 (0.27-0.32), where 8 workers, 32 streams each, did best (0.79-0.82).
 AUTO_MIN_STREAMS = 128
 AUTO_STREAMS_PER_WORKER = 32
+
+
+def worker_context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
+    """How workers start: forked from a fork server that preloaded this module where the OS has one, else spawned."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # no effect once the server runs: it has loaded it then
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def prepare_workers() -> None:
+    """Start the workers' fork server now (if it is not running), so its imports overlap what the caller does next.
+
+    Cheap: it starts a process and returns; the first worker waits for the server's imports if they are not done.
+    """
+    if worker_context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
 
 
 def usable_cores() -> int:
@@ -152,10 +176,30 @@ class ForwardingWriter:
         self.outbox.put(FailedEpisode(row))
 
 
+@dataclass(frozen=True)
+class ParentContext:
+    """The parent's working directory and environment when it starts a worker (an API key set since counts)."""
+
+    cwd: str
+    environ: dict[str, str]
+
+    @classmethod
+    def now(cls) -> ParentContext:
+        """This process's, now."""
+        return cls(os.getcwd(), dict(os.environ))
+
+    def enter(self) -> None:
+        """Make them this process's."""
+        os.chdir(self.cwd)
+        os.environ.clear()
+        os.environ.update(self.environ)
+
+
 def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[EpisodeKey],
-            client: LLMClient | None, outbox: Any) -> None:
+            client: LLMClient | None, outbox: Any, parent: ParentContext) -> None:
     """A worker process: play ``seeds``' streams, send every episode, then the client's counters."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; a Ctrl-C reaches the whole group
+    parent.enter()  # a forked worker has the fork server's, from when that started
     cfg = OmegaConf.create(config)
     writer = ForwardingWriter(Path(run_dir), done, outbox)
 
@@ -178,6 +222,22 @@ def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[E
         outbox.put(WorkerFinished())
 
 
+def _receive(outbox: Any, most: int = 256) -> list[Any]:
+    """The workers' next messages: waits up to :data:`POLL_S` for one, then takes what else has arrived.
+
+    Many streams end episodes together; one trip to the executor per batch, not per message, keeps the parent's
+    loop free for writing them.
+    """
+    try:
+        messages = [outbox.get(True, POLL_S)]
+    except queue_module.Empty:
+        return []
+    with contextlib.suppress(queue_module.Empty):
+        while len(messages) < most:
+            messages.append(outbox.get_nowait())
+    return messages
+
+
 def _share(total: int, workers: int, index: int) -> int:
     return total // workers + int(index < total % workers)
 
@@ -195,9 +255,10 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
     workers = min(workers, len(seeds))
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     outbox = context.Queue()
     done = [key for key in keys if writer.is_done(key)]
+    parent = ParentContext.now()
     processes = []
     for index in range(workers):
         worker_config = {**config, "workers": 1, "progress": False,
@@ -208,7 +269,7 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
                                         slot_count=None)  # slot tables of several processes would collide
         process = context.Process(target=_worker, daemon=True, name=f"textgym-worker-{index}",
                                   args=(worker_config, str(writer.run_dir), seeds[index::workers], done,
-                                        worker_client, outbox))
+                                        worker_client, outbox, parent))
         process.start()
         processes.append(process)
     logger.info("%s: %d streams in %d worker processes (pids %s)", group, len(seeds), workers,
@@ -219,15 +280,13 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
     running = len(processes)
     try:
         while running:
-            try:
-                message = await loop.run_in_executor(None, outbox.get, True, POLL_S)
-            except queue_module.Empty:
-                if not any(process.is_alive() for process in processes):
-                    logger.error("a worker process ended without finishing (exit codes %s); its unfinished "
-                                 "episodes are left for the rerun", [p.exitcode for p in processes])
-                    break
-                continue
-            running -= sink.handle(message)
+            messages = await loop.run_in_executor(None, _receive, outbox)
+            if not messages and not any(process.is_alive() for process in processes):
+                logger.error("a worker process ended without finishing (exit codes %s); its unfinished "
+                             "episodes are left for the rerun", [p.exitcode for p in processes])
+                break
+            for message in messages:
+                running -= sink.handle(message)
     finally:
         for process in processes:
             if process.is_alive():

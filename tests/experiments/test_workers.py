@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,10 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+
+from agents.llm.client import LLMClient
+from agents.llm.transport import HTTPTransport
+from experiments.config import register_resolvers
 from experiments.records.results import iter_jsonl, load_episodes
 from experiments.records.transcripts import Transcript
+from experiments.run_agent import evaluate_async
+from experiments.running.workers import prepare_workers, worker_context
 from tests.experiments.conftest import default_sigint, run_cli, untimed
 from tests.fake_llm_server import FakeLLMServer
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def _args(server: FakeLLMServer, tmp_path: Path, results: str, *extra: str) -> list[str]:
@@ -78,3 +88,25 @@ def test_episodes_from_workers_are_logged_to_wandb(tmp_path: Path) -> None:
         run_cli([*args, "logger=wandb", "seeds=[0,1]", "episodes=1"], cwd=tmp_path, env={"WANDB_MODE": "offline"})
     (log,) = (tmp_path / "runs").rglob("*.wandb")
     assert log.read_bytes().count(b"episode/return") >= 2  # each episode's metrics, logged by the parent
+
+
+def test_workers_fork_from_the_preloaded_server_yet_see_the_parent_as_it_is_now(tmp_path: Path, monkeypatch) -> None:
+    # The fork server starts (and imports TextGym) first; the key and the working directory change after. A worker
+    # must still send the key set since and resolve relative paths where the parent stands, as a spawned one would.
+    assert worker_context().get_start_method() == "forkserver"  # Linux: workers do not import TextGym again
+    prepare_workers()
+    monkeypatch.setenv("TEXTGYM_TEST_WORKER_KEY", "sk-set-after-the-fork-server")
+    monkeypatch.chdir(tmp_path)
+    register_resolvers()
+    with FakeLLMServer() as server, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        server.api_key = "sk-set-after-the-fork-server"
+        cfg = compose("eval", overrides=["agent=naive", "llm=server", f"llm.base_url={server.base_url}",
+                                         "llm.model=scripted", "llm.cache=off", "seeds=[0,1,2,3]", "episodes=1",
+                                         "max_steps=3", "concurrency=4", "workers=2", "logger=none",
+                                         "progress=false"])
+        client = LLMClient("scripted", HTTPTransport(server.base_url, "TEXTGYM_TEST_WORKER_KEY", max_concurrency=4))
+        outcome = asyncio.run(evaluate_async(cfg, "runs/relative", client))
+    assert (outcome.done, outcome.failed) == (4, {})
+    assert (tmp_path / "runs" / "relative" / "episodes.jsonl").exists()
+    assert len(server.authorizations) == 12
+    assert set(server.authorizations) == {"Bearer sk-set-after-the-fork-server"}
