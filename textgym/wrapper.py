@@ -161,6 +161,8 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         self.action_space = TextSpace(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
         self._knowledge: dict[str, Any] | None = None
         self._raw_obs: Any = None
+        self._descriptions: dict[int | None, dict[str, str]] = {}  # the reset info's texts, by step limit
+        self._descriptions_translator: Translator | None = None  # the translator they came from
         self.step_limit: int | None = registered_step_limit(translator.name)
         """The step limit the goal description states (see the class docstring)."""
 
@@ -197,6 +199,26 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             }
         return self._knowledge
 
+    def _description_texts(self) -> dict[str, str]:
+        """The game, goal and action descriptions of the reset info, for the current :attr:`step_limit`.
+
+        They depend only on the translator (its env's constants and text options) and the step limit, so each is
+        rendered once per translator and step limit, not on every reset (a short episode's reset spent most of its
+        time rendering them). A new step limit (:func:`state_step_limit`) or translator gets texts of its own.
+        """
+        translator = self.translator
+        if self._descriptions_translator is not translator:  # a new (or replaced) translator: nothing said yet
+            self._descriptions, self._descriptions_translator = {}, translator
+        texts = self._descriptions.get(self.step_limit)
+        if texts is None:
+            if len(self._descriptions) >= 8:  # step limits change rarely: keep a few
+                self._descriptions.clear()
+            texts = {"game_description": translator.game_description(),
+                     "goal_description": translator.goal_description(self.step_limit),
+                     "action_description": translator.action_description()}
+            self._descriptions[self.step_limit] = texts
+        return texts
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         """Reset the base env; the observation is its text, ``info`` carries the descriptions and action spec."""
         raw_obs, info = self.env.reset(seed=seed, options=options)
@@ -205,12 +227,10 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             **info,
             **self._step_info(raw_obs, invalid_action=False),
             "level": self.level.level,
-            "game_description": self.translator.game_description(),
-            "goal_description": self.translator.goal_description(self.step_limit),
-            "action_description": self.translator.action_description(),
+            **self._description_texts(),
             "action_spec": self.translator.action_spec(),
             # A copy: callers may keep or edit what reset returns (gymnasium's checker insists).
-            "knowledge": copy.deepcopy(self.knowledge),
+            "knowledge": _copied(self.knowledge),
         }
         return self.translator.render_observation(raw_obs), info
 
@@ -255,6 +275,24 @@ def state_step_limit(env: gym.Env) -> gym.Env:
     """
     env.set_wrapper_attr("step_limit", env.spec.max_episode_steps if env.spec is not None else None)
     return env
+
+
+_ATOMS = frozenset((str, int, float, bool, type(None)))
+"""Immutable types a deep copy returns as they are."""
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of ``value``.
+
+    Dicts and lists of plain values are copied directly, several times faster than :func:`copy.deepcopy` (which a
+    reset paid for the level's knowledge); anything else goes to :func:`copy.deepcopy`.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: item if type(item) in _ATOMS else _copied(item) for key, item in value.items()}
+    if kind is list:
+        return [item if type(item) in _ATOMS else _copied(item) for item in value]
+    return value if kind in _ATOMS else copy.deepcopy(value)
 
 
 def _is_integer(action: Any) -> bool:
