@@ -8,6 +8,7 @@ variable the translator did not provide raises instead of printing an empty stri
 from __future__ import annotations
 
 import functools
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,23 @@ def direction(value: float, positive: str, negative: str, zero: str | None = Non
     return positive if value > 0 else negative
 
 
+class _Environment(jinja2.Environment):
+    """A Jinja2 environment whose templates' globals are a plain dict.
+
+    Jinja2 gives each template a ``ChainMap`` of its own and the environment's globals, and copies it into every
+    render's context with Python-level iteration: a quarter of a short template's render time. Ours never change
+    after the environment is set up, so one merged dict per template (template globals over environment globals,
+    as the ``ChainMap`` reads them) renders the same texts.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     loader = jinja2.FileSystemLoader([str(PACKAGE_DIR / "envs"), str(PACKAGE_DIR / "templates")])
-    env = jinja2.Environment(
+    env = _Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
