@@ -12,9 +12,9 @@ Workers fork from a ``forkserver`` that imported this module (so TextGym, the ag
 worker starts in milliseconds instead of importing it all again, and never copies the parent's threads or event
 loop. :func:`prepare_workers` starts that server early, so its imports overlap the parent's own start-up (the
 LLM session, the run dir). Where the OS has no fork server, workers are ``spawn``-ed. A worker takes the parent's
-working directory and environment as they are when it starts, as a spawned one would, not the server's. Workers
-ignore SIGINT: the parent decides. When the parent is interrupted it stops them, writes what they had sent,
-and the unfinished episodes are left for the rerun, as in one process.
+working directory, environment and import path as they are when it starts, as a spawned one would, not the
+server's. Workers ignore SIGINT: the parent decides. When the parent is interrupted it stops them, writes what
+they had sent, and the unfinished episodes are left for the rerun, as in one process.
 
 ``workers=auto`` (textgym-eval's default) picks the count with :func:`auto_workers`: one process below
 :data:`AUTO_MIN_STREAMS` streams in flight or on two cores or fewer (there, extra processes cost start-up and the
@@ -47,8 +47,8 @@ from experiments.running.gc_tuning import streaming_gc
 from experiments.running.progress import RunProgress
 from experiments.running.streams import StreamSetup, log_episode, play_streams
 
-__all__ = ["play_in_workers", "prepare_workers", "worker_context", "ParentContext", "ForwardingWriter",
-           "FailedEpisode", "WorkerCounters", "WorkerFinished", "auto_workers", "worker_count", "AUTO_MIN_STREAMS",
+__all__ = ["play_in_workers", "prepare_workers", "worker_context", "ForwardingWriter", "FailedEpisode",
+           "WorkerCounters", "WorkerFinished", "auto_workers", "worker_count", "AUTO_MIN_STREAMS",
            "AUTO_STREAMS_PER_WORKER"]
 
 logger = logging.getLogger(__name__)
@@ -176,30 +176,14 @@ class ForwardingWriter:
         self.outbox.put(FailedEpisode(row))
 
 
-@dataclass(frozen=True)
-class ParentContext:
-    """The parent's working directory and environment when it starts a worker (an API key set since counts)."""
-
-    cwd: str
-    environ: dict[str, str]
-
-    @classmethod
-    def now(cls) -> ParentContext:
-        """This process's, now."""
-        return cls(os.getcwd(), dict(os.environ))
-
-    def enter(self) -> None:
-        """Make them this process's."""
-        os.chdir(self.cwd)
-        os.environ.clear()
-        os.environ.update(self.environ)
-
-
 def _worker(config: dict[str, Any], run_dir: str, seeds: list[int], done: list[EpisodeKey],
-            client: LLMClient | None, outbox: Any, parent: ParentContext) -> None:
+            client: LLMClient | None, outbox: Any, environ: dict[str, str]) -> None:
     """A worker process: play ``seeds``' streams, send every episode, then the client's counters."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; a Ctrl-C reaches the whole group
-    parent.enter()  # a forked worker has the fork server's, from when that started
+    # Forked from the fork server, the worker has its environment, from when it started: an API key set in the
+    # parent since would be missing. (multiprocessing brings the parent's cwd and sys.path itself.)
+    os.environ.clear()
+    os.environ.update(environ)
     cfg = OmegaConf.create(config)
     writer = ForwardingWriter(Path(run_dir), done, outbox)
 
@@ -258,7 +242,7 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
     context = worker_context()
     outbox = context.Queue()
     done = [key for key in keys if writer.is_done(key)]
-    parent = ParentContext.now()
+    environ = dict(os.environ)
     processes = []
     for index in range(workers):
         worker_config = {**config, "workers": 1, "progress": False,
@@ -269,7 +253,7 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
                                         slot_count=None)  # slot tables of several processes would collide
         process = context.Process(target=_worker, daemon=True, name=f"textgym-worker-{index}",
                                   args=(worker_config, str(writer.run_dir), seeds[index::workers], done,
-                                        worker_client, outbox, parent))
+                                        worker_client, outbox, environ))
         process.start()
         processes.append(process)
     logger.info("%s: %d streams in %d worker processes (pids %s)", group, len(seeds), workers,

@@ -91,22 +91,28 @@ def test_episodes_from_workers_are_logged_to_wandb(tmp_path: Path) -> None:
 
 
 def test_workers_fork_from_the_preloaded_server_yet_see_the_parent_as_it_is_now(tmp_path: Path, monkeypatch) -> None:
-    # The fork server starts (and imports TextGym) first; the key and the working directory change after. A worker
-    # must still send the key set since and resolve relative paths where the parent stands, as a spawned one would.
+    # The fork server starts (and imports TextGym) first; the key, the working directory and the import path change
+    # after. A worker must still send the key set since, resolve relative paths where the parent stands and import
+    # the user's agent from the folder put on sys.path, as a spawned one would.
     assert worker_context().get_start_method() == "forkserver"  # Linux: workers do not import TextGym again
     prepare_workers()
     monkeypatch.setenv("TEXTGYM_TEST_WORKER_KEY", "sk-set-after-the-fork-server")
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "late_agents.py").write_text(
+        "from agents.naive import NaiveAgent\n\nclass LateNaive(NaiveAgent):\n    name = 'late_naive'\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
     register_resolvers()
     with FakeLLMServer() as server, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         server.api_key = "sk-set-after-the-fork-server"
-        cfg = compose("eval", overrides=["agent=naive", "llm=server", f"llm.base_url={server.base_url}",
-                                         "llm.model=scripted", "llm.cache=off", "seeds=[0,1,2,3]", "episodes=1",
-                                         "max_steps=3", "concurrency=4", "workers=2", "logger=none",
-                                         "progress=false"])
+        cfg = compose("eval", overrides=["agent=naive", "agent._target_=late_agents.LateNaive", "llm=server",
+                                         f"llm.base_url={server.base_url}", "llm.model=scripted", "llm.cache=off",
+                                         "seeds=[0,1,2,3]", "episodes=1", "max_steps=3", "concurrency=4",
+                                         "workers=2", "logger=none", "progress=false"])
         client = LLMClient("scripted", HTTPTransport(server.base_url, "TEXTGYM_TEST_WORKER_KEY", max_concurrency=4))
         outcome = asyncio.run(evaluate_async(cfg, "runs/relative", client))
     assert (outcome.done, outcome.failed) == (4, {})
-    assert (tmp_path / "runs" / "relative" / "episodes.jsonl").exists()
+    rows = load_episodes([tmp_path / "runs" / "relative"])
+    assert {row["agent"] for row in rows} == {"late_naive"}
     assert len(server.authorizations) == 12
     assert set(server.authorizations) == {"Bearer sk-set-after-the-fork-server"}
