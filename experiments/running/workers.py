@@ -63,9 +63,22 @@ def worker_context() -> multiprocessing.context.ForkServerContext | multiprocess
     """How workers start: forked from a fork server that preloaded this module where the OS has one, else spawned."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])  # no effect once the server runs: it has loaded it then
+        context.set_forkserver_preload(_preloaded_modules())  # no effect once the server runs: it has loaded them
         return context
     return multiprocessing.get_context("spawn")
+
+
+def _preloaded_modules() -> list[str]:
+    """What the fork server imports: this module and, where a library made its own start method the default, that's.
+
+    Each new process is told the parent's default start method and sets it before anything else: in a Hydra joblib
+    sweep the default is loky's, which a process that never imported loky does not know (it could not start).
+    """
+    modules = [__name__]
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is not None and method not in ("fork", "spawn", "forkserver"):
+        modules.append(type(multiprocessing.get_context(method)).__module__)
+    return modules
 
 
 def prepare_workers() -> None:

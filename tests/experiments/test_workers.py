@@ -116,3 +116,15 @@ def test_workers_fork_from_the_preloaded_server_yet_see_the_parent_as_it_is_now(
     assert {row["agent"] for row in rows} == {"late_naive"}
     assert len(server.authorizations) == 12
     assert set(server.authorizations) == {"Bearer sk-set-after-the-fork-server"}
+
+
+def test_workers_start_inside_a_hydra_joblib_sweep(tmp_path: Path) -> None:
+    # Each sweep job runs in a loky process, whose default start method is loky's: a worker started from there is
+    # told to use it, so the fork server must know it too (before, no worker could start: 0 episodes done).
+    with FakeLLMServer() as server:
+        args = [a for a in _args(server, tmp_path, "runs", "workers=2") if a not in ("level=3", "episodes=2")]
+        result = run_cli([args[0], "-m", "hydra/launcher=joblib", "level=1,5", *args[1:]], cwd=tmp_path)
+    assert result.stdout.count("5 episodes done, 0 failed") == 2, result.stdout[-2000:]
+    for level in (1, 5):
+        run_dir = tmp_path / "runs" / "sweep" / f"cartpole-L{level}-naive"
+        assert sorted(row["seed"] for row in load_episodes([run_dir])) == [0, 1, 2, 3, 4]
