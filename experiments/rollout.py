@@ -45,7 +45,16 @@ from agents.llm.client import LLMClient
 from agents.llm.protocol import Usage
 from experiments.cli import hydra_command, run_async, run_job, stop_on_signals
 from experiments.config import quiet_libraries, register_resolvers, save_run_config
-from experiments.records.results import DONE, FAILED, EpisodeKey, ResultSink, ResultsWriter, episode_row, error_text
+from experiments.records.results import (
+    DONE,
+    ENDED_BY_INVALID_REPLY,
+    FAILED,
+    EpisodeKey,
+    ResultSink,
+    ResultsWriter,
+    episode_row,
+    error_text,
+)
 from experiments.records.transcripts import EpisodeCalls, tag_calls
 from experiments.run_agent import LLM_IDENTITY_KEYS, EvalOutcome
 from experiments.running.episodes import EPISODES_PER_SEED, episode_seed
@@ -109,6 +118,7 @@ class Rollout:
         env_return: the env's rewards summed (``textgym-eval``'s return).
         terminated: the env ended the episode (not the step limit or an invalid reply).
         truncated: the step limit (or ``invalid_action=terminate``) ended it.
+        ended_by_invalid_reply: ``invalid_action=terminate`` ended it, after its last env step (replay checks that).
         normalized_return: the env return with random 0 and expert 1, where TextGym has both anchors.
         usage: the tokens, calls and dollars it cost.
         wall_time_s: how long it took.
@@ -125,6 +135,7 @@ class Rollout:
     env_return: float = 0.0
     terminated: bool = False
     truncated: bool = False
+    ended_by_invalid_reply: bool = False
     normalized_return: float | None = None
     usage: Usage = field(default_factory=Usage)
     wall_time_s: float = 0.0
@@ -240,6 +251,7 @@ class _Player:
                     rollout.steps += 1
                     rollout.env_return += float(info["env_reward"])
             rollout.terminated, rollout.truncated = bool(terminated), bool(truncated)
+            rollout.ended_by_invalid_reply = not played  # the last reply ended it without an env step
             rollout.normalized_return = info.get("normalized_return")
         except Exception as error:  # noqa: BLE001 - whatever the client raised ends this rollout only
             rollout.status, rollout.error = FAILED, error_text(error)
@@ -283,6 +295,8 @@ def _row(env: str, env_id: str, level: int, model: str, rollout: Rollout, varian
         return episode_row(None, status=FAILED, error=rollout.error, terminated=False, **common)
     notes = {"rollout_return": rollout.episode_return, "step_rewards": rollout.step_rewards,
              "normalized_return": rollout.normalized_return, "reset_seed": rollout.reset_seed}
+    if rollout.ended_by_invalid_reply:
+        notes["ended_by"] = ENDED_BY_INVALID_REPLY  # the env did not end it: textgym-replay must not expect it to
     return episode_row(rollout.env_return, terminated=rollout.terminated, notes=notes, **common)
 
 

@@ -44,7 +44,7 @@ from experiments.records.transcripts import CALLS_FILE, TEXTS_FILE, EpisodeCalls
 
 __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultSink", "FinishedEpisode", "ResultsWriter", "RunIdentityError",
            "load_episodes", "iter_jsonl", "EPISODE_FIELDS", "episode_row", "error_text", "episode_files", "run_files",
-           "append_jsonl", "cut_torn_line", "Shard", "DONE", "FAILED"]
+           "append_jsonl", "cut_torn_line", "Shard", "DONE", "FAILED", "ENDED_BY_INVALID_REPLY"]
 
 # 2: train_seed (PPO's training seed; null for language agents).
 # 3: status ("done" | "failed") and error; notes (what the agent produced around the episode);
@@ -52,6 +52,9 @@ __all__ = ["SCHEMA_VERSION", "EpisodeKey", "ResultSink", "FinishedEpisode", "Res
 # 4: obfuscation_seed (the obfuscated text variant the episode played, experiments/variants.py; null = plain).
 SCHEMA_VERSION = 4
 DONE, FAILED = "done", "failed"
+# A row's notes["ended_by"] when an invalid reply ended the episode after its last env step (a rollout with
+# invalid_action=terminate): the env itself did not end it.
+ENDED_BY_INVALID_REPLY = "invalid_reply"
 EPISODES_FILE = "episodes.jsonl"
 STEPS_FILE = "steps.jsonl"
 STATE_DIR = "agent_state"

@@ -40,6 +40,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 import textgym
 from experiments.cli import exit_on_config_error
 from experiments.records.results import (
+    ENDED_BY_INVALID_REPLY,
     EPISODES_FILE,
     IDENTITY_FILE,
     STEPS_FILE,
@@ -317,8 +318,13 @@ def _replay(recorded: RecordedRun, row: dict[str, Any], frames: bool) -> ReplayR
                 if name in step and step[name] != replayed[name]:
                     result.mismatch = Mismatch(index, name, step[name], replayed[name])
                     return result
-        if not done:
+        # A rollout with invalid_action=terminate ends on a reply, after its last env step: the env goes on.
+        ended_by_reply = (row.get("notes") or {}).get("ended_by") == ENDED_BY_INVALID_REPLY
+        if not done and not ended_by_reply:
             result.mismatch = Mismatch(None, "ended", f"after {len(steps)} steps", "the episode goes on")
+        elif done and ended_by_reply:
+            result.mismatch = Mismatch(None, "ended", f"by an invalid reply after {len(steps)} steps",
+                                       "the env ended it")
         elif result.steps != int(row["steps"]):
             result.mismatch = Mismatch(None, "steps", int(row["steps"]), result.steps)
         elif not np.isclose(result.episode_return, float(row["return"]), rtol=1e-9, atol=1e-9):

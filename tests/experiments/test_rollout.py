@@ -135,6 +135,24 @@ def test_replay_report_and_viewer_read_a_rollout_run_dir(tmp_path: Path) -> None
     assert "rollout" in html and "push" in html
 
 
+def test_replay_accepts_rollouts_an_invalid_reply_ended(tmp_path: Path) -> None:
+    # invalid_action=terminate ends a rollout on a reply that names no action: after its last env step, with the env
+    # still going. Replay must see that ending as recorded, not as an episode that never finished.
+    run_dir = tmp_path / "rollout" / "cartpole-L1"
+    with FakeLLMServer(sampled_responder) as server:
+        args = ["experiments.rollout", "env=cartpole", "level=1", "seeds=[5,6]", "n=4", "max_steps=10", "llm=server",
+                f"llm.base_url={server.base_url}", "llm.model=scripted", "progress=false",
+                "chat.invalid_action=terminate", f"hydra.run.dir={run_dir}"]
+        done = run_cli(args, cwd=REPO_ROOT)
+    assert "8 episodes done, 0 failed" in done.stdout
+    rows = load_episodes([run_dir])
+    ended_by_reply = [row for row in rows if row["notes"].get("ended_by") == "invalid_reply"]
+    assert ended_by_reply and all(not row["terminated"] and row["steps"] < 10 for row in ended_by_reply)
+    out, err = io.StringIO(), io.StringIO()
+    assert replay(parse_options([str(run_dir)]), out=out, err=err) == 0, out.getvalue() + err.getvalue()
+    assert "all 8 episodes match their recording" in out.getvalue()
+
+
 def test_bad_settings_fail_in_one_line_before_anything_runs(tmp_path: Path) -> None:
     result = run_cli(["experiments.rollout", "llm=server", "llm.base_url=http://127.0.0.1:9/v1", "llm.model=m",
                       f"results_dir={tmp_path}", "chat.action_format=tool"], cwd=REPO_ROOT, check=False)
