@@ -69,7 +69,7 @@ def worker_context() -> multiprocessing.context.ForkServerContext | multiprocess
 
 
 def _preloaded_modules() -> list[str]:
-    """What the fork server imports: this module and, where a library made its own start method the default, that's.
+    """What the fork server imports: this module, and the module of a library's start method made the default.
 
     Each new process is told the parent's default start method and sets it before anything else: in a Hydra joblib
     sweep the default is loky's, which a process that never imported loky does not know (it could not start).
