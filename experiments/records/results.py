@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 from experiments.records.jsonl import (
     GroupCommit,
+    append_bytes,
     append_jsonl,
     cut_torn_line,
     iter_jsonl,
@@ -284,14 +285,13 @@ class ResultsWriter:
         key = self._check_new(row)
         if key is None:
             return
-        if steps:
-            append_jsonl(self.steps_path, ({**key.identity, **step} for step in steps))
-        self.transcripts.write_episode(key, calls)
-        if agent_state is not None:
-            self.save_state(key, agent_state)
-        append_jsonl(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
-        self.done.add(key)
-        self.failed.pop(key, None)
+        appends, replaces, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
+        for path, data in appends:
+            append_bytes(path, data)
+        for path, data in replaces:
+            write_atomically(path, data)
+        append_bytes(self.episodes_path, episode_line)
+        self._mark_done(key)
 
     def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
                        agent_state: dict[str, Any] | None = None,
@@ -307,14 +307,28 @@ class ResultsWriter:
         key = self._check_new(row)
         if key is None:
             return asyncio.sleep(0)
+        appends, replaces, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
+        self._committing.add(key)
+        return self._commit(key, self._commits.submit(appends, replaces), episode_line)
+
+    def _episode_parts(self, key: EpisodeKey, row: dict[str, Any], steps: list[dict[str, Any]],
+                       agent_state: dict[str, Any] | None,
+                       calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]],
+                       ) -> tuple[list[tuple[Path, bytes]], list[tuple[Path, bytes]], bytes]:
+        """A finished episode's bytes, in writing order, for :meth:`write_episode` and :meth:`commit_episode`.
+
+        The appends (steps, then texts and calls), the whole-file writes (the agent's state), and last its
+        ``episodes.jsonl`` line, which goes only once the rest is on disk.
+
+        Raises:
+            ValueError: a call record without messages or phase; nothing is built (or written) then.
+        """
         appends = []
         if steps:
             appends.append((self.steps_path, b"".join(json_line({**key.identity, **step}) for step in steps)))
         appends += self.transcripts.episode_appends(key, calls)
         replaces = [] if agent_state is None else [(self.state_path(key), _state_bytes(agent_state))]
-        self._committing.add(key)
-        return self._commit(key, self._commits.submit(appends, replaces), json_line({"schema_version": SCHEMA_VERSION,
-                                                                                     **row}))
+        return appends, replaces, json_line({"schema_version": SCHEMA_VERSION, **row})
 
     async def _commit(self, key: EpisodeKey, parts_written: Awaitable[None], episode_line: bytes) -> None:
         try:
@@ -322,6 +336,9 @@ class ResultsWriter:
             await self._commits.submit([(self.episodes_path, episode_line)])
         finally:
             self._committing.discard(key)
+        self._mark_done(key)
+
+    def _mark_done(self, key: EpisodeKey) -> None:
         self.done.add(key)
         self.failed.pop(key, None)
 
