@@ -177,9 +177,7 @@ def keep_jsonl_rows(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     rows = list(iter_jsonl(path))
     kept = [row for row in rows if keep(row)]
     if len(kept) != len(rows):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
-        tmp.replace(path)
+        write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept).encode("utf-8"))
 
 
 def run_files(run_dir: str | Path, name: str) -> list[Path]:
