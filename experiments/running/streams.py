@@ -29,7 +29,8 @@ from experiments.running.episodes import EpisodeRecord, run_episode
 from experiments.running.progress import RunProgress
 from experiments.variants import obfuscation_seed
 
-__all__ = ["StreamSetup", "ConfigError", "play_streams", "agent_episode_row", "log_episode", "usage_fields"]
+__all__ = ["StreamSetup", "ConfigError", "play_streams", "agent_episode_row", "log_episode", "usage_fields",
+           "EpisodeTally"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,22 @@ class _Attempt:
         self.invalid_actions += int(record["invalid_action"])
 
 
+class EpisodeTally:
+    """Counts an episode as finished once its sink keeps it for good: in the progress display and wandb's log."""
+
+    def __init__(self, progress: RunProgress, group: str, wandb_run: Any = None) -> None:
+        self.progress, self.group, self.wandb_run = progress, group, wandb_run
+        self.logged = 0  # wandb's step: episodes logged so far
+
+    async def count(self, row: dict[str, Any], written: Awaitable[None]) -> None:
+        """Count the episode of ``row`` once ``written`` (what its sink's ``commit_episode`` returned) ends."""
+        await written
+        self.progress.episode_finished(self.group)
+        if self.wandb_run is not None:
+            self.logged += 1
+            log_episode(self.wandb_run, row, self.logged)
+
+
 async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel | None, seeds: list[int],
                        progress: RunProgress, gate: asyncio.Semaphore,
                        wandb_run: Any = None) -> dict[EpisodeKey, str]:
@@ -165,7 +182,7 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel |
     """
     cfg = setup.cfg
     failures: dict[EpisodeKey, str] = {}
-    logged = 0
+    tally = EpisodeTally(progress, setup.group, wandb_run)
 
     def record_failure(key: EpisodeKey, row: dict[str, Any]) -> None:
         sink.write_failure(row)
@@ -180,22 +197,13 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel |
         finally:
             await asyncio.gather(*commits)
 
-    async def counted(row: dict[str, Any], written: Awaitable[None]) -> None:
-        nonlocal logged
-        await written
-        # Counted as finished only now that the sink has it for good (on disk, or with the parent that writes it).
-        progress.episode_finished(setup.group)
-        if wandb_run is not None:
-            logged += 1
-            log_episode(wandb_run, row, logged)
-
     async def play_episodes(seed: int, keys: list[EpisodeKey], agent: Agent, env: gym.Env,
                             commits: list[asyncio.Task[None]]) -> None:
         played_previous = False  # whether the agent object already holds what the previous episode taught
         for key in keys:
-            for commit in commits:
-                if commit.done():
-                    commit.result()  # a commit that failed (a full disk) stops the stream here
+            for commit in [commit for commit in commits if commit.done()]:
+                commit.result()  # a commit that failed (a full disk) stops the stream here
+                commits.remove(commit)
             if sink.is_done(key):
                 played_previous = False
                 continue
@@ -222,7 +230,8 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel |
                 return
             # The sink takes the episode now (the agent plays on and changes); it is kept for good later.
             written = sink.commit_episode(row, record.step_records, agent.state(), calls=record.calls)
-            commits.append(asyncio.get_running_loop().create_task(counted(row, written)))
+            # Counted as finished only once the sink has it for good (on disk, or with the parent that writes it).
+            commits.append(asyncio.get_running_loop().create_task(tally.count(row, written)))
             played_previous = True
 
     async def stream(seed: int) -> None:

@@ -45,7 +45,7 @@ from experiments.records.results import EpisodeKey, FinishedEpisode, ResultsWrit
 from experiments.records.transcripts import EpisodeCalls, WrittenCalls
 from experiments.running.gc_tuning import streaming_gc
 from experiments.running.progress import RunProgress
-from experiments.running.streams import StreamSetup, log_episode, play_streams
+from experiments.running.streams import EpisodeTally, StreamSetup, play_streams
 
 __all__ = ["play_in_workers", "prepare_workers", "worker_context", "ForwardingWriter", "FailedEpisode",
            "WorkerCounters", "WorkerFinished", "auto_workers", "worker_count", "AUTO_MIN_STREAMS",
@@ -303,7 +303,7 @@ class _Sink:
     def __init__(self, writer: ResultsWriter, client: LLMClient | None, progress: RunProgress, group: str,
                  failures: dict[EpisodeKey, str], wandb_run: Any) -> None:
         self.writer, self.client, self.progress, self.group = writer, client, progress, group
-        self.failures, self.wandb_run, self.logged = failures, wandb_run, 0
+        self.failures, self.tally = failures, EpisodeTally(progress, group, wandb_run)
         self.commits: set[asyncio.Task[None]] = set()
 
     def handle(self, message: FinishedEpisode | FailedEpisode | WorkerCounters | WorkerFinished) -> int:
@@ -314,7 +314,7 @@ class _Sink:
         """
         if isinstance(message, FinishedEpisode):
             written = self.writer.commit_episode(*message)  # written in arrival order, kept for good later
-            task = asyncio.get_running_loop().create_task(self._counted(message, written))
+            task = asyncio.get_running_loop().create_task(self.tally.count(message.row, written))
             self.commits.add(task)
             task.add_done_callback(self.commits.discard)
         elif isinstance(message, FailedEpisode):
@@ -326,13 +326,6 @@ class _Sink:
             self.client.retries.update(message.retries)
             self.client.failures += message.failures
         return int(isinstance(message, WorkerFinished))
-
-    async def _counted(self, message: FinishedEpisode, written: Awaitable[None]) -> None:
-        await written
-        self.progress.episode_finished(self.group)
-        if self.wandb_run is not None:
-            self.logged += 1
-            log_episode(self.wandb_run, message.row, self.logged)
 
     async def drain(self) -> None:
         """Wait until every finished episode received is on disk (raising what a commit raised)."""
