@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -429,12 +430,10 @@ def run_rollouts(cfg: DictConfig, run_dir: str | Path) -> EvalOutcome:
             played = run_async(play())
         finally:
             progress.close()
-    variant = obfuscation_seed(cfg.env.kwargs)
-    failed = {EpisodeKey(cfg.env.name, cfg.level, AGENT, r.seed, r.index, llm_model=client.model,
-                         obfuscation_seed=variant): r.error or ""
-              for r in played if r.status == FAILED}
-    keys = [EpisodeKey(cfg.env.name, cfg.level, AGENT, seed, index, llm_model=client.model, obfuscation_seed=variant)
-            for seed in seeds for index in range(cfg.n)]
+    key_of = functools.partial(EpisodeKey, cfg.env.name, cfg.level, AGENT, llm_model=client.model,
+                               obfuscation_seed=obfuscation_seed(cfg.env.kwargs))  # (seed, index) -> the rollout's key
+    failed = {key_of(r.seed, r.index): r.error or "" for r in played if r.status == FAILED}
+    keys = [key_of(seed, index) for seed in seeds for index in range(cfg.n)]
     outcome = EvalOutcome(writer.run_dir, writer.episodes_path, wanted=len(keys),
                           done=sum(writer.is_done(key) for key in keys), failed=failed, retries=dict(client.retries))
     logger.info("%s: %d of %d rollouts done in %.1fs", writer.run_dir, outcome.done, outcome.wanted,
