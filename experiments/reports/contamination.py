@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from experiments.reports.intervals import mean_ci95
 from experiments.variants import variant_name
 
 __all__ = ["ContaminationRow", "contamination_rows", "difference_ci95", "contamination_markdown",
@@ -69,12 +70,6 @@ class ContaminationRow:
     """``"paired t"`` (n pairs), ``"Welch t"``, or why there is no interval."""
 
 
-def _t_half_width(values: np.ndarray) -> float:
-    if values.size < 2:
-        return math.nan
-    return float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-
-
 def difference_ci95(plain: dict[tuple[int, int], float], obfuscated: dict[tuple[int, int], float]
                     ) -> tuple[float, float, float, str]:
     """Mean difference (obfuscated - plain) of two variants' episode returns and its 95% interval.
@@ -96,7 +91,7 @@ def difference_ci95(plain: dict[tuple[int, int], float], obfuscated: dict[tuple[
             return difference, math.nan, math.nan, "none (fewer than 2 pairs)"
         if np.all(pairs == pairs[0]):  # every pair differs by the same amount: no spread to estimate
             return difference, difference, difference, f"{PAIRED} ({pairs.size} pairs, all equal)"
-        half = _t_half_width(pairs)
+        _, half = mean_ci95(pairs)
         return difference, difference - half, difference + half, f"{PAIRED} ({pairs.size} pairs)"
     if a.size < 2 or b.size < 2:
         return difference, math.nan, math.nan, "none (fewer than 2 episodes a side)"
@@ -132,8 +127,8 @@ def contamination_rows(rows: list[dict[str, Any]]) -> list[ContaminationRow]:
             a, b = np.array(list(plain.values())), np.array(list(obfuscated.values()))
             result.append(ContaminationRow(
                 env=env, level=level, agent=agent, llm_model=model, obfuscation_seed=seed,
-                plain_mean=float(a.mean()), plain_ci95=_t_half_width(a), plain_episodes=int(a.size),
-                obfuscated_mean=float(b.mean()), obfuscated_ci95=_t_half_width(b), obfuscated_episodes=int(b.size),
+                plain_mean=float(a.mean()), plain_ci95=mean_ci95(a)[1], plain_episodes=int(a.size),
+                obfuscated_mean=float(b.mean()), obfuscated_ci95=mean_ci95(b)[1], obfuscated_episodes=int(b.size),
                 difference=difference, difference_ci_low=low, difference_ci_high=high, ci_method=method))
     return result
 

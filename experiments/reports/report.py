@@ -30,13 +30,13 @@ import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from scipy import stats
 
 from experiments.cli import guard_job, hydra_command
 from experiments.records.results import DONE, EpisodeKey, episode_files, load_episodes
 from experiments.records.transcripts import Transcript
 from experiments.reports.contamination import write_contamination
 from experiments.reports.costs import write_costs
+from experiments.reports.intervals import mean_ci95
 from experiments.variants import variant_name
 from textgym.levels import level_spec
 
@@ -78,15 +78,6 @@ class ReportRow:
     """Why ``normalized_score`` is undefined (``"PPO and random tie"``, ``"no PPO run"``, ...); ``None`` if defined."""
     obfuscation_seed: int | None = None
     """The obfuscated text variant the group played (``experiments/variants.py``); ``None`` = the plain text."""
-
-
-def mean_ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (NaN with fewer than two values)."""
-    array = np.asarray(values, dtype=float)
-    if array.size < 2:
-        return float(array.mean()) if array.size else math.nan, math.nan
-    half_width = stats.t.ppf(0.975, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size)
-    return float(array.mean()), float(half_width)
 
 
 def _seed_means(rows: list[dict[str, Any]]) -> list[float]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from experiments.records.results import iter_jsonl
-from experiments.reports.report import UNKNOWN_NEW_TOKENS_NOTE, mean_ci95, write_report
+from experiments.reports.intervals import mean_ci95
+from experiments.reports.report import UNKNOWN_NEW_TOKENS_NOTE, write_report
 from tests.experiments.conftest import REPO_ROOT, compose_config, run_cli
 from tests.fake_llm_server import FakeLLMServer
 
