@@ -36,12 +36,19 @@ from experiments.reports.intervals import mean_ci95
 from experiments.variants import variant_name
 
 __all__ = ["ContaminationRow", "contamination_rows", "difference_ci95", "contamination_markdown",
-           "write_contamination", "CONTAMINATION_CSV", "CONTAMINATION_PNG", "ANCHOR_AGENTS"]
+           "write_contamination", "CONTAMINATION_CSV", "CONTAMINATION_PNG", "ANCHOR_AGENTS",
+           "reads_text"]
 
 CONTAMINATION_CSV = "contamination.csv"
 CONTAMINATION_PNG = "contamination.png"
 ANCHOR_AGENTS = ("random", "ppo")
 """Contenders that never read the text: the same on either variant, so not in this view."""
+
+
+def reads_text(row: dict[str, Any]) -> bool:
+    """Whether the episode ``row`` was played by a language agent (not an anchor: random, PPO)."""
+    return row["agent"] not in ANCHOR_AGENTS and row.get("kind") != "ppo"
+
 PAIRED, WELCH = "paired t", "Welch t"
 NO_OBFUSCATED_RUNS = ("no obfuscated runs: run the language agents on the obfuscated variant too\n"
                       "(textgym-compare obfuscate=both, or textgym-eval obfuscate=true)")
@@ -111,7 +118,7 @@ def contamination_rows(rows: list[dict[str, Any]]) -> list[ContaminationRow]:
     returns: dict[tuple[str, Any, str, str], dict[int | None, dict[tuple[int, int], float]]] = defaultdict(
         lambda: defaultdict(dict))
     for row in rows:
-        if row.get("status", "done") != "done" or row["agent"] in ANCHOR_AGENTS or row.get("kind") == "ppo":
+        if row.get("status", "done") != "done" or not reads_text(row):
             continue
         group = (row["env"], row["level"], row["agent"], row.get("llm_model") or "-")
         returns[group][row.get("obfuscation_seed")][(int(row["seed"]), int(row["episode"]))] = float(row["return"])
@@ -229,7 +236,7 @@ def write_contamination(rows: list[dict[str, Any]], out_dir: Path) -> tuple[list
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(ContaminationRow)])
         writer.writeheader()
         writer.writerows(asdict(r) for r in table)
-    language_envs = sorted({r["env"] for r in rows if r["agent"] not in ANCHOR_AGENTS and r.get("kind") != "ppo"})
+    language_envs = sorted({r["env"] for r in rows if reads_text(r)})
     fig = contamination_figure(table, language_envs)
     fig.savefig(out_dir / CONTAMINATION_PNG, dpi=110)
     plt.close(fig)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from experiments.records.results import load_episodes
+from experiments.reports.contamination import reads_text
 from experiments.variants import variant_name
 
 __all__ = ["CPU_FILE", "LANGUAGE_AGENTS", "TRAINING", "EVALUATION", "record_cpu", "cpu_clock", "CostRow",
@@ -43,7 +44,6 @@ COSTS_CSV = "costs.csv"
 TRAINING, EVALUATION, LANGUAGE_AGENTS = "training", "evaluation", "language_agents"
 NO_POSITIVE_SCORE = "n/a (no positive score)"
 NOT_RECORDED = "n/a (not recorded)"
-ANCHOR_AGENTS = ("random", "ppo")
 
 
 def record_cpu(directory: str | Path, phase: str, cpu_s: float, wall_s: float) -> None:
@@ -135,7 +135,7 @@ def _cpu_by_group(paths: Iterable[Path]) -> tuple[dict[GroupKey, float], dict[Gr
         if LANGUAGE_AGENTS in record:  # shared by the groups in proportion to their episodes' wall time
             wall: dict[GroupKey, float] = defaultdict(float)
             for row in rows:
-                if row["agent"] not in ANCHOR_AGENTS and row.get("kind") != "ppo":
+                if reads_text(row):
                     wall[_group(row)] += float(row.get("wall_time_s") or 0.0)
             total = sum(wall.values())
             for group, seconds in wall.items():
