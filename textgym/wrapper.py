@@ -161,8 +161,8 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         self.action_space = TextSpace(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
         self._knowledge: dict[str, Any] | None = None
         self._raw_obs: Any = None
-        self._descriptions: dict[int | None, dict[str, str]] = {}  # the reset info's texts, by step limit
-        self._descriptions_translator: Translator | None = None  # the translator they came from
+        # The reset info's description texts, with the translator and step limit they were rendered for.
+        self._descriptions: tuple[Translator, int | None, dict[str, str]] | None = None
         self.step_limit: int | None = registered_step_limit(translator.name)
         """The step limit the goal description states (see the class docstring)."""
 
@@ -202,22 +202,17 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
     def _description_texts(self) -> dict[str, str]:
         """The game, goal and action descriptions of the reset info, for the current :attr:`step_limit`.
 
-        They depend only on the translator (its env's constants and text options) and the step limit, so each is
-        rendered once per translator and step limit, not on every reset (a short episode's reset spent most of its
-        time rendering them). A new step limit (:func:`state_step_limit`) or translator gets texts of its own.
+        They depend only on the translator (its env's constants and text options) and the step limit, so they are
+        rendered again only when one of those changes (:func:`state_step_limit`, a replaced translator), not on every
+        reset (a short episode's reset spent most of its time rendering them).
         """
-        translator = self.translator
-        if self._descriptions_translator is not translator:  # a new (or replaced) translator: nothing said yet
-            self._descriptions, self._descriptions_translator = {}, translator
-        texts = self._descriptions.get(self.step_limit)
-        if texts is None:
-            if len(self._descriptions) >= 8:  # step limits change rarely: keep a few
-                self._descriptions.clear()
+        translator, step_limit = self.translator, self.step_limit
+        if self._descriptions is None or self._descriptions[0] is not translator or self._descriptions[1] != step_limit:
             texts = {"game_description": translator.game_description(),
-                     "goal_description": translator.goal_description(self.step_limit),
+                     "goal_description": translator.goal_description(step_limit),
                      "action_description": translator.action_description()}
-            self._descriptions[self.step_limit] = texts
-        return texts
+            self._descriptions = (translator, step_limit, texts)
+        return self._descriptions[2]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         """Reset the base env; the observation is its text, ``info`` carries the descriptions and action spec."""
