@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
-import math
 import os
 import sys
 import tempfile
@@ -58,12 +57,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL: known, and used here
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
-from scipy import stats  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from experiments.ppo_setup import make_task_env, ppo_kwargs  # noqa: E402
+from experiments.reports.intervals import mean_ci95  # noqa: E402
 from textgym.chat import ChatEnv  # noqa: E402
 from textgym.integrations.trl import make_dataset, make_rollout_func, reward_return  # noqa: E402
 from textgym.trajectories import cache_dir  # noqa: E402
@@ -141,14 +140,6 @@ class ActionVocabulary:
 
 
 # ---- evaluation -------------------------------------------------------------------------------------------------
-
-
-def mean_ci(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t interval."""
-    array = np.asarray(list(values), dtype=float)
-    if len(array) < 2:
-        return float(array.mean()) if len(array) else math.nan, math.nan
-    return float(array.mean()), float(stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array)))
 
 
 class GreedyEvaluator:
@@ -252,7 +243,7 @@ def ppo_returns(steps: int, seeds: list[int]) -> tuple[list[float], int]:
 
 def show(name: str, returns: list[float]) -> list[float]:
     """Print ``name``'s mean return with its 95% CI and win rate (at once: a long run shows each as it comes)."""
-    mean, half = mean_ci(returns)
+    mean, half = mean_ci95(returns)
     print(f"  {name:<32} {mean:+.3f} +- {half:.3f}   win rate {np.mean(np.asarray(returns) > 0):.2f}", flush=True)
     return returns
 
@@ -350,7 +341,7 @@ def main() -> None:
         after = evaluator.play(eval_seeds)
     rows["SmolLM2 after GRPO (greedy)"] = show("SmolLM2 after GRPO (greedy)", after["returns"])
     print(f"  policy after:  {hit_rates(after['decisions'])}")
-    diff, half = mean_ci(np.asarray(after["returns"]) - np.asarray(before["returns"]))
+    diff, half = mean_ci95(np.asarray(after["returns"]) - np.asarray(before["returns"]))
     changed = sum(a != b for a, b in zip(after["returns"], before["returns"], strict=True))
     print(f"  paired difference after - before: {diff:+.3f} +- {half:.3f} ({changed} of {len(eval_seeds)} hands "
           f"ended differently)", flush=True)
