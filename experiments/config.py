@@ -18,7 +18,7 @@ from experiments.variants import variant_suffix
 from textgym.levels import LEVELS
 
 __all__ = ["CONF_DIR", "group_options", "quiet_libraries", "register_resolvers", "agent_name", "agent_class",
-           "validate_eval", "loggable_config", "start_wandb", "save_run_config", "ConfigComposed"]
+           "validate_eval", "check_workers", "loggable_config", "start_wandb", "save_run_config", "ConfigComposed"]
 
 logger = logging.getLogger(__name__)
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
@@ -74,6 +74,16 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def check_workers(workers: object) -> None:
+    """``workers`` must be an int >= 1 or ``"auto"``.
+
+    Raises:
+        ValueError: naming what was given.
+    """
+    _require(workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1),
+             f"workers must be an int >= 1 or auto, got {workers!r}")
+
+
 def validate_eval(cfg: DictConfig) -> None:
     """Check the values Hydra cannot type-check, naming what is allowed."""
     _require(cfg.level in LEVELS, f"level={cfg.level!r} is not a level: expected one of {list(LEVELS)}")
@@ -87,9 +97,7 @@ def validate_eval(cfg: DictConfig) -> None:
              f"concurrency must be >= 1, got {cfg.concurrency!r}")
     _require(cfg.max_steps is None or (isinstance(cfg.max_steps, int) and cfg.max_steps >= 1),
              f"max_steps must be null or >= 1, got {cfg.max_steps!r}")
-    workers = cfg.get("workers", 1)
-    _require(workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1),
-             f"workers must be an int >= 1 or auto, got {workers!r}")
+    check_workers(cfg.get("workers", 1))
     Shard.parse(cfg.get("shard"))  # i/n with 1 <= i <= n, or null
 
 

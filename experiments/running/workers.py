@@ -41,6 +41,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from agents.llm.client import LLMClient, Usage
+from experiments.config import check_workers
 from experiments.records.results import EpisodeKey, FinishedEpisode, ResultsWriter, load_state
 from experiments.records.transcripts import EpisodeCalls, WrittenCalls
 from experiments.running.gc_tuning import streaming_gc
@@ -115,10 +116,10 @@ def worker_count(setting: int | str, streams: int, cores: int | None = None) -> 
     Raises:
         ValueError: ``setting`` is neither ``"auto"`` nor an int >= 1.
     """
+    check_workers(setting)
     if setting == "auto":
         return auto_workers(streams, cores)
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ValueError(f"workers must be an int >= 1 or auto, got {setting!r}")
+    assert isinstance(setting, int)
     return setting
 
 
