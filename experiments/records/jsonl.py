@@ -76,8 +76,8 @@ def write_atomically(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _write_round(appends: list[tuple[Path, bytes]], replaces: list[tuple[Path, bytes]]) -> None:
-    """One group-commit round: each file's appends in order, one fsync a file; then the whole-file writes.
+def _write_round(appends: list[tuple[Path, bytes]]) -> None:
+    """One group-commit round: each file's appends in order, one fsync a file.
 
     Plain ``os`` calls on data made ready on the event loop: this runs in a thread, and every step of Python here
     takes the GIL back from the streams.
@@ -94,14 +94,12 @@ def _write_round(appends: list[tuple[Path, bytes]], replaces: list[tuple[Path, b
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-    for path, data in replaces:
-        write_atomically(path, data)
 
 
 class GroupCommit:
     """Group commit for the files of one writer on one event loop: one fsync a file covers many episodes.
 
-    :meth:`submit` queues appends (whole JSON lines) and whole-file writes and returns a future. A commit task
+    :meth:`submit` queues appends (whole JSON lines) and returns a future. A commit task
     writes everything queued so far in a thread (the event loop keeps serving the streams: no open, write or
     fsync on it), one append and one fsync per file in queue order, then resolves all those futures at once;
     what is queued meanwhile goes in the next round. So N episodes finishing within one round's time cost one
@@ -115,23 +113,19 @@ class GroupCommit:
 
     def __init__(self) -> None:
         self._appends: list[tuple[Path, bytes]] = []
-        self._replaces: list[tuple[Path, bytes]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._committer: asyncio.Task[None] | None = None
         self.rounds = 0
         self.submitted = 0
 
-    def submit(self, appends: Iterable[tuple[Path, bytes]] = (),
-               replaces: Iterable[tuple[Path, bytes]] = ()) -> asyncio.Future[None]:
-        """Queue ``(file, data)`` appends and atomic whole-file writes; the future ends once they are written.
+    def submit(self, appends: Iterable[tuple[Path, bytes]]) -> asyncio.Future[None]:
+        """Queue ``(file, data)`` appends; the future ends once they are written and fsynced.
 
-        The appends are fsynced before it ends; a whole-file write is written before any append of a later round.
         The future raises the ``OSError`` of a failed write (a full or broken disk). Call it on the event loop.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._appends.extend(appends)
-        self._replaces.extend(replaces)
         self._waiters.append(waiter)
         if self._committer is None or self._committer.done():
             self._committer = loop.create_task(self._commit())
@@ -141,9 +135,8 @@ class GroupCommit:
         while self._waiters:
             waiters, self._waiters = self._waiters, []
             appends, self._appends = self._appends, []
-            replaces, self._replaces = self._replaces, []
             try:
-                await asyncio.to_thread(_write_round, appends, replaces)
+                await asyncio.to_thread(_write_round, appends)
             except Exception as error:  # noqa: BLE001 - handed to every waiter of this round, which raise it
                 for waiter in waiters:
                     if not waiter.done():

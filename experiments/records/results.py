@@ -1,7 +1,7 @@
 """Result files, written and read in one place: ``episodes.jsonl``, ``steps.jsonl``, agent states.
 
-Files are the source of truth. Each finished episode appends its step lines to ``steps.jsonl``, saves
-the agent's state after it (``agent_state/<stream>/ep<k>.json``), then appends one line to
+Files are the source of truth. Each finished episode appends its step lines to ``steps.jsonl``, appends
+the agent's state after it to its stream's ``agent_state/<stream>.jsonl``, then appends one line to
 ``episodes.jsonl`` (flushed and fsynced), so a killed run loses at most the episode in progress. On
 restart the same run dir is read back: a torn last line is cut off, finished episodes are skipped, step
 lines of unfinished ones are dropped, and each stream continues from the state saved after its last
@@ -38,7 +38,6 @@ from experiments.records.jsonl import (
     json_line,
     keep_jsonl_rows,
     run_files,
-    write_atomically,
 )
 from experiments.records.keys import EpisodeKey, Shard
 from experiments.records.transcripts import CALLS_FILE, TEXTS_FILE, EpisodeCalls, TranscriptWriter, WrittenCalls
@@ -246,6 +245,7 @@ class ResultsWriter:
         self.transcripts = TranscriptWriter(self.shard_file(CALLS_FILE), self.shard_file(TEXTS_FILE), self.done)
         self._commits = GroupCommit()
         self._committing: set[EpisodeKey] = set()  # written by commit_episode, its episodes line not yet on disk
+        self._state_files: set[Path] = set()  # stream state files checked for a torn line (see state_file)
 
     def shard_file(self, name: str) -> Path:
         """``run_dir/name``, or this shard's own copy of it (``steps.jsonl`` -> ``steps.shard2of8.jsonl``)."""
@@ -285,11 +285,9 @@ class ResultsWriter:
         key = self._check_new(row)
         if key is None:
             return
-        appends, replaces, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
+        appends, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
         for path, data in appends:
             append_bytes(path, data)
-        for path, data in replaces:
-            write_atomically(path, data)
         append_bytes(self.episodes_path, episode_line)
         self._mark_done(key)
 
@@ -307,18 +305,18 @@ class ResultsWriter:
         key = self._check_new(row)
         if key is None:
             return asyncio.sleep(0)
-        appends, replaces, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
+        appends, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
         self._committing.add(key)
-        return self._commit(key, self._commits.submit(appends, replaces), episode_line)
+        return self._commit(key, self._commits.submit(appends), episode_line)
 
     def _episode_parts(self, key: EpisodeKey, row: dict[str, Any], steps: list[dict[str, Any]],
                        agent_state: dict[str, Any] | None,
                        calls: EpisodeCalls | WrittenCalls | Iterable[dict[str, Any]],
-                       ) -> tuple[list[tuple[Path, bytes]], list[tuple[Path, bytes]], bytes]:
+                       ) -> tuple[list[tuple[Path, bytes]], bytes]:
         """A finished episode's bytes, in writing order, for :meth:`write_episode` and :meth:`commit_episode`.
 
-        The appends (steps, then texts and calls), the whole-file writes (the agent's state), and last its
-        ``episodes.jsonl`` line, which goes only once the rest is on disk.
+        The appends (steps, then texts and calls, then the agent's state), and last its ``episodes.jsonl`` line,
+        which goes only once the rest is on disk.
 
         Raises:
             ValueError: a call record without messages or phase; nothing is built (or written) then.
@@ -327,8 +325,9 @@ class ResultsWriter:
         if steps:
             appends.append((self.steps_path, b"".join(json_line({**key.identity, **step}) for step in steps)))
         appends += self.transcripts.episode_appends(key, calls)
-        replaces = [] if agent_state is None else [(self.state_path(key), _state_bytes(agent_state))]
-        return appends, replaces, json_line({"schema_version": SCHEMA_VERSION, **row})
+        if agent_state is not None:
+            appends.append((self._state_file_to_append(key), _state_line(key, agent_state)))
+        return appends, json_line({"schema_version": SCHEMA_VERSION, **row})
 
     async def _commit(self, key: EpisodeKey, parts_written: Awaitable[None], episode_line: bytes) -> None:
         try:
@@ -361,29 +360,45 @@ class ResultsWriter:
         append_jsonl(self.episodes_path, [{"schema_version": SCHEMA_VERSION, **row}])
         self.failed[key] = row["error"]
 
-    def state_path(self, key: EpisodeKey) -> Path:
-        """Where the agent's state after episode ``key`` is kept."""
-        return state_file(self.run_dir, key)
+    def _state_file_to_append(self, key: EpisodeKey) -> Path:
+        """``key``'s stream state file, its folder made and a torn last line cut the first time this writer uses it.
 
-    def save_state(self, key: EpisodeKey, state: dict[str, Any]) -> None:
-        """Keep the agent's state after episode ``key`` (written atomically)."""
-        write_atomically(self.state_path(key), _state_bytes(state))
+        Only here: a stream is played by one writer (shard), and another shard may be appending to its own streams'
+        files right now.
+        """
+        path = state_file(self.run_dir, key)
+        if path not in self._state_files:
+            path.parent.mkdir(exist_ok=True)
+            cut_torn_line(path)
+            self._state_files.add(path)
+        return path
 
     def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
         """The agent's state saved after episode ``key.episode``, if any."""
         return load_state(self.run_dir, key)
 
 
-def _state_bytes(state: dict[str, Any]) -> bytes:
-    return json.dumps(state, ensure_ascii=False).encode("utf-8")
+def _state_line(key: EpisodeKey, state: dict[str, Any]) -> bytes:
+    return json_line({"episode": key.episode, "state": state})
 
 
 def state_file(run_dir: Path, key: EpisodeKey) -> Path:
-    """Where the agent's state after episode ``key`` is kept in ``run_dir``."""
-    return Path(run_dir) / STATE_DIR / key.stream / f"ep{key.episode}.json"
+    """The file in ``run_dir`` that keeps the agent's state after each episode of ``key``'s stream.
+
+    One JSON line an episode, ``{"episode": k, "state": {...}}``, appended with the episode's other lines (and
+    fsynced with them, before its ``episodes.jsonl`` line): a file an episode would cost a new file (and inode) per
+    episode, a good part of a short episode's disk work.
+    """
+    return Path(run_dir) / STATE_DIR / f"{key.stream}.jsonl"
 
 
 def load_state(run_dir: Path, key: EpisodeKey) -> dict[str, Any] | None:
-    """The agent's state saved in ``run_dir`` after episode ``key.episode``, if any (written atomically)."""
-    path = state_file(run_dir, key)
-    return json.loads(path.read_text()) if path.exists() else None
+    """The agent's state saved in ``run_dir`` after episode ``key.episode``, if any (the last line saved for it)."""
+    state = None
+    for line in iter_jsonl(state_file(run_dir, key)):
+        if line.get("episode") == key.episode:
+            state = line["state"]
+    if state is None:  # a run dir from before the per-stream files: one file an episode
+        old = Path(run_dir) / STATE_DIR / key.stream / f"ep{key.episode}.json"
+        state = json.loads(old.read_text()) if old.exists() else None
+    return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -71,6 +72,33 @@ def test_failure_is_retried_and_superseded(tmp_path: Path) -> None:
     rows = load_episodes([tmp_path], include_failed=True)
     assert sorted((r["seed"], r["status"], r["return"]) for r in rows) == [(0, "done", 1.0), (1, "done", 7.0)]
     assert len(list(iter_jsonl(tmp_path / "episodes.jsonl"))) == 3  # append-only: the failure stays on record
+
+
+def test_a_stream_keeps_its_states_in_one_file_and_a_torn_line_is_cut_before_appending(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path)
+    for episode in range(3):
+        writer.write_episode(_agent_row(0, episode), [{"step": 0}], {"memory": [f"after {episode}"]})
+    key = EpisodeKey("cartpole", 1, "naive", 0, 0, llm_model="m")
+    [path] = (tmp_path / "agent_state").iterdir()
+    assert path.name == f"{key.stream}.jsonl" and len(path.read_text().splitlines()) == 3
+    assert [ResultsWriter(tmp_path).load_state(dataclasses.replace(key, episode=k)) for k in range(3)] == [
+        {"memory": [f"after {k}"]} for k in range(3)]
+    # A run killed while appending a state line: the next writer cuts it before its own line goes in.
+    with path.open("ab") as handle:
+        handle.write(b'{"episode": 3, "sta')
+    again = ResultsWriter(tmp_path)
+    again.write_episode(_agent_row(0, 3), [{"step": 0}], {"memory": ["after 3"]})
+    assert again.load_state(dataclasses.replace(key, episode=3)) == {"memory": ["after 3"]}
+    assert len(list(iter_jsonl(path))) == 4 and path.read_bytes().endswith(b"\n")
+
+
+def test_a_run_dir_with_a_state_file_per_episode_still_resumes(tmp_path: Path) -> None:
+    key = EpisodeKey("cartpole", 1, "naive", 0, 0, llm_model="m")
+    old = tmp_path / "agent_state" / key.stream / "ep0.json"  # the layout before per-stream files
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"memory": ["old"]}))
+    assert ResultsWriter(tmp_path).load_state(key) == {"memory": ["old"]}
+    assert ResultsWriter(tmp_path).load_state(dataclasses.replace(key, episode=1)) is None
 
 
 def test_schema_2_rows_read_as_done(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ def test_workers_write_what_one_process_writes(tmp_path: Path) -> None:
     rows = load_episodes([two])
     calls = Transcript(two).calls_by_episode()
     assert len(calls) == 10 and sum(map(len, calls.values())) == sum(row["llm_calls"] for row in rows)
-    assert len(list((two / "agent_state").rglob("*.json"))) == 10
+    states = list((two / "agent_state").glob("*.jsonl"))
+    assert len(states) == 5 and sum(len(list(iter_jsonl(path))) for path in states) == 10
 
 
 def test_an_interrupted_run_with_workers_resumes_without_duplicates(tmp_path: Path) -> None:
