@@ -399,6 +399,8 @@ class LanguageAgent(Agent):
         self.turns = Conversation(history_window, history_trim)
         """This episode's steps as chat turns, each rendered once (later requests repeat them)."""
         self._rendered: dict[tuple[Any, ...], str] = {}  # this episode's renders (system prompts too), by values
+        # The last system prompt rendered, by everything it is made of: the next episode's is most often the same.
+        self._last_system: tuple[tuple[Any, ...], str] | None = None
         self._observation = ""  # the state of the step being acted on
 
     async def reset(self, context: EpisodeContext) -> None:
@@ -504,10 +506,17 @@ class LanguageAgent(Agent):
         # The memory of earlier trials changes only between episodes (when this cache is emptied): its size keys it.
         key = ("system", memory, memory_text, len(self.experience) if memory else 0, request)
         if key not in self._rendered:
-            self._rendered[key] = self.render("common/system.j2", demonstrations=self.demonstrations_text(),
-                                              briefing=self.context.briefing(self.shows_fewshot_examples),
-                                              experience=self.experience if memory else [], memory=memory_text,
-                                              request=request)
+            # Across episodes, by its inputs compared by value (the env hands the same texts on every reset, so
+            # this is mostly identity checks): most episodes of a stream have the same system prompt.
+            context = self.context
+            inputs = (key, context.game_description, context.goal_description, context.action_description,
+                      context.action_spec, context.knowledge, tuple(self.experience) if memory else None)
+            if self._last_system is None or self._last_system[0] != inputs:
+                self._last_system = inputs, self.render(
+                    "common/system.j2", demonstrations=self.demonstrations_text(),
+                    briefing=context.briefing(self.shows_fewshot_examples),
+                    experience=self.experience if memory else [], memory=memory_text, request=request)
+            self._rendered[key] = self._last_system[1]
         return self._rendered[key]
 
     def messages(self, user_prompt: str, memory: bool = True, episode: bool = False,

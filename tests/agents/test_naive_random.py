@@ -93,3 +93,21 @@ def test_history_is_a_conversation_of_at_least_the_window(fake_llm, trim: str) -
 def test_history_trim_is_checked(fake_llm) -> None:
     with pytest.raises(ValueError, match="history_trim must be 'sliding' or 'block'"):
         NaiveAgent(llm=client_for(fake_llm), history_trim="chunky")
+
+
+def test_a_system_prompt_kept_from_an_earlier_episode_is_the_one_a_new_agent_would_render(fake_llm) -> None:
+    """The agent keeps its last system prompt across episodes; another env or level renders a new one."""
+    agent = NaiveAgent(llm=client_for(fake_llm))
+    plays = [("TextGym-CartPole-v0", 5), ("TextGym-CartPole-v0", 5), ("TextGym-CartPole-v0", 1),
+             ("TextGym-MountainCar-v0", 1)]
+    kept = []
+    for env_id, level in plays:
+        fake_llm.requests.clear()
+        play(agent, env_id, level=level, episodes=1)
+        kept.append(fake_llm.requests[0]["messages"][0]["content"])
+    fresh = []
+    for env_id, level in plays:
+        fake_llm.requests.clear()
+        play(NaiveAgent(llm=client_for(fake_llm)), env_id, level=level, episodes=1)
+        fresh.append(fake_llm.requests[0]["messages"][0]["content"])
+    assert kept == fresh and kept[0] == kept[1] and len(set(kept)) == 3
