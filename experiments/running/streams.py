@@ -98,6 +98,7 @@ class StreamSetup:
         self.env_name: str = cfg.env.name
         self.level: int = cfg.level
         self.obfuscation_seed = obfuscation_seed(cfg.env.kwargs)
+        self.episodes: int = cfg.episodes  # a stream's episodes
 
     def key(self, seed: int, episode: int) -> EpisodeKey:
         """The key of episode ``episode`` of ``seed``'s stream."""
@@ -111,7 +112,7 @@ class StreamSetup:
 
     def keys(self, seeds: list[int]) -> list[EpisodeKey]:
         """Every episode of ``seeds``' streams, stream by stream."""
-        return [self.key(seed, k) for seed in seeds for k in range(self.cfg.episodes)]
+        return [self.key(seed, k) for seed in seeds for k in range(self.episodes)]
 
     def check_buildable(self, client: ChatModel | None, seed: int) -> None:
         """Build one env and one agent: settings that cannot are the user's to fix, not N episode failures.
@@ -180,7 +181,6 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel |
     ``gate`` bounds the streams playing at once (runs sharing one take turns stream by stream); each finished or
     failed episode is counted in ``progress`` under ``setup.group`` (which the caller added).
     """
-    cfg = setup.cfg
     failures: dict[EpisodeKey, str] = {}
     tally = EpisodeTally(progress, setup.group, wandb_run)
 
@@ -217,7 +217,7 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel |
                     elif agent.state_attributes:
                         logger.warning("no saved state for %s before episode %d: the agent starts fresh",
                                        key.stream, key.episode)
-                record = await run_episode(env, agent, seed, key.episode, cfg.episodes, on_step=attempt.on_step,
+                record = await run_episode(env, agent, seed, key.episode, setup.episodes, on_step=attempt.on_step,
                                            same_reset_seed=setup.same_reset_seed)
                 row = setup.episode_row(record, agent.episode_notes())
             except Exception as error:  # noqa: BLE001 - whatever the client or agent raised ends this stream only
@@ -235,7 +235,7 @@ async def play_streams(setup: StreamSetup, sink: ResultSink, client: ChatModel |
             played_previous = True
 
     async def stream(seed: int) -> None:
-        keys = [setup.key(seed, k) for k in range(cfg.episodes)]
+        keys = [setup.key(seed, k) for k in range(setup.episodes)]
         if all(sink.is_done(k) for k in keys):
             return
         async with gate:
