@@ -75,8 +75,10 @@ class RunProgress:
         group = self.groups[name]
         group.done += 1
         group.failed += int(failed)
+        # The bar redraws at most every mininterval (and the ticker every second): forcing a redraw per episode
+        # wrote to the terminal hundreds of times a second on short episodes.
+        self._refresh_status(redraw=False)
         self._bar.update(1)
-        self._refresh_status()
         if self.lines:
             done = sum(g.done for g in self.groups.values())
             total = sum(g.total for g in self.groups.values())
@@ -113,7 +115,9 @@ class RunProgress:
             self._last_summary = time.monotonic()
             self._print(self.status_line())
 
-    def _refresh_status(self) -> None:
+    def _refresh_status(self, redraw: bool = True) -> None:
+        if self._bar.disable:
+            return
         running = [f"{name} {g.done}/{g.total}" for name, g in self.groups.items() if 0 < g.total != g.done]
         parts = running[:MAX_GROUPS_SHOWN] + ([f"+{len(running) - MAX_GROUPS_SHOWN} more"]
                                               if len(running) > MAX_GROUPS_SHOWN else [])
@@ -129,7 +133,8 @@ class RunProgress:
             if retries:
                 parts.append(f"retries {retries}")
         self._bar.set_postfix_str(" | ".join(parts), refresh=False)
-        self._bar.refresh()
+        if redraw:
+            self._bar.refresh()
 
     @contextlib.asynccontextmanager
     async def watching(self, client: Any | None, interval_s: float = 1.0) -> AsyncIterator[RunProgress]:
