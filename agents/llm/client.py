@@ -341,7 +341,7 @@ class LLMClient:
             detail = server_says(error)
         elif isinstance(error, TimeoutError):
             detail = f"no answer within {self.transport.timeout_s:g} s"
-        elif isinstance(error, (openai.APIConnectionError, aiohttp.ClientError)):
+        elif isinstance(error, (openai.APIConnectionError, aiohttp.ClientError, OSError)):
             detail = connection_reason(error)
         else:
             detail = str(error)

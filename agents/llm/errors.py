@@ -96,10 +96,11 @@ class ServerStatusError(Exception):
 
 # An HTTP error status, from our chat requests or from the SDK's (the preflight, users' own code).
 STATUS_ERRORS = (ServerStatusError, openai.APIStatusError)
-# What one request attempt may raise: retried or not by fault_kind, then turned into an LLMError.
+# What one request attempt may raise: retried or not by fault_kind, then turned into an LLMError. OSError: the
+# plain-http client (agents/llm/http1.py) lets connect errors through as they come (refused, unknown host, ...).
 REQUEST_ERRORS: tuple[type[BaseException], ...] = (
     ServerStatusError, aiohttp.ClientError, TimeoutError, openai.APIError, *TRANSPORT_ERRORS,
-    json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply)
+    json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply, OSError)
 
 
 def fault_kind(error: BaseException | None) -> str | None:
@@ -136,6 +137,8 @@ def fault_kind(error: BaseException | None) -> str | None:
         return "JSONDecodeError"  # a body that is not even text
     if isinstance(error, (*TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError, MalformedReply,
                           openai.APIResponseValidationError)):
+        return type(error).__name__
+    if isinstance(error, OSError):  # cannot connect (http1.py), retried as aiohttp's ClientConnectorError is
         return type(error).__name__
     return None
 
