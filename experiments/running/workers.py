@@ -289,9 +289,10 @@ async def play_in_workers(cfg: DictConfig, writer: ResultsWriter, client: LLMCli
         for process in processes:
             if process.is_alive():
                 process.terminate()
-        with contextlib.suppress(Exception):  # what the workers sent before they stopped is still written
-            while True:
-                sink.handle(outbox.get(timeout=POLL_S))
+        if running:  # stopped early: what the workers sent before they stopped is still written
+            with contextlib.suppress(Exception):
+                while True:
+                    sink.handle(outbox.get(timeout=POLL_S))
         for process in processes:
             process.join(timeout=5)
         await sink.drain()
