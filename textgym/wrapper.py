@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 import numbers
 import string
@@ -316,6 +317,18 @@ def _named_parameters(creator: Any) -> list[str] | None:
     return None
 
 
+@functools.cache
+def _base_parameters(env_name: str) -> tuple[str, list[str] | None]:
+    """The base env id of ``env_name`` and the keyword names its constructor takes (see :func:`_named_parameters`).
+
+    Cached: every ``gym.make`` checks its kwargs, and reading the signatures cost a good part of making an env.
+    """
+    base_id = latest_base_id(env_entry(env_name).task)
+    entry_point = gym.spec(base_id).entry_point
+    return base_id, _named_parameters(entry_point if callable(entry_point)
+                                      else gym.envs.registration.load_env_creator(str(entry_point)))
+
+
 def _check_kwargs(env_name: str, base_kwargs: Mapping[str, Any]) -> None:
     """An unknown kwarg fails here, in one line naming TextGym's kwargs and the base env's.
 
@@ -323,10 +336,7 @@ def _check_kwargs(env_name: str, base_kwargs: Mapping[str, Any]) -> None:
     own.
     """
     entry = env_entry(env_name)
-    base_id = latest_base_id(entry.task)
-    entry_point = gym.spec(base_id).entry_point
-    parameters = _named_parameters(entry_point if callable(entry_point)
-                                   else gym.envs.registration.load_env_creator(str(entry_point)))
+    base_id, parameters = _base_parameters(env_name)
     if parameters is None:
         return
     base_names = [name for name in parameters if name not in entry.base_kwargs and name != "render_mode"]

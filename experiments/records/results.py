@@ -245,7 +245,7 @@ class ResultsWriter:
         self.transcripts = TranscriptWriter(self.shard_file(CALLS_FILE), self.shard_file(TEXTS_FILE), self.done)
         self._commits = GroupCommit()
         self._committing: set[EpisodeKey] = set()  # written by commit_episode, its episodes line not yet on disk
-        self._state_files: set[Path] = set()  # stream state files checked for a torn line (see state_file)
+        self._state_files: dict[str, Path] = {}  # by stream: the state files checked for a torn line (see state_file)
 
     def shard_file(self, name: str) -> Path:
         """``run_dir/name``, or this shard's own copy of it (``steps.jsonl`` -> ``steps.shard2of8.jsonl``)."""
@@ -366,11 +366,11 @@ class ResultsWriter:
         Only here: a stream is played by one writer (shard), and another shard may be appending to its own streams'
         files right now.
         """
-        path = state_file(self.run_dir, key)
-        if path not in self._state_files:
+        path = self._state_files.get(key.stream)
+        if path is None:
+            path = self._state_files[key.stream] = state_file(self.run_dir, key)
             path.parent.mkdir(exist_ok=True)
             cut_torn_line(path)
-            self._state_files.add(path)
         return path
 
     def load_state(self, key: EpisodeKey) -> dict[str, Any] | None:
