@@ -35,7 +35,7 @@ import asyncio
 import select
 import zlib
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import aiohttp
 import httptools
@@ -221,8 +221,9 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol ---------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass: uvloop's (which Ray's workers and
+        # uvicorn install as the loop) is not.
+        self._transport = cast(asyncio.Transport, transport)
         self._poll.register(transport.get_extra_info("socket").fileno(), select.POLLIN)
         self._pool._connections.add(self)  # noqa: SLF001
 
