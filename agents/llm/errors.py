@@ -35,7 +35,9 @@ _HOPELESS_TRANSPORT_NAMES = ("UnsupportedProtocol", "TooManyRedirects")
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """httpx-family errors that may escape the SDK: the openai SDK moved from httpx to httpx2; take both."""
-    transient: list[type[BaseException]] = [ConnectionError]
+    # OSError: a connect that failed (refused, unknown host, ...), as the plain-http client (agents/llm/http1.py)
+    # lets it through; ConnectionError among them.
+    transient: list[type[BaseException]] = [OSError]
     hopeless: list[type[BaseException]] = []
     for name in ("httpx2", "httpx"):
         try:
@@ -96,11 +98,10 @@ class ServerStatusError(Exception):
 
 # An HTTP error status, from our chat requests or from the SDK's (the preflight, users' own code).
 STATUS_ERRORS = (ServerStatusError, openai.APIStatusError)
-# What one request attempt may raise: retried or not by fault_kind, then turned into an LLMError. OSError: the
-# plain-http client (agents/llm/http1.py) lets connect errors through as they come (refused, unknown host, ...).
+# What one request attempt may raise: retried or not by fault_kind, then turned into an LLMError.
 REQUEST_ERRORS: tuple[type[BaseException], ...] = (
     ServerStatusError, aiohttp.ClientError, TimeoutError, openai.APIError, *TRANSPORT_ERRORS,
-    json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply, OSError)
+    json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError, MalformedReply)
 
 
 def fault_kind(error: BaseException | None) -> str | None:
@@ -137,8 +138,6 @@ def fault_kind(error: BaseException | None) -> str | None:
         return "JSONDecodeError"  # a body that is not even text
     if isinstance(error, (*TRANSPORT_ERRORS, json.JSONDecodeError, pydantic.ValidationError, MalformedReply,
                           openai.APIResponseValidationError)):
-        return type(error).__name__
-    if isinstance(error, OSError):  # cannot connect (http1.py), retried as aiohttp's ClientConnectorError is
         return type(error).__name__
     return None
 

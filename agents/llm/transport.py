@@ -109,8 +109,8 @@ class HTTPTransport:
         self.in_flight = 0
         self._chat_url = self.server.rstrip("/") + "/chat/completions"
         self._slots = SlotTable(slot_count) if slot_count else None
-        parts = urllib.parse.urlsplit(self._chat_url)
-        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._url = urllib.parse.urlsplit(self._chat_url)
+        self._path = self._url.path + (f"?{self._url.query}" if self._url.query else "")
         # Built lazily per event loop: connection pools and asyncio primitives belong to the loop that made them.
         # The plain-http pool, or an aiohttp session where it does not apply (see the module's docstring).
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,9 +170,9 @@ class HTTPTransport:
             self._proxy = _env_proxy(self._chat_url)
             headers = {"Authorization": f"Bearer {self.api_key()}", "Content-Type": "application/json",
                        "Accept": "application/json", "User-Agent": "textgym"}
-            parts = urllib.parse.urlsplit(self._chat_url)
-            if parts.scheme == "http" and self._proxy is None and parts.hostname and parts.username is None:
-                self._http = HTTP1Pool(parts.hostname, parts.port or 80, headers, self.timeout_s)
+            url = self._url
+            if url.scheme == "http" and self._proxy is None and url.hostname and url.username is None:
+                self._http = HTTP1Pool(url.hostname, url.port or 80, headers, self.timeout_s)
             else:
                 # No connection limit of aiohttp's own: the semaphore is the one limit. certifi's CA bundle, as
                 # the SDK's httpx uses.
