@@ -246,6 +246,7 @@ class ResultsWriter:
         self._commits = GroupCommit()
         self._committing: set[EpisodeKey] = set()  # written by commit_episode, its episodes line not yet on disk
         self._state_files: dict[str, Path] = {}  # by stream: the state files checked for a torn line (see state_file)
+        self._states_saved: dict[str, bytes] = {}  # by stream: the state this writer last appended, encoded
 
     def shard_file(self, name: str) -> Path:
         """``run_dir/name``, or this shard's own copy of it (``steps.jsonl`` -> ``steps.shard2of8.jsonl``)."""
@@ -286,9 +287,13 @@ class ResultsWriter:
         if key is None:
             return
         appends, episode_line = self._episode_parts(key, row, steps, agent_state, calls)
-        for path, data in appends:
-            append_bytes(path, data)
-        append_bytes(self.episodes_path, episode_line)
+        try:
+            for path, data in appends:
+                append_bytes(path, data)
+            append_bytes(self.episodes_path, episode_line)
+        except BaseException:
+            self._states_saved.pop(key.stream, None)  # its state line may not be on disk: the next one is written
+            raise
         self._mark_done(key)
 
     def commit_episode(self, row: dict[str, Any], steps: list[dict[str, Any]] = (),  # type: ignore[assignment]  # empty, never mutated
@@ -326,13 +331,22 @@ class ResultsWriter:
             appends.append((self.steps_path, b"".join(json_line({**key.identity, **step}) for step in steps)))
         appends += self.transcripts.episode_appends(key, calls)
         if agent_state is not None:
-            appends.append((self._state_file_to_append(key), _state_line(key, agent_state)))
+            line = _state_line(key, agent_state)
+            state = line.partition(b",")[2]  # the line without its episode number
+            # A state like the one saved after an earlier episode is not written again (load_state reads the last
+            # line at or before an episode): agents that learn nothing at this level add no disk work per episode.
+            if self._states_saved.get(key.stream) != state:
+                appends.append((self._state_file_to_append(key), line))
+                self._states_saved[key.stream] = state
         return appends, json_line({"schema_version": SCHEMA_VERSION, **row})
 
     async def _commit(self, key: EpisodeKey, parts_written: Awaitable[None], episode_line: bytes) -> None:
         try:
             await parts_written
             await self._commits.submit([(self.episodes_path, episode_line)])
+        except BaseException:
+            self._states_saved.pop(key.stream, None)  # its state line may not be on disk: the next one is written
+            raise
         finally:
             self._committing.discard(key)
         self._mark_done(key)
@@ -385,19 +399,26 @@ def _state_line(key: EpisodeKey, state: dict[str, Any]) -> bytes:
 def state_file(run_dir: Path, key: EpisodeKey) -> Path:
     """The file in ``run_dir`` that keeps the agent's state after each episode of ``key``'s stream.
 
-    One JSON line an episode, ``{"episode": k, "state": {...}}``, appended with the episode's other lines (and
-    fsynced with them, before its ``episodes.jsonl`` line): a file an episode would cost a new file (and inode) per
-    episode, a good part of a short episode's disk work.
+    A JSON line ``{"episode": k, "state": {...}}`` after each episode that changed the state (and after the first
+    episode a writer records of the stream), appended with the episode's other lines (and fsynced with them, before
+    its ``episodes.jsonl`` line). One file a stream, lines only for changes: a file an episode cost a new file (and
+    inode) per episode, and a line an episode an fsync of every stream's file per group-commit round, a good part
+    of a short episode's disk work.
     """
     return Path(run_dir) / STATE_DIR / f"{key.stream}.jsonl"
 
 
 def load_state(run_dir: Path, key: EpisodeKey) -> dict[str, Any] | None:
-    """The agent's state saved in ``run_dir`` after episode ``key.episode``, if any (the last line saved for it)."""
-    state = None
+    """The agent's state saved in ``run_dir`` after episode ``key.episode``, if any.
+
+    That is the last line for the latest episode up to ``key.episode``: a state is written only when it changed, and
+    lines of episodes after ``key.episode`` (written before a crash cut their episode short) are not its.
+    """
+    state, saved_after = None, -1
     for line in iter_jsonl(state_file(run_dir, key)):
-        if line.get("episode") == key.episode:
-            state = line["state"]
+        episode = line.get("episode")
+        if isinstance(episode, int) and saved_after <= episode <= key.episode:
+            state, saved_after = line["state"], episode
     if state is None:  # a run dir from before the per-stream files: one file an episode
         old = Path(run_dir) / STATE_DIR / key.stream / f"ep{key.episode}.json"
         state = json.loads(old.read_text()) if old.exists() else None

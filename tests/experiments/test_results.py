@@ -92,6 +92,38 @@ def test_a_stream_keeps_its_states_in_one_file_and_a_torn_line_is_cut_before_app
     assert len(list(iter_jsonl(path))) == 4 and path.read_bytes().endswith(b"\n")
 
 
+def test_a_state_is_written_only_when_it_changed_and_read_back_for_every_episode(tmp_path: Path) -> None:
+    key = EpisodeKey("cartpole", 1, "naive", 0, 0, llm_model="m")
+    states = [{"memory": []}, {"memory": []}, {"memory": ["a"]}, {"memory": ["a"]}, {"memory": ["a"]}]
+    writer = ResultsWriter(tmp_path)
+    for episode, state in enumerate(states[:4]):
+        writer.write_episode(_agent_row(0, episode), [{"step": 0}], state)
+    path = tmp_path / "agent_state" / f"{key.stream}.jsonl"
+    assert [line["episode"] for line in iter_jsonl(path)] == [0, 2]
+    # A crash after episode 4's state line, before its episodes line: episode 3 still reads its own state.
+    with path.open("ab") as handle:
+        handle.write(b'{"episode": 4, "state": {"memory": ["lost"]}}\n')
+    assert ResultsWriter(tmp_path).load_state(dataclasses.replace(key, episode=3)) == {"memory": ["a"]}
+    # The next writer saves its first state of the stream whatever came before, so episode 4 redone wins.
+    again = ResultsWriter(tmp_path)
+    again.write_episode(_agent_row(0, 4), [{"step": 0}], states[4])
+    assert [line["episode"] for line in iter_jsonl(path)] == [0, 2, 4, 4]
+    assert [again.load_state(dataclasses.replace(key, episode=k)) for k in range(5)] == states
+
+
+def test_a_state_whose_write_failed_is_written_again(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path)
+    writer.write_episode(_agent_row(0, 0), [{"step": 0}], {"memory": ["a"]})
+    path = tmp_path / "agent_state" / f"{EpisodeKey.of(_agent_row(0, 0)).stream}.jsonl"
+    path.unlink()
+    path.mkdir()  # the state file cannot take episode 1's line: the episode fails
+    with pytest.raises(IsADirectoryError):
+        writer.write_episode(_agent_row(0, 1), [{"step": 0}], {"memory": ["b"]})
+    path.rmdir()
+    writer.write_episode(_agent_row(0, 1), [{"step": 0}], {"memory": ["b"]})  # the same state, played again
+    assert writer.load_state(EpisodeKey.of(_agent_row(0, 1))) == {"memory": ["b"]}
+
+
 def test_a_run_dir_with_a_state_file_per_episode_still_resumes(tmp_path: Path) -> None:
     key = EpisodeKey("cartpole", 1, "naive", 0, 0, llm_model="m")
     old = tmp_path / "agent_state" / key.stream / "ep0.json"  # the layout before per-stream files
