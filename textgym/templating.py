@@ -70,6 +70,13 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+@functools.cache
+def _template(name: str) -> jinja2.Template:
+    # Kept by name: the templates are package files that never reload, and Jinja2's own lookup (a weakref of the
+    # loader, an LRU cache's lock and reordering) was a fifth of a short template's render.
+    return _environment().get_template(name)
+
+
 def render(template: str, **context: Any) -> str:
     """Render ``template`` (a path such as ``"cartpole/templates/game.j2"``) and strip outer whitespace."""
-    return _environment().get_template(template).render(**context).strip()
+    return _template(template).render(**context).strip()
