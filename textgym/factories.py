@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium as gym
 
 from textgym.obfuscation import ObfuscatedTranslator
-from textgym.registration import ENVS, env_entry, latest_base_id
+from textgym.registration import ENVS, base_spec, env_entry
 from textgym.translator import Translator
 
 __all__ = ["make_base_env", "make_translator"]
@@ -19,10 +19,9 @@ __all__ = ["make_base_env", "make_translator"]
 
 def make_base_env(env_name: str, render_mode: str | None = None, **base_kwargs: Any) -> gym.Env:
     """The base (numeric) env behind ``env_name``, without a step limit (the text spec sets it)."""
-    entry = env_entry(env_name)
     return gym.make(
-        latest_base_id(entry.task), max_episode_steps=-1, disable_env_checker=True, render_mode=render_mode,
-        **{**entry.base_kwargs, **base_kwargs},
+        base_spec(env_name), max_episode_steps=-1, disable_env_checker=True, render_mode=render_mode,
+        **{**env_entry(env_name).base_kwargs, **base_kwargs},
     )
 
 

@@ -6,6 +6,7 @@ and ``gym.make("textgym:TextGym-CartPole-v0")`` imports it for you.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.util
@@ -18,8 +19,8 @@ import gymnasium as gym
 if TYPE_CHECKING:  # a type only: the translators import lazily, per env
     from textgym.translator import Translator
 
-__all__ = ["EnvEntry", "ENVS", "EXTRAS", "MissingExtraError", "env_entry", "latest_base_id", "text_env_id",
-           "register_envs"]
+__all__ = ["EnvEntry", "ENVS", "EXTRAS", "MissingExtraError", "base_spec", "env_entry", "latest_base_id",
+           "text_env_id", "register_envs"]
 
 EXTRAS: dict[str, tuple[str, str]] = {
     "mujoco": ("mujoco", "MuJoCo"),
@@ -45,6 +46,9 @@ class EnvEntry:
         base_family: gymnasium's id of the base task without its version, where it is not ``task``
             (``"ALE/Pong"``).
         extra: the optional extra the base task needs (a key of :data:`EXTRAS`), or ``None``.
+        base_class: ``"module:Class"`` of a drop-in for the base task's env class that TextGym makes instead (the
+            same observations, rewards and random draws for every seed and action, which its tests check against
+            gymnasium's class; only faster), or ``None`` for gymnasium's own.
     """
 
     name: str
@@ -54,6 +58,7 @@ class EnvEntry:
     base_kwargs: dict[str, Any] = field(default_factory=dict)
     base_family: str | None = None
     extra: str | None = None
+    base_class: str | None = None
 
     @property
     def text_id(self) -> str:
@@ -115,7 +120,7 @@ ENVS: dict[str, EnvEntry] = {
         _entry("pendulum", "Pendulum"),
         _entry("lunarlander", "LunarLander"),
         # Blackjack has no step limit either; a hand never lasts 100 steps, so this only guards runaway loops.
-        _entry("blackjack", "Blackjack", max_episode_steps=100),
+        _entry("blackjack", "Blackjack", max_episode_steps=100, base_class="textgym.envs.blackjack:BlackjackEnv"),
         _entry("taxi", "Taxi"),
         # CliffWalking has no step limit: a policy that never reaches the goal would never end.
         _entry("cliffwalking", "CliffWalking", max_episode_steps=200),
@@ -151,6 +156,13 @@ def latest_base_id(task: str) -> str:
     if entry is not None:
         entry.require_extra()
     return _newest_version(entry.family if entry is not None else task)
+
+
+def base_spec(env_name: str) -> gym.envs.registration.EnvSpec:
+    """The gymnasium spec of ``env_name``'s base task (:func:`latest_base_id`), naming the entry's ``base_class``."""
+    entry = env_entry(env_name)
+    spec = gym.spec(latest_base_id(entry.task))
+    return spec if entry.base_class is None else dataclasses.replace(spec, entry_point=entry.base_class)
 
 
 def _newest_version(family: str) -> str:

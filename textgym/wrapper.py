@@ -29,7 +29,7 @@ from textgym.levels import (
     PolicyKind,
     level_spec,
 )
-from textgym.registration import env_entry, latest_base_id, text_env_id
+from textgym.registration import base_spec, env_entry, text_env_id
 from textgym.trajectories import FewshotTrajectories, fewshot_trajectories
 from textgym.translator import ParsedAction, Translator
 
@@ -323,9 +323,9 @@ def _base_parameters(env_name: str) -> tuple[str, list[str] | None]:
 
     Cached: every ``gym.make`` checks its kwargs, and reading the signatures cost a good part of making an env.
     """
-    base_id = latest_base_id(env_entry(env_name).task)
-    entry_point = gym.spec(base_id).entry_point
-    return base_id, _named_parameters(entry_point if callable(entry_point)
+    spec = base_spec(env_name)
+    entry_point = spec.entry_point
+    return spec.id, _named_parameters(entry_point if callable(entry_point)
                                       else gym.envs.registration.load_env_creator(str(entry_point)))
 
 

@@ -12,7 +12,7 @@ from gymnasium.envs.toy_text import blackjack
 from textgym.obfuscation import ObfuscationSpec, Quantity
 from textgym.translator import Policy, Translator
 
-__all__ = ["BlackjackTranslator", "basic_strategy_hits"]
+__all__ = ["BlackjackEnv", "BlackjackTranslator", "basic_strategy_hits"]
 
 # Card values of gymnasium's deck: an ace counts 1 (or 11 when that does not bust), face cards 10.
 ACE = min(blackjack.deck)
@@ -39,6 +39,47 @@ def basic_strategy_hits(player_sum: int, dealer_card: int, usable_ace: bool) -> 
     if usable_ace:
         return player_sum < SOFT_STAND_FROM.get(dealer_card, SOFT_STAND_OTHERWISE)
     return player_sum < HARD_STAND_FROM.get(dealer_card, HARD_STAND_OTHERWISE)
+
+
+class _IndexDraws(np.random.Generator):
+    """A generator whose one uniform ``choice`` from a Python list is an index draw, as numpy's own is.
+
+    ``Generator.choice`` turns the list into an array first and then draws ``integers(0, len)``: for a 13-card
+    deck the conversion is most of its ~10 us. This draws that same integer from the same bit generator, so the
+    random stream is consumed alike; every other call is numpy's.
+    """
+
+    def choice(self, a: Any, size: Any = None, replace: bool = True, p: Any = None, axis: int = 0,
+               shuffle: bool = True) -> Any:
+        if type(a) is list and a and size is None and replace and p is None and axis == 0:
+            return a[self.integers(0, len(a))]
+        return super().choice(a, size, replace, p, axis, shuffle)
+
+
+class BlackjackEnv(blackjack.BlackjackEnv):
+    """gymnasium's Blackjack, dealing every card as gymnasium does at a fifth of the cost: what TextGym makes.
+
+    gymnasium draws each card with ``np_random.choice`` over its deck list, a quarter of a hand's time in a
+    TextGym stream (a hand is one to three decisions). Here ``np_random`` is read through :class:`_IndexDraws`
+    over the same bit generator, so each seed deals the same cards, and observations, rewards and the generator's
+    state after every step equal gymnasium's (``tests/textgym/envs/test_blackjack_env.py`` checks this against
+    gymnasium's class). Seeding, ``np_random_seed`` and setting ``np_random`` are gymnasium's.
+    """
+
+    _draws: _IndexDraws | None = None
+    _draws_over: np.random.Generator | None = None  # the generator ``_draws`` shares its bit generator with
+
+    @property
+    def np_random(self) -> np.random.Generator:
+        generator, draws = super().np_random, self._draws
+        if draws is None or generator is not self._draws_over:  # seeded anew (a reset with a seed) or set
+            draws = self._draws = _IndexDraws(generator.bit_generator)
+            self._draws_over = generator
+        return draws
+
+    @np_random.setter
+    def np_random(self, value: np.random.Generator) -> None:
+        vars(gym.Env)["np_random"].fset(self, value)  # gymnasium's own setter
 
 
 # The obfuscated variant (textgym.obfuscation): a draw-tokens duel against an opponent with a fixed rule.
