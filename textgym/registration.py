@@ -189,9 +189,9 @@ def env_entry(name: str) -> EnvEntry:
     >>> env_entry("cartpole").task
     'CartPole'
     """
-    by_id = {entry.text_id: entry for entry in ENVS.values()}
     if name in ENVS:
         return ENVS[name]
+    by_id = {entry.text_id: entry for entry in ENVS.values()}  # built only here: every gym.make asks a few times
     if name in by_id:
         return by_id[name]
     close = difflib.get_close_matches(str(name), [*ENVS, *by_id], n=1)

@@ -158,8 +158,8 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
         self.fewshot_seed = fewshot_seed
         self.teaching_with_trajectories = teaching_with_trajectories
         self.base_kwargs = dict(base_kwargs or {})
-        self.observation_space = TextSpace(MAX_OBSERVATION_CHARS, charset=TEXT_CHARSET)
-        self.action_space = TextSpace(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
+        self.observation_space = _text_space(MAX_OBSERVATION_CHARS)
+        self.action_space = _text_space(MAX_ACTION_CHARS)
         self._knowledge: dict[str, Any] | None = None
         self._raw_obs: Any = None
         # The reset info's description texts, with the translator and step limit they were rendered for.
@@ -262,6 +262,20 @@ class TextEnv(gym.Wrapper[str, str, Any, Any]):
             "valid_actions": self.translator.valid_actions(),
             "invalid_action": invalid_action,
         }
+
+
+@functools.cache
+def _text_space_prototype(max_length: int) -> TextSpace:
+    return TextSpace(max_length, charset=TEXT_CHARSET)
+
+
+def _text_space(max_length: int) -> TextSpace:
+    """A :class:`TextSpace` of :data:`TEXT_CHARSET`: a shallow copy of one built once.
+
+    Building one indexes its charset (~50 us), and every stream's env needs two; a copy shares only those read-only
+    tables, and seeds and draws from a generator of its own.
+    """
+    return copy.copy(_text_space_prototype(max_length))
 
 
 def state_step_limit(env: gym.Env) -> gym.Env:

@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import textgym
 from textgym.registration import ENVS, latest_base_id
+from textgym.wrapper import MAX_ACTION_CHARS, TEXT_CHARSET, TextSpace
 
 ENV_IDS = [entry.text_id for entry in ENVS.values()]
 LEVEL_NUMBERS = list(textgym.LEVELS)
@@ -147,3 +148,18 @@ def test_render_mode_is_passed_through() -> None:
     env.reset(seed=0)
     frame = env.render()
     assert env.render_mode == "rgb_array" and frame.ndim == 3 and frame.shape[2] == 3
+
+
+def test_each_env_has_text_spaces_of_its_own_that_sample_as_a_fresh_one() -> None:
+    first, second = (gym.make("TextGym-CartPole-v0") for _ in range(2))
+    assert first.action_space is not second.action_space
+    assert first.observation_space is not second.observation_space
+    fresh = TextSpace(MAX_ACTION_CHARS, charset=TEXT_CHARSET)
+    fresh.seed(3)
+    first.action_space.seed(3)
+    second.action_space.seed(4)  # seeding one env's space leaves the other's draws alone
+    assert [first.action_space.sample() for _ in range(3)] == [fresh.sample() for _ in range(3)]
+    second.action_space.seed(3)
+    fresh.seed(3)
+    assert second.action_space.sample() == fresh.sample()
+    assert first.action_space == fresh and first.observation_space.contains("Action: 1\n")
