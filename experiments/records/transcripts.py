@@ -56,7 +56,8 @@ TRANSCRIPT_SCHEMA_VERSION = 2  # 2: messages may name a run of the previous call
 PHASES = ("reset", "step", "end")
 LINE_SPLIT_MIN_CHARS = 256  # shorter texts are stored whole: their line references would cost as much
 LINE_REF_CHARS = 16  # 64 bits of a line's sha256: a clash is detected on write (the text is then stored whole)
-FORMATS_REMEMBERED = 4  # reply schemas an episode's writer compares before encoding one (most agents use one or two)
+FORMATS_REMEMBERED = 4  # reply schemas compared before one is encoded (most agents use one or two)
+ADDRESSES_REMEMBERED = 512  # texts whose sha256 a process keeps: the system prompts and turns episodes repeat
 IDENTITY_FIELDS = ("env", "level", "agent", "seed", "episode", "train_seed", "llm_model")
 # Request fields that could carry credentials in a hand-made or third-party record: never written.
 SECRET_FIELDS = frozenset({"api_key", "authorization", "headers", "extra_headers", "default_headers"})
@@ -65,6 +66,12 @@ SECRET_FIELDS = frozenset({"api_key", "authorization", "headers", "extra_headers
 def text_sha256(text: str) -> str:
     """The content address of ``text`` (hex sha256 of its UTF-8 bytes)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Across episodes: every episode of a stream sends the same system prompt (kilobytes), and a short episode's calls
+# are few, so hashing it anew each episode was a good part of building an episode's transcript lines.
+_remembered_sha256 = functools.lru_cache(maxsize=ADDRESSES_REMEMBERED)(text_sha256)
+_known_formats: list[tuple[Any, str, str]] = []  # (reply schema, its sha256, its canonical text), newest first
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -214,7 +221,6 @@ class EpisodeCalls:
         self.lines: list[dict[str, Any]] = []  # without the schema version and the episode identity
         self.texts: dict[str, str] = {}  # sha256 -> text, in the order the lines first name them
         self._addresses: dict[str, str] = {}  # text -> sha256
-        self._formats: list[tuple[Any, str]] = []  # (response_format, sha256), newest first
         self._keys_of: dict[int, tuple[str, str, str]] = {}  # id of a message dict -> (content, role, sha256)
         self._previous = _MessageKeys([])
         self.add(records)
@@ -267,15 +273,18 @@ class EpisodeCalls:
             self.records.append(record)
 
     def _address(self, text: str) -> str:
-        sha = self._addresses.get(text)  # an episode's calls repeat its turns: each is hashed once
+        sha = self._addresses.get(text)  # an episode's calls repeat its turns: each is looked up once
         if sha is None:
-            sha = self._addresses[text] = text_sha256(text)
+            sha = self._addresses[text] = _remembered_sha256(text)
         return sha
 
     def _format_address(self, response_format: Any) -> str:
-        # An episode's calls share a few reply schemas: comparing one is cheaper than encoding it on every call.
-        for known, sha in self._formats:
+        # Calls share a few reply schemas, in an episode and across a run's episodes: comparing one is cheaper than
+        # encoding it on every call.
+        global _known_formats
+        for known, sha, text in _known_formats:
             if known == response_format:
+                self.texts.setdefault(sha, text)
                 return sha
         text = _canonical_json(response_format)
         sha = self._address(text)
@@ -286,7 +295,7 @@ class EpisodeCalls:
             snapshot = orjson.loads(orjson.dumps(response_format))
         except TypeError:
             snapshot = copy.deepcopy(response_format)
-        self._formats = [(snapshot, sha), *self._formats[:FORMATS_REMEMBERED - 1]]
+        _known_formats = [(snapshot, sha, text), *_known_formats[:FORMATS_REMEMBERED - 1]]
         return sha
 
     def _line(self, record: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:

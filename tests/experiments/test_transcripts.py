@@ -215,6 +215,22 @@ def test_calls_taken_as_they_come_keep_what_each_sent(tmp_path: Path) -> None:
     assert text_sha256(fresh["content"]) in calls.texts
 
 
+def test_a_schema_and_prompt_seen_in_earlier_episodes_are_each_episodes_own_texts(tmp_path: Path) -> None:
+    # The process remembers schemas and text addresses across episodes: a run dir that never saw the earlier
+    # episodes must still get every text its calls name, and a schema changed in place is a new schema.
+    schema = json.loads(json.dumps(SCHEMA))
+    EpisodeCalls(tag_calls([record("action", "earlier", "{}", schema=schema)], "step", 0))
+    ResultsWriter(tmp_path / "later").write_episode(
+        row(0), [], None, calls=EpisodeCalls(tag_calls([record("action", "later", "{}", schema=schema)], "step", 0)))
+    [call] = load_calls(tmp_path / "later", seed=0, episode=0)
+    assert call["request"]["response_format"] == SCHEMA and call["request"]["messages"][0]["content"] == SYSTEM
+    schema["json_schema"]["name"] = "changed"
+    ResultsWriter(tmp_path / "changed").write_episode(
+        row(0), [], None, calls=EpisodeCalls(tag_calls([record("action", "x", "{}", schema=schema)], "step", 0)))
+    [call] = load_calls(tmp_path / "changed", seed=0, episode=0)
+    assert call["request"]["response_format"]["json_schema"]["name"] == "changed"
+
+
 def test_built_lines_sent_across_processes_write_the_same_files(tmp_path: Path) -> None:
     # A worker sends the parent its episode's built lines and texts (WrittenCalls, pickled), not the records.
     built = EpisodeCalls(episode_calls(1))
