@@ -55,7 +55,7 @@ from agents.parsing import action_json_schema, parse_reply
 from textgym.chat import Conversation, briefing
 from textgym.chat import history_start as first_shown_step
 from textgym.templating import PACKAGE_DIR as TEXTGYM_DIR
-from textgym.templating import fixed
+from textgym.templating import FlatGlobalsEnvironment, fixed
 
 __all__ = ["Agent", "LanguageAgent", "EpisodeContext", "Transition", "EpisodeResult", "render_trajectory",
            "render_lines_within", "render_prompt", "prompt_templates_fingerprint", "TEACHING_KEYS"]
@@ -296,16 +296,21 @@ def prompt_templates_fingerprint() -> str:
 
 @functools.cache
 def _prompt_environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, autoescape=False,
-                             auto_reload=False)  # package files: no mtime check on every render
+    env = FlatGlobalsEnvironment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined,
+                                 trim_blocks=True, lstrip_blocks=True, autoescape=False,
+                                 auto_reload=False)  # package files: no mtime check on every render
     env.filters["fixed"] = fixed  # the env suite's number format, so prompts and observations agree
     return env
 
 
+@functools.cache
+def _prompt_template(name: str) -> jinja2.Template:
+    return _prompt_environment().get_template(name)  # kept by name, as the env suite's templates are
+
+
 def render_prompt(template: str, **values: Any) -> str:
     """Render ``agents/prompts/<template>`` (e.g. ``"common/system.j2"``) with ``values``, outer whitespace stripped."""
-    return _prompt_environment().get_template(template).render(**values).strip()
+    return _prompt_template(template).render(**values).strip()
 
 
 def _step_line(number: int, step: Transition) -> str:
