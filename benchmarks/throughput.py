@@ -28,7 +28,13 @@ It starts ``benchmarks/fixed_latency_server.py`` in a child process, then:
    workers' fork server is started before the first run, as ``textgym-eval`` starts it before its LLM session, so
    a worker's start is a fork and its streams' setup, not an interpreter importing TextGym); and
    the mean turnaround, from a reply to the same connection's next request (our side's time per decision, queueing
-   in the event loop included);
+   in the event loop included); and the **shape bound**: the bare client again, each connection posting as many
+   requests as its stream made and then stopping, as a ratio to the ceiling counted the same way: what a client
+   with no work of its own reaches on the run's shape. Streams whose episodes end at different steps (CartPole's
+   seeds end in 8 to 11) leave fewer requests in flight towards the end, which no client can avoid, and a short
+   run's first requests all wait on connections being opened. (The bare client sends its first requests in one
+   burst, which the one-core server answers one by one; streams that start one after another spread them, so a
+   short run can land a little above its bound.)
 3. **own CPU per decision**: one stream against a 0 ms server, this process's CPU seconds per decision (the
    server runs in another process, so its time is not counted).
 """
@@ -70,9 +76,14 @@ def bare_request_body() -> bytes:
                                                                                   "strict": True}}}).encode()
 
 
-async def ceiling(base_url: str, in_flight: int, seconds: float) -> float:
+async def ceiling(base_url: str, in_flight: int, seconds: float, shape: list[int] | None = None) -> float:
     """Requests/s of a bare asyncio client: ``in_flight`` keep-alive connections, each posting one fixed request
-    and reading the whole reply in a loop (raw ``asyncio`` streams, so no client library's overhead counts)."""
+    and reading the whole reply in a loop (raw ``asyncio`` streams, so no client library's overhead counts).
+
+    With ``shape``, connection ``i`` posts ``shape[i]`` requests and stops (no time limit): a run's streams' request
+    counts played with no work between requests, so the server's busy-window rate is what a client without
+    overhead reaches on that run's shape (streams that end sooner leave fewer requests in flight).
+    """
     url = httpx.URL(base_url)
     body = bare_request_body()
     request = (f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.host}\r\n"
@@ -80,11 +91,12 @@ async def ceiling(base_url: str, in_flight: int, seconds: float) -> float:
     deadline = time.perf_counter() + seconds
     count = 0
 
-    async def worker() -> None:
+    async def worker(requests: float) -> None:
         nonlocal count
         reader, writer = await asyncio.open_connection(url.host, url.port)
         try:
-            while time.perf_counter() < deadline:
+            while requests > 0 and (shape is not None or time.perf_counter() < deadline):
+                requests -= 1
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
@@ -94,7 +106,7 @@ async def ceiling(base_url: str, in_flight: int, seconds: float) -> float:
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    await asyncio.gather(*(worker(n) for n in (shape or [float("inf")] * in_flight)))
     return count / (time.perf_counter() - started)
 
 
@@ -116,8 +128,9 @@ def eval_config(streams: int, steps: int, episodes: int, base_url: str, workers:
 
 
 async def run_streams(streams: int, steps: int, episodes: int, base_url: str, workers: int | str = 1,
-                      env: str = ENVS[0]) -> tuple[int, int, float, float]:
-    """(decisions, requests, wall s, CPU s of this process) of ``streams`` streams through textgym-eval's code."""
+                      env: str = ENVS[0]) -> tuple[int, int, float, float, list[int]]:
+    """(decisions, requests, wall s, CPU s of this process, LLM calls per stream) of ``streams`` streams through
+    textgym-eval's code."""
     cfg = eval_config(streams, steps, episodes, base_url, workers, env)
     client = LLMClient("fixed", HTTPTransport(base_url, None, max_concurrency=streams))
     with tempfile.TemporaryDirectory() as run_dir:
@@ -127,7 +140,10 @@ async def run_streams(streams: int, steps: int, episodes: int, base_url: str, wo
         rows = [json.loads(line) for line in (Path(run_dir) / "episodes.jsonl").read_text().splitlines()]
     await client.aclose()
     decisions = sum(row["steps"] for row in rows)
-    return decisions, client.usage.calls, wall, cpu
+    calls: dict[int, int] = {}
+    for row in rows:
+        calls[row["seed"]] = calls.get(row["seed"], 0) + row["llm_calls"]
+    return decisions, client.usage.calls, wall, cpu, list(calls.values())
 
 
 def main() -> None:
@@ -155,28 +171,33 @@ def main() -> None:
                 print(f"server latency {args.latency_ms:.0f} ms, {args.steps} decisions per episode at most, "
                       f"{args.episodes} episodes per stream, env {args.env}")
                 print(f"{'streams':>8} {'workers':>8} {'ceiling req/s':>14} {'decisions/s':>12} {'requests/s':>11} "
-                      f"{'busy req/s':>11} {'ratio':>6} {'whole/busy':>11} {'turnaround ms':>14}")
+                      f"{'busy req/s':>11} {'ratio':>6} {'whole/busy':>11} {'turnaround ms':>14} "
+                      f"{'shape bound':>12}")
                 server_stats(base_url)
                 if any(workers != 1 for workers in args.workers):
                     prepare_workers()  # as textgym-eval does before its LLM session: imports off the clock
                 for streams in args.streams:
                     asyncio.run(ceiling(base_url, streams, args.ceiling_seconds))
                     top, _ = server_stats(base_url)
+                    bound = None  # the same-shape bare client's ratio: the same for every worker count
                     for workers in args.workers if streams >= 64 else [1]:
-                        decisions, requests, wall, _ = asyncio.run(run_streams(streams, args.steps, args.episodes,
-                                                                               base_url, workers, args.env))
+                        decisions, requests, wall, _, shape = asyncio.run(run_streams(
+                            streams, args.steps, args.episodes, base_url, workers, args.env))
                         busy, turnaround = server_stats(base_url)
+                        if bound is None:
+                            asyncio.run(ceiling(base_url, streams, 0.0, shape=shape))
+                            bound = server_stats(base_url)[0] / top
                         whole = decisions / wall
                         print(f"{streams:>8} {str(workers):>8} {top:>14.0f} {whole:>12.0f} {requests / wall:>11.0f} "
                               f"{busy:>11.0f} {busy / top:>6.2f} {whole / busy if busy else 0.0:>11.2f} "
-                              f"{turnaround:>14.1f}", flush=True)
+                              f"{turnaround:>14.1f} {bound:>12.2f}", flush=True)
             finally:
                 server.kill()
         if args.no_cpu:
             return
         server, base_url = start_in_process(0.0)
         try:
-            decisions, _, wall, cpu = asyncio.run(run_streams(1, args.cpu_steps, 1, base_url))
+            decisions, _, wall, cpu, _ = asyncio.run(run_streams(1, args.cpu_steps, 1, base_url))
             print(f"own CPU per decision at 0 ms (1 stream, {decisions} decisions): {1000 * cpu / decisions:.2f} ms "
                   f"CPU, {1000 * wall / decisions:.2f} ms wall")
         finally:
