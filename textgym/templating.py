@@ -75,7 +75,7 @@ def _environment() -> jinja2.Environment:
 @functools.cache
 def _template(name: str) -> jinja2.Template:
     # Kept by name: the templates are package files that never reload, and Jinja2's own lookup (a weakref of the
-    # loader, an LRU cache's lock and reordering) was a fifth of a short template's render.
+    # loader, an LRU cache's lock and reordering) was a tenth of rendering a short observation.
     return _environment().get_template(name)
 
 
