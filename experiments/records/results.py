@@ -292,7 +292,7 @@ class ResultsWriter:
                 append_bytes(path, data)
             append_bytes(self.episodes_path, episode_line)
         except BaseException:
-            self._states_saved.pop(key.stream, None)  # its state line may not be on disk: the next one is written
+            self._forget_saved_state(key)
             raise
         self._mark_done(key)
 
@@ -345,11 +345,15 @@ class ResultsWriter:
             await parts_written
             await self._commits.submit([(self.episodes_path, episode_line)])
         except BaseException:
-            self._states_saved.pop(key.stream, None)  # its state line may not be on disk: the next one is written
+            self._forget_saved_state(key)
             raise
         finally:
             self._committing.discard(key)
         self._mark_done(key)
+
+    def _forget_saved_state(self, key: EpisodeKey) -> None:
+        # The episode's parts may not be on disk: the stream's next state is written whatever it is.
+        self._states_saved.pop(key.stream, None)
 
     def _mark_done(self, key: EpisodeKey) -> None:
         self.done.add(key)

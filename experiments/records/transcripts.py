@@ -33,6 +33,7 @@ calls with the message texts and response format resolved, so no caller needs to
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import hashlib
@@ -71,7 +72,8 @@ def text_sha256(text: str) -> str:
 # Across episodes: every episode of a stream sends the same system prompt (kilobytes), and a short episode's calls
 # are few, so hashing it anew each episode was a good part of building an episode's transcript lines.
 _remembered_sha256 = functools.lru_cache(maxsize=ADDRESSES_REMEMBERED)(text_sha256)
-_known_formats: list[tuple[Any, str, str]] = []  # (reply schema, its sha256, its canonical text), newest first
+# (reply schema, its sha256, its canonical text), newest first
+_known_formats: collections.deque[tuple[Any, str, str]] = collections.deque(maxlen=FORMATS_REMEMBERED)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -281,7 +283,6 @@ class EpisodeCalls:
     def _format_address(self, response_format: Any) -> str:
         # Calls share a few reply schemas, in an episode and across a run's episodes: comparing one is cheaper than
         # encoding it on every call.
-        global _known_formats
         for known, sha, text in _known_formats:
             if known == response_format:
                 self.texts.setdefault(sha, text)
@@ -295,7 +296,7 @@ class EpisodeCalls:
             snapshot = orjson.loads(orjson.dumps(response_format))
         except TypeError:
             snapshot = copy.deepcopy(response_format)
-        _known_formats = [(snapshot, sha, text), *_known_formats[:FORMATS_REMEMBERED - 1]]
+        _known_formats.appendleft((snapshot, sha, text))
         return sha
 
     def _line(self, record: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -68,14 +68,12 @@ class BlackjackEnv(blackjack.BlackjackEnv):
     """
 
     _draws: _IndexDraws | None = None
-    _draws_over: np.random.Generator | None = None  # the generator ``_draws`` shares its bit generator with
 
     @property
     def np_random(self) -> np.random.Generator:
         generator, draws = super().np_random, self._draws
-        if draws is None or generator is not self._draws_over:  # seeded anew (a reset with a seed) or set
+        if draws is None or draws.bit_generator is not generator.bit_generator:  # seeded anew (reset) or set
             draws = self._draws = _IndexDraws(generator.bit_generator)
-            self._draws_over = generator
         return draws
 
     @np_random.setter
